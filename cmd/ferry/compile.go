@@ -1,0 +1,76 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-pipelines/ferry/compiler"
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+)
+
+func compileCmd() *cobra.Command {
+	var out, from string
+	cmd := &cobra.Command{
+		Use:   "compile [DIR]",
+		Short: "Write the plan of DIR as JSON; the same input gives the same bytes",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := compileWith(dirArg(args), from)
+			if err != nil {
+				return err
+			}
+			b, err := p.Encode()
+			if err != nil {
+				return exit(1, err)
+			}
+			if out == "" || out == "-" {
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
+			}
+			if err := os.WriteFile(out, b, 0o644); err != nil {
+				return exit(1, err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the plan to `FILE` instead of stdout")
+	cmd.Flags().StringVar(&from, "from", "", "keep the job placement of the previous plan `FILE`")
+	return cmd
+}
+
+// compileWith compiles dir, keeping placements from the plan file from.
+func compileWith(dir, from string) (*plan.Plan, error) {
+	var opts []compiler.Option
+	if from != "" {
+		prev, err := readPlan(from)
+		if err != nil {
+			return nil, exit(1, err)
+		}
+		opts = append(opts, compiler.WithPrevious(prev))
+	}
+	p, _, err := compiler.CompileDir(dir, opts...)
+	if err != nil {
+		return nil, exit(1, err)
+	}
+	return p, nil
+}
+
+func readPlan(file string) (*plan.Plan, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	p, err := plan.Decode(b)
+	if err != nil {
+		return nil, &fileError{file, err}
+	}
+	return p, nil
+}
+
+type fileError struct {
+	file string
+	err  error
+}
+
+func (e *fileError) Error() string { return e.file + ": " + e.err.Error() }

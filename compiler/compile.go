@@ -1,0 +1,107 @@
+// Package compiler turns a definition set into a plan. It runs in stages,
+// each in its own file: load (parse the .cue files and evaluate them with
+// the embedded schema), validate (collect every schema problem), decode (to
+// Go types), check (cross references CUE cannot express), jobs (one per
+// mirror direction and CDC source) and place (jobs onto shards). Every
+// problem of every stage is reported, sorted, as file:line:col: message.
+package compiler
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"time"
+
+	"cuelang.org/go/cue/token"
+
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+// Option configures a compilation.
+type Option func(*options)
+
+type options struct {
+	previous *plan.Plan
+}
+
+// WithPrevious gives the plan currently running (or the base branch's
+// plan). Jobs keep their shards from it, so adding or removing jobs moves no
+// other job unless a shard is over capacity. Default: none, jobs are placed
+// afresh.
+func WithPrevious(p *plan.Plan) Option { return func(o *options) { o.previous = p } }
+
+// CompileDir compiles the .cue files of dir. The error, if any, is Errors
+// (every problem, positioned) or a plain error when dir cannot be read.
+func CompileDir(dir string, opts ...Option) (*plan.Plan, *schema.Definitions, error) {
+	src, errs := loadDir(dir)
+	if errs != nil {
+		return nil, nil, errs.sort()
+	}
+	return src.compile(opts)
+}
+
+// CompileDefinitions compiles definitions held as Go values, such as those
+// stored behind the control API. They pass the same schema and checks as
+// files; the errors carry paths but no positions.
+func CompileDefinitions(defs *schema.Definitions, opts ...Option) (*plan.Plan, error) {
+	b, err := json.Marshal(defs)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "ferry-definitions")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "definitions.cue")
+	src, errs := loadOverlay(dir, map[string][]byte{file: append([]byte("package pipelines\n"), b...)})
+	if errs == nil {
+		src.virtual = true
+		var p *plan.Plan
+		p, _, err = src.compile(opts)
+		if err == nil {
+			return p, nil
+		}
+		errs = err.(Errors)
+	}
+	for _, e := range errs {
+		e.Pos = token.NoPos
+	}
+	return nil, errs
+}
+
+func (s *source) compile(opts []Option) (*plan.Plan, *schema.Definitions, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	errs := s.validate()
+	d := s.decode(errs)
+	c := &checker{src: s, d: d}
+	c.check()
+	pend := jobs(&d.defs)
+	shards := place(c, &d.defs, pend, o.previous)
+	errs = append(errs, c.errs...)
+	if len(errs) > 0 {
+		return nil, nil, errs.sort()
+	}
+	p := &plan.Plan{
+		Version:     plan.Version,
+		Datacenters: d.defs.Datacenters,
+		Shards:      shards,
+		Tiers:       map[string]plan.Duration{},
+		Metrics:     plan.Metrics{Interval: plan.Duration(DefaultMetricsInterval)},
+	}
+	for t := 1; t <= 4; t++ {
+		p.Tiers[string(rune('0'+t))] = plan.Duration(budget(&d.defs, t))
+	}
+	if m := d.defs.Metrics; m != nil && m.Interval != "" {
+		iv, _ := time.ParseDuration(m.Interval)
+		p.Metrics.Interval = plan.Duration(iv)
+	}
+	for _, j := range pend {
+		p.Jobs = append(p.Jobs, j.job)
+	}
+	return p, &d.defs, nil
+}

@@ -1,0 +1,142 @@
+package compiler
+
+import (
+	"sort"
+	"time"
+
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+// pending is a job before placement, with the paths its placement errors
+// point at.
+type pending struct {
+	job       plan.Job
+	pinned    string // the shard the definition pins, or ""
+	shardPath string // the definition's shard field
+	tierPath  string // the field that gave the job its tier
+}
+
+// jobs is the fifth stage: one job per mirror direction and one per CDC
+// source, each with its tier, budget, weight and client settings.
+func jobs(defs *schema.Definitions) []*pending {
+	var out []*pending
+	allDCs := sortedKeys(defs.Datacenters)
+	for _, topic := range sortedKeys(defs.Mirrors) {
+		m := defs.Mirrors[topic]
+		dcs := m.Datacenters
+		if len(dcs) == 0 {
+			dcs = allDCs
+		}
+		dcs = append([]string(nil), dcs...)
+		sort.Strings(dcs)
+		for _, from := range dcs {
+			for _, to := range dcs {
+				if from == to {
+					continue
+				}
+				out = append(out, &pending{
+					job: plan.Job{
+						ID:     plan.MirrorJobID(topic, from, to),
+						Kind:   plan.KindMirror,
+						Tier:   m.Tier,
+						Weight: m.Partitions,
+						Mirror: &plan.MirrorJob{
+							Topic:             topic,
+							Partitions:        m.Partitions,
+							From:              from,
+							To:                to,
+							ReplicationFactor: m.ReplicationFactor,
+							Config:            m.Config,
+						},
+					},
+					pinned:    m.Shard,
+					shardPath: path("mirrors", topic, "shard"),
+					tierPath:  path("mirrors", topic, "tier"),
+				})
+			}
+		}
+	}
+	for _, name := range sortedKeys(defs.CDC) {
+		out = append(out, cdcJob(defs, name))
+	}
+	for _, p := range out {
+		p.job.Budget = plan.Duration(budget(defs, p.job.Tier))
+		p.job.Client = clientSettings(p.job.Tier, p.job.Budget.D())
+	}
+	return out
+}
+
+// cdcJob builds a source's job. The job runs at the tier of its strictest
+// table, so its clients meet every table's budget; each table keeps its own
+// tier for measurement.
+func cdcJob(defs *schema.Definitions, name string) *pending {
+	src := defs.CDC[name]
+	job := &plan.CDCJob{
+		Source:      name,
+		MySQL:       src.MySQL,
+		Datacenter:  src.Datacenter,
+		TopicPrefix: src.TopicPrefix,
+	}
+	if src.Snapshot != nil {
+		job.Snapshot = *src.Snapshot
+	}
+	tier, tierTable, rate := 5, "", 0
+	for _, t := range src.TableNames() {
+		tbl := src.Tables[t]
+		db, table := splitTable(t)
+		snapshot := tbl.Snapshot
+		if snapshot == "" {
+			snapshot = schema.SnapshotInitial
+		}
+		job.Tables = append(job.Tables, plan.CDCTable{
+			Name:     t,
+			Database: db,
+			Table:    table,
+			Topic:    src.TopicPrefix + "." + t,
+			Tier:     tbl.Tier,
+			Budget:   plan.Duration(budget(defs, tbl.Tier)),
+			Snapshot: snapshot,
+			Rate:     tbl.Rate,
+		})
+		if tbl.Tier < tier {
+			tier, tierTable = tbl.Tier, t
+		}
+		rate += tbl.Rate
+	}
+	tierPath := path("cdc", name, "tables", tierTable, "tier")
+	if tierTable == "" { // no tables: reported by the checks
+		tier, tierPath = 1, path("cdc", name, "tables")
+	}
+	return &pending{
+		job: plan.Job{
+			ID:     plan.CDCJobID(name),
+			Kind:   plan.KindCDC,
+			Tier:   tier,
+			Weight: len(job.Tables) + (rate+999)/1000,
+			CDC:    job,
+		},
+		pinned:    src.Shard,
+		shardPath: path("cdc", name, "shard"),
+		tierPath:  tierPath,
+	}
+}
+
+// budget is a tier's latency budget, overridden or default.
+func budget(defs *schema.Definitions, tier int) time.Duration {
+	if t, ok := defs.Tiers[string(rune('0'+tier))]; ok {
+		if d, err := time.ParseDuration(t.Budget); err == nil && d > 0 {
+			return d
+		}
+	}
+	return DefaultBudgets[tier]
+}
+
+func splitTable(name string) (db, table string) {
+	for i := 0; i < len(name); i++ {
+		if name[i] == '.' {
+			return name[:i], name[i+1:]
+		}
+	}
+	return "", name
+}

@@ -1,0 +1,309 @@
+package compiler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"cuelang.org/go/cue"
+	cueerrors "cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/token"
+
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+// sections are the top-level fields of a definition set; each holds named
+// objects except metrics.
+var sections = []string{"datacenters", "shards", "tiers", "mirrors", "cdc", "metrics"}
+
+// validate is the second stage: it collects every schema problem. A valid
+// set costs one CUE validation; only an invalid one is searched object by
+// object, because CUE stops reporting missing fields once it has found a
+// conflict.
+func (s *source) validate() Errors {
+	errs := s.unknownTopLevel()
+	if err := s.value.Validate(cue.Concrete(true), cue.All()); err == nil {
+		return errs
+	}
+	errs = append(errs, s.convert(s.value.Validate(cue.All()))...)
+	errs = append(errs, s.missing(cue.Path{}, s.value)...)
+	errs = append(errs, s.badKeys()...)
+	for _, sec := range sections {
+		sv := s.value.LookupPath(cue.ParsePath(sec))
+		if !sv.Exists() {
+			continue
+		}
+		// CUE may stop at a section's first bad object; asking each section
+		// and each object on its own finds the rest.
+		errs = append(errs, s.convert(sv.Validate(cue.All()))...)
+		if sec == "metrics" {
+			errs = append(errs, s.convert(sv.Validate(cue.Concrete(true), cue.All()))...)
+			continue
+		}
+		it, err := sv.Fields()
+		if err != nil {
+			continue // reported by the whole-value validation above
+		}
+		for it.Next() {
+			errs = append(errs, s.convert(it.Value().Validate(cue.Concrete(true), cue.All()))...)
+		}
+	}
+	return errs
+}
+
+// badKeys reports object names that their section's pattern does not
+// allow. CUE reports these only while the section has no other error, so
+// the error path asks the schema about each key.
+func (s *source) badKeys() Errors {
+	sch := s.value.Context().CompileBytes(schema.CUE)
+	var errs Errors
+	check := func(section cue.Path, allowed cue.Value) {
+		it, err := s.value.LookupPath(section).Fields()
+		if err != nil {
+			return
+		}
+		for it.Next() {
+			if !allowed.Allows(it.Selector()) {
+				p := selectorsString(append(section.Selectors(), it.Selector()))
+				errs = append(errs, &Error{Pos: s.pos(cue.ParsePath(p)), Path: p, Msg: s.notAllowed(p)})
+			}
+		}
+	}
+	for _, sec := range sections {
+		if sec != "metrics" {
+			check(cue.ParsePath(sec), sch.LookupPath(cue.MakePath(cue.Str(sec).Optional())))
+		}
+	}
+	tables := sch.LookupPath(cue.MakePath(cue.Def("#CDCSource"), cue.Str("tables").Required()))
+	if it, err := s.value.LookupPath(cue.ParsePath("cdc")).Fields(); err == nil {
+		for it.Next() {
+			check(cue.MakePath(cue.Str("cdc"), it.Selector(), cue.Str("tables")), tables)
+		}
+	}
+	return errs
+}
+
+// unknownTopLevel reports top-level fields the language does not have. CUE
+// cannot close a package, so this check is ferry's.
+func (s *source) unknownTopLevel() Errors {
+	it, err := s.value.Fields()
+	if err != nil {
+		return nil
+	}
+	var errs Errors
+	for it.Next() {
+		name := it.Selector().String()
+		if !contains(sections, name) {
+			errs = append(errs, &Error{
+				Pos:  s.pos(cue.MakePath(it.Selector())),
+				Path: name,
+				Msg:  "unknown top-level field (allowed: " + strings.Join(sections, ", ") + ")",
+			})
+		}
+	}
+	return errs
+}
+
+// missing walks v and reports each required field (name!) the user left out.
+func (s *source) missing(path cue.Path, v cue.Value) Errors {
+	if v.IncompleteKind()&cue.StructKind == 0 {
+		return nil
+	}
+	it, err := v.Fields(cue.Optional(true))
+	if err != nil {
+		return nil
+	}
+	var errs Errors
+	for it.Next() {
+		sel := it.Selector()
+		if sel.ConstraintType() == cue.RequiredConstraint {
+			errs = append(errs, &Error{Pos: s.pos(path), Path: selectorsString(path.Selectors()), Msg: "missing required field " + sel.Unquoted()})
+			continue
+		}
+		if sel.ConstraintType() == cue.OptionalConstraint {
+			continue
+		}
+		errs = append(errs, s.missing(cue.MakePath(append(path.Selectors(), sel)...), it.Value())...)
+	}
+	return errs
+}
+
+// reword turns the CUE errors reported at one path into ferry's messages.
+func (s *source) reword(path string, group []cueerrors.Error) Errors {
+	var (
+		errs    Errors
+		choices []string // the alternatives of an empty disjunction
+		got     string
+		pos     token.Pos
+	)
+	for _, e := range group {
+		format, args := e.Msg()
+		p := s.userPos(e)
+		switch {
+		case strings.Contains(format, "errors in empty disjunction"):
+			continue
+		case format == "conflicting values %s and %s" && len(args) == 2:
+			// A disjunction's branch: one side is the user's value.
+			a, b := fmt.Sprint(args[0]), fmt.Sprint(args[1])
+			choices = append(choices, a)
+			got, pos = b, p
+			continue
+		case strings.HasPrefix(format, "conflicting values %s and %s (mismatched types") && len(group) > 1 && hasDisjunction(group):
+			a, b := fmt.Sprint(args[0]), fmt.Sprint(args[1])
+			choices = append(choices, b)
+			got, pos = a, p
+			continue
+		}
+		msg := friendly(path, format, args)
+		if format == "field not allowed" {
+			msg = s.notAllowed(path)
+		}
+		errs = append(errs, s.errorAt(path, p, msg))
+	}
+	if len(choices) > 0 {
+		errs = append(errs, s.errorAt(path, pos, choiceMessage(got, choices)))
+	}
+	return errs
+}
+
+func hasDisjunction(group []cueerrors.Error) bool {
+	for _, e := range group {
+		if f, _ := e.Msg(); strings.Contains(f, "errors in empty disjunction") {
+			return true
+		}
+	}
+	return false
+}
+
+// errorAt builds an error at pos, or, when CUE named no position in the
+// user's files (a missing field, say), at the nearest enclosing field.
+func (s *source) errorAt(path string, pos token.Pos, msg string) *Error {
+	if !pos.IsValid() {
+		pos = s.pos(cue.ParsePath(path))
+	}
+	return &Error{Pos: pos, Path: path, Msg: msg}
+}
+
+// choiceMessage words a value that matched none of a disjunction's choices.
+func choiceMessage(got string, choices []string) string {
+	sort.Strings(choices)
+	if strings.HasPrefix(choices[0], "{env") || strings.HasPrefix(choices[len(choices)-1], "{file") {
+		return fmt.Sprintf("invalid value %s: secrets are references, {env: \"NAME\"} or {file: \"/path\"}, never literals", got)
+	}
+	return fmt.Sprintf("invalid value %s (want %s)", got, strings.Join(choices, ", "))
+}
+
+// boundNames names the schema's patterns in messages, so users read "a
+// duration" rather than a regular expression.
+var boundNames = map[string]string{
+	`=~"^[a-z][a-z0-9_]*$"`:                          `a lowercase name such as "dc1" (letters, digits, "_")`,
+	`=~"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"`: `a duration such as "300ms", "10s" or "1h"`,
+	`=~"^[a-zA-Z0-9._-]{1,249}$"`:                    `a Kafka topic name (letters, digits, ".", "_", "-")`,
+	`=~"^.+:[0-9]{1,5}$"`:                            `an address "host:port"`,
+	`=~"^[A-Za-z_][A-Za-z0-9_]*$"`:                   `an environment variable name`,
+	`=~"^[a-zA-Z0-9_-]+$"`:                           `a name of letters, digits, "_" and "-"`,
+	`=~"^[^.]+\\.[^.]+$"`:                            `"database.table"`,
+}
+
+// friendly rewords one CUE message.
+func friendly(path, format string, args []interface{}) string {
+	switch format {
+	case "field is required but not present":
+		return "missing required field"
+	case "field not allowed":
+		return "unknown field"
+	case "invalid value %v (out of bound %s)":
+		if len(args) == 2 && (fmt.Sprint(args[1]) == "<=4" || fmt.Sprint(args[1]) == ">=1") && strings.HasSuffix(path, ".tier") {
+			return fmt.Sprintf("invalid tier %v (tiers are 1 to 4)", args[0])
+		}
+		if len(args) == 2 {
+			if name, ok := boundNames[fmt.Sprint(args[1])]; ok {
+				return fmt.Sprintf("invalid value %v (want %s)", args[0], name)
+			}
+		}
+	case "incomplete value %v":
+		return fmt.Sprintf("needs a concrete value, not %v", args...)
+	}
+	return fmt.Sprintf(format, args...)
+}
+
+// pos finds the position of the field at path in the user's files: the
+// field's label where the user wrote one, else that of the nearest
+// enclosing field, else the first file.
+func (s *source) pos(path cue.Path) token.Pos {
+	if s.virtual {
+		return token.NoPos
+	}
+	sels := path.Selectors()
+	for n := len(sels); n >= 0; n-- {
+		v := s.value.LookupPath(cue.MakePath(sels[:n]...))
+		if !v.Exists() {
+			continue
+		}
+		_, args := v.Expr()
+		for _, a := range append(args, v) {
+			if p := a.Pos(); p.IsValid() && p.Filename() != s.schemaPath {
+				return p
+			}
+		}
+	}
+	return token.NoPos
+}
+
+// notAllowed words a field the schema does not have, listing the fields it
+// does; where the parent is a map, the key did not match its pattern.
+func (s *source) notAllowed(path string) string {
+	sels := cue.ParsePath(path).Selectors()
+	if len(sels) == 0 {
+		return "unknown field"
+	}
+	parentPath := cue.MakePath(sels[:len(sels)-1]...)
+	switch selectorsString(parentPath.Selectors()) {
+	case "datacenters", "shards":
+		return `invalid name (want a lowercase name such as "dc1": letters, digits, "_")`
+	case "tiers":
+		return "unknown tier (tiers are \"1\" to \"4\")"
+	case "mirrors":
+		return `invalid topic name (want letters, digits, ".", "_", "-")`
+	case "cdc":
+		return `invalid source name (want letters, digits, "_", "-")`
+	}
+	if len(sels) >= 2 && sels[len(sels)-2].String() == "tables" {
+		return `invalid table name (want "database.table")`
+	}
+	it, err := s.value.LookupPath(parentPath).Fields(cue.Optional(true))
+	if err != nil {
+		return "unknown field"
+	}
+	bad := sels[len(sels)-1].Unquoted()
+	var allowed []string
+	for it.Next() {
+		if name := it.Selector().Unquoted(); name != bad {
+			allowed = append(allowed, name)
+		}
+	}
+	sort.Strings(allowed)
+	return "unknown field (allowed: " + strings.Join(allowed, ", ") + ")"
+}
+
+// pathString prints a CUE error path the way users write it.
+func pathString(sels []string) string {
+	return strings.Join(sels, ".")
+}
+
+func selectorsString(sels []cue.Selector) string {
+	parts := make([]string, len(sels))
+	for i, s := range sels {
+		parts[i] = s.String()
+	}
+	return strings.Join(parts, ".")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,73 @@
+// Package devenv starts the local servers of ferry's development world:
+// two Kafka clusters (franz-go's kfake, which speaks the real protocol on
+// real ports), a MariaDB and a PostgreSQL in temporary directories. `ferry
+// dev`, `make demo` and the tests use it; nothing here depends on a server
+// that happens to run on the machine.
+package devenv
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Default ports of the two development clusters, as in design.md.
+const (
+	DC1Port = 19092
+	DC2Port = 29092
+)
+
+// Kafka is one embedded Kafka cluster.
+type Kafka struct {
+	Name    string
+	Cluster *kfake.Cluster
+}
+
+// Addr is the cluster's bootstrap address.
+func (k *Kafka) Addr() string { return k.Cluster.ListenAddrs()[0] }
+
+// Close stops the cluster.
+func (k *Kafka) Close() { k.Cluster.Close() }
+
+// StartKafka starts a one-broker cluster on 127.0.0.1:port (0 picks a free
+// port). Extra kfake options, such as SASL users or a data directory, are
+// passed through.
+func StartKafka(name string, port int, opts ...kfake.Opt) (*Kafka, error) {
+	all := append([]kfake.Opt{
+		kfake.Ports(port),
+		kfake.ClusterID("ferry-" + name),
+		// Small groups rebalance fast in tests and in `ferry dev`.
+		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
+	}, opts...)
+	c, err := kfake.NewCluster(all...)
+	if err != nil {
+		return nil, fmt.Errorf("start Kafka %s on 127.0.0.1:%d: %w", name, port, err)
+	}
+	return &Kafka{Name: name, Cluster: c}, nil
+}
+
+// Pair is the two-datacenter world: dc1 and dc2.
+type Pair struct {
+	DC1, DC2 *Kafka
+}
+
+// StartPair starts dc1 and dc2 on the given ports (0 picks free ones).
+func StartPair(port1, port2 int, opts ...kfake.Opt) (*Pair, error) {
+	dc1, err := StartKafka("dc1", port1, opts...)
+	if err != nil {
+		return nil, err
+	}
+	dc2, err := StartKafka("dc2", port2, opts...)
+	if err != nil {
+		dc1.Close()
+		return nil, err
+	}
+	return &Pair{DC1: dc1, DC2: dc2}, nil
+}
+
+// Close stops both clusters.
+func (p *Pair) Close() {
+	p.DC1.Close()
+	p.DC2.Close()
+}
