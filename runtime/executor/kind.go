@@ -1,0 +1,57 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+)
+
+// Job is a running job of a plan. Run works until ctx is cancelled, then
+// stops cleanly (committing or aborting what is in flight) and returns nil;
+// an error means the job failed, and the executor starts it again after a
+// backoff. A job reports its figures and state through Env.Metrics.
+type Job interface {
+	Run(ctx context.Context) error
+}
+
+// Updater is implemented by jobs that can take a changed plan entry while
+// running (a CDC source gaining a table captures it on the same binlog
+// connection). Update returns false when the change needs a restart.
+type Updater interface {
+	Update(job plan.Job) bool
+}
+
+// Kind builds a job of one kind ("mirror", "cdc", ...) from its plan entry.
+type Kind func(env *Env, job plan.Job) (Job, error)
+
+// Env is what the executor hands a job.
+type Env struct {
+	Plan    *plan.Plan
+	Shard   string // the shard this process runs ("" for all)
+	Process string // this process's name, unique among the shard's processes
+	Logger  *slog.Logger
+	Metrics *metrics.Job
+}
+
+// Kafka returns the client options of a datacenter of the plan.
+func (e *Env) Kafka(dc string) ([]kgo.Opt, error) {
+	d, ok := e.Plan.Datacenters[dc]
+	if !ok {
+		return nil, fmt.Errorf("datacenter %s is not in the plan", dc)
+	}
+	opts, err := kafkaconn.Options(d)
+	if err != nil {
+		return nil, fmt.Errorf("datacenter %s: %w", dc, err)
+	}
+	return opts, nil
+}
+
+// Group is the consumer group through which the processes of a shard share
+// a job's work: ferry.<shard>.<job>.
+func Group(shard, job string) string { return "ferry." + shard + "." + job }

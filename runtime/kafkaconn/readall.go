@@ -1,0 +1,75 @@
+package kafkaconn
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ReadToEnd calls fn for every committed record of the topic's partitions
+// (all of them when parts is empty), from the start up to the end offsets
+// found on entry. It waits for transactions open at that moment to end, so
+// it sees everything committed before it was called. Control records are
+// not passed to fn.
+func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, parts []int32, fn func(*kgo.Record)) error {
+	adm, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
+	adm.Close()
+	if err != nil {
+		return fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	if ends.Error() != nil {
+		return fmt.Errorf("end offsets of %s: %w", topic, ends.Error())
+	}
+	want := map[int32]bool{}
+	for _, p := range parts {
+		want[p] = true
+	}
+	start := map[int32]kgo.Offset{}
+	remaining := map[int32]int64{} // partition -> end offset still to reach
+	ends.Each(func(o kadm.ListedOffset) {
+		if (len(want) == 0 || want[o.Partition]) && o.Offset > 0 {
+			start[o.Partition] = kgo.NewOffset().AtStart()
+			remaining[o.Partition] = o.Offset
+		}
+	})
+	if len(remaining) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for len(remaining) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, fe := range fetches.Errors() {
+			return fmt.Errorf("read %s[%d]: %w", fe.Topic, fe.Partition, fe.Err)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			end, ok := remaining[r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			if r.Offset+1 >= end {
+				delete(remaining, r.Partition)
+			}
+			if !r.Attrs.IsControl() {
+				fn(r)
+			}
+		})
+	}
+	return nil
+}

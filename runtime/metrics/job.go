@@ -1,0 +1,183 @@
+// Package metrics keeps each running job's figures: counters, latency
+// histograms against the job's tier budget (per job and per part: a
+// partition of a mirror, a table of a CDC source), lag and state. The HTTP
+// API, `ferry status`, Prometheus and the reporter that writes ferry.metrics
+// all read from here, so every view shows the same numbers.
+package metrics
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+)
+
+// Counter names. Jobs may count others; these are the ones every view knows.
+const (
+	Records      = "records"       // records written to the target
+	Bytes        = "bytes"         // their key and value bytes
+	DeadLetters  = "dead_letters"  // records sent to ferry.dlq
+	Retries      = "retries"       // retried transactions or requests
+	Filtered     = "filtered"      // records skipped by rule (a mirrored record carrying ferry.origin, an excluded row)
+	Creates      = "create"        // CDC: inserted rows
+	Updates      = "update"        // CDC: updated rows
+	Deletes      = "delete"        // CDC: deleted rows
+	SnapshotRead = "snapshot_read" // CDC: rows read by the initial load
+	Failed       = "failed"        // CDC: events that could not be converted
+)
+
+// States of a job.
+const (
+	StateStarting = "starting"
+	StateRunning  = "running"
+	StateWaiting  = "waiting" // for a datacenter or a server that cannot be reached
+	StateError    = "error"   // stopped on an error it retries later
+	StateStopped  = "stopped"
+)
+
+// Compliance of a job with its budget.
+const (
+	Healthy   = "healthy"   // p99 within budget
+	AtRisk    = "at_risk"   // p99 over budget, but at most 1% of records over
+	Breaching = "breaching" // more than 1% of records over budget
+)
+
+// Latencies are recorded in microseconds from 1 µs to 24 h with two
+// significant digits: about 30 KiB per histogram whatever the traffic.
+const (
+	histMin  = 1
+	histMax  = int64(24 * time.Hour / time.Microsecond)
+	histSigs = 2
+)
+
+// Job holds the figures of one job. All methods are safe for concurrent use.
+type Job struct {
+	Info    plan.Job
+	started time.Time
+
+	mu        sync.Mutex
+	state     string
+	err       string
+	owner     string
+	assigned  []int32
+	total     *Part
+	parts     map[string]*Part
+	lastReset time.Time
+}
+
+// Part holds the figures of one partition or table of a job.
+type Part struct {
+	Counters   map[string]int64
+	Lag        int64
+	LastRecord time.Time
+	Done       int64 // CDC initial load: rows done
+	Estimate   int64 // CDC initial load: estimated rows in all
+	hist       *hdrhistogram.Histogram
+	interval   *hdrhistogram.Histogram
+	within     int64 // records within budget since start
+	intWithin  int64 // records within budget this interval
+	buckets    []int64
+}
+
+func newPart() *Part {
+	return &Part{
+		Counters: map[string]int64{},
+		hist:     hdrhistogram.New(histMin, histMax, histSigs),
+		interval: hdrhistogram.New(histMin, histMax, histSigs),
+		buckets:  make([]int64, len(Buckets)+1),
+	}
+}
+
+func newJob(info plan.Job, owner string) *Job {
+	now := time.Now()
+	return &Job{Info: info, started: now, lastReset: now, state: StateStarting, owner: owner, total: newPart(), parts: map[string]*Part{}}
+}
+
+func (j *Job) part(name string) *Part {
+	p := j.parts[name]
+	if p == nil {
+		p = newPart()
+		j.parts[name] = p
+	}
+	return p
+}
+
+// Observe records one record delivered to the target of part, with its
+// end-to-end latency (target write acknowledged minus source time).
+func (j *Job) Observe(part string, latency time.Duration, bytes int) {
+	j.ObserveBudget(part, latency, bytes, j.Info.Budget.D())
+}
+
+// ObserveBudget is Observe against a part's own budget (a CDC table's tier
+// may be looser than its source job's).
+func (j *Job) ObserveBudget(part string, latency time.Duration, bytes int, budget time.Duration) {
+	us := max(latency.Microseconds(), histMin)
+	now := time.Now()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, p := range [2]*Part{j.total, j.part(part)} {
+		_ = p.hist.RecordValue(min(us, histMax))
+		_ = p.interval.RecordValue(min(us, histMax))
+		if latency <= budget {
+			p.within++
+			p.intWithin++
+		}
+		p.Counters[Records]++
+		p.Counters[Bytes] += int64(bytes)
+		p.LastRecord = now
+		p.buckets[bucketOf(latency)]++
+	}
+}
+
+// Count adds n to a counter of part (and of the job).
+func (j *Job) Count(part, counter string, n int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.total.Counters[counter] += n
+	j.part(part).Counters[counter] += n
+}
+
+// SetLag records how many records of part wait to be read.
+func (j *Job) SetLag(part string, lag int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.part(part).Lag = max(lag, 0)
+}
+
+// SetProgress records a CDC initial load's progress of a table.
+func (j *Job) SetProgress(part string, done, estimate int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	p := j.part(part)
+	p.Done, p.Estimate = done, estimate
+}
+
+// SetState records the job's state and, for StateError and StateWaiting, why.
+func (j *Job) SetState(state string, err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.state = state
+	j.err = ""
+	if err != nil {
+		j.err = err.Error()
+	}
+}
+
+// SetAssigned records the partitions this process runs (mirror jobs shared
+// by several processes of a shard).
+func (j *Job) SetAssigned(parts []int32) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.assigned = append([]int32(nil), parts...)
+	sort.Slice(j.assigned, func(a, b int) bool { return j.assigned[a] < j.assigned[b] })
+}
+
+// DropPart forgets a part, such as a partition another process took.
+func (j *Job) DropPart(part string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	delete(j.parts, part)
+}

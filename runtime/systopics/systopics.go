@@ -1,0 +1,58 @@
+// Package systopics names ferry's own topics and creates them in a
+// datacenter: the dead letter queue, the metrics topic, job checkpoints and
+// stored definitions. Pipelines may not declare topics under "ferry.".
+package systopics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Names of ferry's topics, as design.md fixes them.
+const (
+	DLQ         = "ferry.dlq"
+	Metrics     = "ferry.metrics"
+	Checkpoints = "ferry.checkpoints"
+	Definitions = "ferry.definitions"
+)
+
+// CheckpointPartitions is the partition count of ferry.checkpoints. A job's
+// checkpoints all live in one partition, chosen by hashing the job ID, so a
+// job loads its progress by reading one small compacted partition.
+const CheckpointPartitions = 50
+
+type spec struct {
+	partitions int32
+	configs    map[string]*string
+}
+
+func str(s string) *string { return &s }
+
+var specs = map[string]spec{
+	DLQ:         {partitions: 3},
+	Metrics:     {partitions: 3},
+	Checkpoints: {partitions: CheckpointPartitions, configs: map[string]*string{"cleanup.policy": str("compact")}},
+	Definitions: {partitions: 1, configs: map[string]*string{"cleanup.policy": str("compact")}},
+}
+
+// Ensure creates the named system topics that do not exist yet.
+func Ensure(ctx context.Context, adm *kadm.Client, names ...string) error {
+	for _, name := range names {
+		sp, ok := specs[name]
+		if !ok {
+			return fmt.Errorf("systopics: unknown topic %s", name)
+		}
+		resp, err := adm.CreateTopic(ctx, sp.partitions, -1, sp.configs, name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create %s: %w", name, err)
+		}
+	}
+	return nil
+}
