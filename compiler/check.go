@@ -70,22 +70,31 @@ func (c *checker) mirrors() {
 	for _, name := range sortedKeys(c.d.defs.Mirrors) {
 		m := c.d.defs.Mirrors[name]
 		c.shardRef(path("mirrors", name, "shard"), m.Shard)
-		if len(m.Datacenters) == 0 {
+		if m.Datacenters == nil { // not given: every declared datacenter
 			if n := len(c.d.declared["datacenters"]); n == 1 {
-				c.errorf(path("mirrors", name), "a mirror needs at least two datacenters, and only %s is declared", strings.Join(sortedSet(c.d.declared["datacenters"]), ""))
+				c.errorf(path("mirrors", name), "a mirror needs two datacenters, but only %s is declared: declare another one", strings.Join(sortedSet(c.d.declared["datacenters"]), ""))
 			}
 			continue
 		}
+		p := path("mirrors", name, "datacenters")
 		seen := map[string]bool{}
+		var twice []string
 		for _, dc := range m.Datacenters {
-			c.datacenterRef(path("mirrors", name, "datacenters"), dc)
+			c.datacenterRef(p, dc)
 			if seen[dc] {
-				c.errorf(path("mirrors", name, "datacenters"), "datacenter %q is listed twice", dc)
+				twice = append(twice, dc)
 			}
 			seen[dc] = true
 		}
-		if len(seen) < 2 {
-			c.errorf(path("mirrors", name, "datacenters"), "a mirror needs at least two datacenters, got %d", len(seen))
+		switch {
+		case len(seen) == 0:
+			c.errorf(p, "a mirror needs two different datacenters, and the list is empty: list two, or leave the field out to mirror between all")
+		case len(seen) == 1:
+			c.errorf(p, "a mirror needs two different datacenters, and the list names only %s", m.Datacenters[0])
+		default:
+			for _, dc := range twice {
+				c.errorf(p, "datacenter %q is listed twice", dc)
+			}
 		}
 	}
 }
@@ -122,6 +131,11 @@ func (c *checker) topics() {
 	}
 	for _, name := range sortedKeys(c.d.defs.CDC) {
 		src := c.d.defs.CDC[name]
+		if reserved(src.TopicPrefix + ".") {
+			// One report at the prefix, rather than one per table.
+			c.errorf(path("cdc", name, "topicPrefix"), "topic prefix %q puts the tables' topics in ferry's reserved namespace %q: choose another prefix", src.TopicPrefix, reservedPrefix+"*")
+			continue
+		}
 		for _, t := range src.TableNames() {
 			add(src.TopicPrefix+"."+t, path("cdc", name, "tables", t))
 		}
@@ -130,8 +144,8 @@ func (c *checker) topics() {
 	first := map[string]string{}
 	for _, d := range decls {
 		switch {
-		case strings.HasPrefix(d.topic, reservedPrefix):
-			c.errorf(d.path, "topic %q is in ferry's reserved namespace %q", d.topic, reservedPrefix+"*")
+		case reserved(d.topic):
+			c.errorf(d.path, "topic %q is in ferry's reserved namespace %q: choose another name", d.topic, reservedPrefix+"*")
 		case !topicName.MatchString(d.topic):
 			c.errorf(d.path, "topic %q is not a valid Kafka topic name (letters, digits, \".\", \"_\", \"-\", at most 249)", d.topic)
 		case first[d.topic] != "":
@@ -141,6 +155,9 @@ func (c *checker) topics() {
 		}
 	}
 }
+
+// reserved reports whether a topic is in ferry's own namespace.
+func reserved(topic string) bool { return strings.HasPrefix(topic, reservedPrefix) }
 
 // serverIDs reports CDC sources sharing a MySQL server_id: a server drops
 // the older of two replica connections with the same id, so two sources

@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -15,6 +16,7 @@ type pending struct {
 	pinned    string // the shard the definition pins, or ""
 	shardPath string // the definition's shard field
 	tierPath  string // the field that gave the job its tier
+	tierNote  string // where the tier comes from, for messages: ", the tier of table ..."
 }
 
 // jobs is the fifth stage: one job per mirror direction and one per CDC
@@ -119,6 +121,7 @@ func cdcJob(defs *schema.Definitions, name string) *pending {
 		pinned:    src.Shard,
 		shardPath: path("cdc", name, "shard"),
 		tierPath:  tierPath,
+		tierNote:  fmt.Sprintf(", the tier of its table %q", tierTable),
 	}
 }
 

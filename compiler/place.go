@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -60,7 +61,7 @@ func place(c *checker, defs *schema.Definitions, pend []*pending, prev *plan.Pla
 		switch {
 		case !ok: // unknown shard: reported by the checks
 		case !sh.Accepts(j.job.Tier):
-			c.errorf(j.shardPath, "shard %q does not accept tier %d (it accepts tiers %s)", j.pinned, j.job.Tier, tierList(sh.Tiers))
+			c.errorf(j.shardPath, "shard %q does not accept tier %d%s (it accepts tiers %s)", j.pinned, j.job.Tier, j.tierNote, tierList(sh.Tiers))
 		default:
 			p.put(j, j.pinned)
 		}
@@ -68,10 +69,10 @@ func place(c *checker, defs *schema.Definitions, pend []*pending, prev *plan.Pla
 	for _, name := range p.names {
 		sh := shards[name]
 		if sh.MaxJobs > 0 && p.jobs[name] > sh.MaxJobs {
-			c.errorf(path("shards", name, "maxJobs"), "%d jobs are pinned to shard %q, more than its maxJobs %d", p.jobs[name], name, sh.MaxJobs)
+			c.errorf(path("shards", name, "maxJobs"), "%d jobs are pinned to shard %q, more than its maxJobs %d: raise maxJobs or pin fewer jobs there", p.jobs[name], name, sh.MaxJobs)
 		}
 		if sh.MaxWeight > 0 && p.weight[name] > sh.MaxWeight {
-			c.errorf(path("shards", name, "maxWeight"), "jobs pinned to shard %q weigh %d, more than its maxWeight %d", name, p.weight[name], sh.MaxWeight)
+			c.errorf(path("shards", name, "maxWeight"), "jobs pinned to shard %q weigh %d, more than its maxWeight %d: raise maxWeight or pin fewer jobs there", name, p.weight[name], sh.MaxWeight)
 		}
 	}
 	p.bounds(rest)
@@ -93,7 +94,9 @@ func place(c *checker, defs *schema.Definitions, pend []*pending, prev *plan.Pla
 	return shards
 }
 
-// bounds computes each shard's bounded load from the unpinned jobs.
+// bounds computes each shard's bounded load: 1.25 times its fair share of
+// the unpinned jobs' weight. A shard's whole weight, pinned jobs included,
+// is held to it, so a shard loaded by pins takes fewer unpinned jobs.
 func (p *placer) bounds(rest []*pending) {
 	tierWeight := map[int]int{}
 	for _, j := range rest {
@@ -101,7 +104,7 @@ func (p *placer) bounds(rest []*pending) {
 	}
 	eligible := map[int]int{}
 	for _, name := range p.names {
-		for _, t := range p.shards[name].Tiers {
+		for _, t := range uniqueTiers(p.shards[name].Tiers) {
 			eligible[t]++
 		}
 	}
@@ -111,7 +114,7 @@ func (p *placer) bounds(rest []*pending) {
 		for _, t := range uniqueTiers(p.shards[name].Tiers) {
 			share += float64(tierWeight[t]) / float64(eligible[t])
 		}
-		p.bound[name] = math.Ceil(loadFactor*share) + float64(p.weight[name])
+		p.bound[name] = math.Ceil(loadFactor * share)
 	}
 }
 
@@ -123,7 +126,7 @@ func (p *placer) placeNew(j *pending) {
 		}
 	}
 	if len(candidates) == 0 {
-		p.c.errorf(j.tierPath, "no shard accepts tier %d (%s)", j.job.Tier, p.describe())
+		p.c.errorf(j.tierPath, "no shard accepts tier %d (%s): add %d to a shard's tiers", j.job.Tier, p.describe(), j.job.Tier)
 		return
 	}
 	sort.SliceStable(candidates, func(a, b int) bool {
@@ -142,7 +145,7 @@ func (p *placer) placeNew(j *pending) {
 		}
 	}
 	if best == "" {
-		p.c.errorf(j.tierPath, "no shard has room for job %s: every shard that accepts tier %d is full (%s)", j.job.ID, j.job.Tier, p.capacities(candidates))
+		p.c.errorf(j.tierPath, "no shard has room for job %s: every shard that accepts tier %d is full (%s): raise their maxJobs or maxWeight, or add a shard for tier %d", j.job.ID, j.job.Tier, p.capacities(candidates), j.job.Tier)
 		return
 	}
 	p.put(j, best)
@@ -171,11 +174,17 @@ func (p *placer) describe() string {
 	return strings.Join(parts, "; ")
 }
 
+// capacities describes the load of the shards, in name order, against the
+// limits they set.
 func (p *placer) capacities(names []string) string {
+	names = slices.Sorted(slices.Values(names))
 	parts := make([]string, len(names))
 	for i, name := range names {
 		sh := p.shards[name]
-		parts[i] = fmt.Sprintf("%s: %d jobs of maxJobs %d", name, p.jobs[name], sh.MaxJobs)
+		parts[i] = fmt.Sprintf("%s: %d jobs", name, p.jobs[name])
+		if sh.MaxJobs > 0 {
+			parts[i] += fmt.Sprintf(" of maxJobs %d", sh.MaxJobs)
+		}
 		if sh.MaxWeight > 0 {
 			parts[i] += fmt.Sprintf(", weight %d of maxWeight %d", p.weight[name], sh.MaxWeight)
 		}

@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -117,7 +118,10 @@ func (s *source) missing(path cue.Path, v cue.Value) Errors {
 	for it.Next() {
 		sel := it.Selector()
 		if sel.ConstraintType() == cue.RequiredConstraint {
-			errs = append(errs, &Error{Pos: s.pos(path), Path: selectorsString(path.Selectors()), Msg: "missing required field " + sel.Unquoted()})
+			// Worded as CUE's own report of the same field, so the two
+			// stages' reports of one problem merge into one line.
+			field := cue.MakePath(append(path.Selectors(), cue.Str(sel.Unquoted()))...)
+			errs = append(errs, &Error{Pos: s.pos(path), Path: selectorsString(field.Selectors()), Msg: "missing required field"})
 			continue
 		}
 		if sel.ConstraintType() == cue.OptionalConstraint {
@@ -142,11 +146,15 @@ func (s *source) reword(path string, group []cueerrors.Error) Errors {
 		switch {
 		case strings.Contains(format, "errors in empty disjunction"):
 			continue
-		case format == "conflicting values %s and %s" && len(args) == 2:
+		case format == "conflicting values %s and %s" && len(args) == 2 && hasDisjunction(group):
 			// A disjunction's branch: one side is the user's value.
 			a, b := fmt.Sprint(args[0]), fmt.Sprint(args[1])
 			choices = append(choices, a)
 			got, pos = b, p
+			continue
+		case format == "conflicting values %s and %s" && len(args) == 2:
+			// Two of the user's own values for one field.
+			errs = append(errs, s.errorAt(path, p, fmt.Sprintf("conflicting values %v and %v%s: give the field one value", args[0], args[1], s.otherPlaces(e, p))))
 			continue
 		case strings.HasPrefix(format, "conflicting values %s and %s (mismatched types") && len(group) > 1 && hasDisjunction(group):
 			a, b := fmt.Sprint(args[0]), fmt.Sprint(args[1])
@@ -156,6 +164,12 @@ func (s *source) reword(path string, group []cueerrors.Error) Errors {
 		}
 		msg := friendly(path, format, args)
 		if format == "field not allowed" {
+			if secret := parentPath(path); strings.HasSuffix(secret, ".password") {
+				// The two branches of #Secret each refuse the other's
+				// field; one line says what a secret is.
+				errs = append(errs, s.errorAt(secret, p, `a secret is either {env: "NAME"} or {file: "/path"}, nothing else`))
+				continue
+			}
 			msg = s.notAllowed(path)
 		}
 		errs = append(errs, s.errorAt(path, p, msg))
@@ -173,6 +187,21 @@ func hasDisjunction(group []cueerrors.Error) bool {
 		}
 	}
 	return false
+}
+
+// otherPlaces lists the positions of e in the user's files other than the
+// one the error is reported at, as " (also set at file:line:col)".
+func (s *source) otherPlaces(e cueerrors.Error, at token.Pos) string {
+	var places []string
+	for _, p := range cueerrors.Positions(e) {
+		if p.Filename() != s.schemaPath && p != at && p.IsValid() && !s.virtual {
+			places = append(places, fmt.Sprintf("%s:%d:%d", relative(p.Filename()), p.Line(), p.Column()))
+		}
+	}
+	if len(places) == 0 {
+		return ""
+	}
+	return " (also set at " + strings.Join(places, ", ") + ")"
 }
 
 // errorAt builds an error at pos, or, when CUE named no position in the
@@ -196,14 +225,21 @@ func choiceMessage(got string, choices []string) string {
 // boundNames names the schema's patterns in messages, so users read "a
 // duration" rather than a regular expression.
 var boundNames = map[string]string{
-	`=~"^[a-z][a-z0-9_]*$"`:                          `a lowercase name such as "dc1" (letters, digits, "_")`,
+	`=~"^[a-z][a-z0-9_]*$"`:                          `a lowercase name such as "dc1": letters, digits, "_"`,
 	`=~"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"`: `a duration such as "300ms", "10s" or "1h"`,
-	`=~"^[a-zA-Z0-9._-]{1,249}$"`:                    `a Kafka topic name (letters, digits, ".", "_", "-")`,
+	`=~"^[a-zA-Z0-9._-]{1,249}$"`:                    `a Kafka topic name: letters, digits, ".", "_", "-", at most 249`,
 	`=~"^.+:[0-9]{1,5}$"`:                            `an address "host:port"`,
 	`=~"^[A-Za-z_][A-Za-z0-9_]*$"`:                   `an environment variable name`,
 	`=~"^[a-zA-Z0-9_-]+$"`:                           `a name of letters, digits, "_" and "-"`,
 	`=~"^[^.]+\\.[^.]+$"`:                            `"database.table"`,
 }
+
+// tierField matches the paths whose values are tiers: a mirror's or a
+// table's tier and the elements of a shard's tiers.
+var tierField = regexp.MustCompile(`(^|\.)tier$|(^|\.)tiers\.[0-9]+$`)
+
+// boundOp splits a CUE bound such as ">=1" into operator and limit.
+var boundOp = regexp.MustCompile(`^(<=|>=|<|>|!=)(.+)$`)
 
 // friendly rewords one CUE message.
 func friendly(path, format string, args []interface{}) string {
@@ -213,18 +249,55 @@ func friendly(path, format string, args []interface{}) string {
 	case "field not allowed":
 		return "unknown field"
 	case "invalid value %v (out of bound %s)":
-		if len(args) == 2 && (fmt.Sprint(args[1]) == "<=4" || fmt.Sprint(args[1]) == ">=1") && strings.HasSuffix(path, ".tier") {
+		if len(args) != 2 {
+			break
+		}
+		bound := fmt.Sprint(args[1])
+		if tierField.MatchString(path) && (bound == "<=4" || bound == ">=1") {
 			return fmt.Sprintf("invalid tier %v (tiers are 1 to 4)", args[0])
 		}
-		if len(args) == 2 {
-			if name, ok := boundNames[fmt.Sprint(args[1])]; ok {
-				return fmt.Sprintf("invalid value %v (want %s)", args[0], name)
-			}
+		if name, ok := boundNames[bound]; ok {
+			return fmt.Sprintf("invalid value %v (want %s)", args[0], name)
+		}
+		if m := boundOp.FindStringSubmatch(bound); m != nil {
+			return fmt.Sprintf("invalid value %v (want %s %s)", args[0], m[1], m[2])
+		}
+	case "conflicting values %s and %s (mismatched types %s and %s)":
+		if len(args) != 4 {
+			break
+		}
+		got, gotKind, want := args[0], args[2], args[3]
+		if isSchemaSide(fmt.Sprint(got)) {
+			got, gotKind, want = args[1], args[3], args[2]
+		}
+		return fmt.Sprintf("invalid value %v (want %s, not %s)", got, article(fmt.Sprint(want)), article(fmt.Sprint(gotKind)))
+	case "incompatible list lengths (%d and %d)":
+		if len(args) == 2 && fmt.Sprint(args[0]) == "0" {
+			return "empty list (want at least one element)"
 		}
 	case "incomplete value %v":
 		return fmt.Sprintf("needs a concrete value, not %v", args...)
 	}
 	return fmt.Sprintf(format, args...)
+}
+
+// isSchemaSide reports whether a value printed in a CUE type conflict is
+// the schema's constraint rather than the user's value: a bare kind, or an
+// expression with definitions, required fields or open lists.
+func isSchemaSide(v string) bool {
+	switch v {
+	case "int", "float", "number", "string", "bytes", "bool", "null", "struct", "list":
+		return true
+	}
+	return strings.Contains(v, "#") || strings.Contains(v, "!:") || strings.Contains(v, "...")
+}
+
+// article puts "a" or "an" before a CUE kind: "an int", "a list".
+func article(kind string) string {
+	if strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
 }
 
 // pos finds the position of the field at path in the user's files: the
@@ -284,6 +357,15 @@ func (s *source) notAllowed(path string) string {
 	}
 	sort.Strings(allowed)
 	return "unknown field (allowed: " + strings.Join(allowed, ", ") + ")"
+}
+
+// parentPath drops the last selector of a path.
+func parentPath(path string) string {
+	sels := cue.ParsePath(path).Selectors()
+	if len(sels) == 0 {
+		return ""
+	}
+	return selectorsString(sels[:len(sels)-1])
 }
 
 // pathString prints a CUE error path the way users write it.
