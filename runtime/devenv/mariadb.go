@@ -1,0 +1,398 @@
+package devenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// The account MariaDB hands ferry: what a CDC source needs and no more
+// (REPLICATION SLAVE and CLIENT for the binlog, SELECT for the initial
+// load, and writes to ferry's own heartbeat and watermark database).
+const (
+	FerryUser     = "ferry"
+	FerryPassword = "ferry"
+	// FerryDatabase holds ferry's heartbeat and watermark tables.
+	FerryDatabase = "ferry"
+)
+
+// MariaDBOptions tune a development MariaDB.
+type MariaDBOptions struct {
+	// Port to listen on, on 127.0.0.1; 0 picks a free one.
+	Port int
+	// Dir holds the data directory, socket and log; "" makes a temporary
+	// directory that Close removes.
+	Dir string
+	// Args are extra server options ("--binlog-format=STATEMENT" to test a
+	// refused setting, say). They come after ferry's defaults and win.
+	Args []string
+	// NoFerryUser skips creating the ferry account.
+	NoFerryUser bool
+}
+
+// MariaDB is a MariaDB server started from the Debian package in a
+// directory of its own, with the binlog set up for CDC (ROW format, FULL row
+// image and row metadata).
+type MariaDB struct {
+	Dir     string
+	DataDir string
+	Socket  string
+	Port    int
+	opts    MariaDBOptions
+	ownDir  bool
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Addr is the server's TCP address, host:port.
+func (m *MariaDB) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.Port)) }
+
+// MariaDBBinaries finds mariadbd and mariadb-install-db, or says how to
+// install them.
+func MariaDBBinaries() (server, install string, err error) {
+	server, err = exec.LookPath("mariadbd")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/mariadbd", "/usr/libexec/mariadbd"} {
+			if _, e := os.Stat(p); e == nil {
+				server, err = p, nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("mariadbd not found: install the mariadb-server package (apt-get install mariadb-server)")
+	}
+	install, err = exec.LookPath("mariadb-install-db")
+	if err != nil {
+		return "", "", fmt.Errorf("mariadb-install-db not found: install the mariadb-server package (apt-get install mariadb-server)")
+	}
+	return server, install, nil
+}
+
+// StartMariaDB initialises a data directory, starts the server, waits for
+// it and creates the ferry account.
+func StartMariaDB(opts MariaDBOptions) (*MariaDB, error) {
+	_, install, err := MariaDBBinaries()
+	if err != nil {
+		return nil, err
+	}
+	m := &MariaDB{opts: opts}
+	if opts.Dir == "" {
+		// Unix socket paths are limited to ~100 bytes: keep it short.
+		dir, err := os.MkdirTemp("", "ferry-mariadb-")
+		if err != nil {
+			return nil, err
+		}
+		m.Dir, m.ownDir = dir, true
+	} else {
+		m.Dir = opts.Dir
+		if err := os.MkdirAll(m.Dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	m.DataDir = filepath.Join(m.Dir, "data")
+	m.Socket = filepath.Join(m.Dir, "mysqld.sock")
+	m.Port = opts.Port
+	fail := func(err error) (*MariaDB, error) {
+		m.Close()
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(m.DataDir, "mysql")); err != nil {
+		args := []string{"--no-defaults", "--datadir=" + m.DataDir, "--auth-root-authentication-method=normal", "--skip-test-db"}
+		if os.Geteuid() == 0 {
+			args = append(args, "--user=root")
+		}
+		out, err := exec.Command(install, args...).CombinedOutput()
+		if err != nil {
+			return fail(fmt.Errorf("mariadb-install-db: %v\n%s", err, lastLines(string(out), 20)))
+		}
+	}
+	if m.Port == 0 {
+		if m.Port, err = freePort(); err != nil {
+			return fail(err)
+		}
+	}
+	if err := m.start(); err != nil {
+		return fail(err)
+	}
+	if !opts.NoFerryUser {
+		if err := m.createFerryUser(); err != nil {
+			return fail(err)
+		}
+	}
+	return m, nil
+}
+
+func (m *MariaDB) args() []string {
+	args := []string{
+		"--no-defaults",
+		"--datadir=" + m.DataDir,
+		"--socket=" + m.Socket,
+		"--port=" + strconv.Itoa(m.Port),
+		"--bind-address=127.0.0.1",
+		"--pid-file=" + filepath.Join(m.Dir, "mysqld.pid"),
+		"--log-error=" + filepath.Join(m.Dir, "error.log"),
+		"--log-bin=" + filepath.Join(m.DataDir, "binlog"),
+		"--binlog-format=ROW",
+		"--binlog-row-image=FULL",
+		"--binlog-row-metadata=FULL",
+		"--server-id=1",
+		"--innodb-buffer-pool-size=256M",
+		"--innodb-log-file-size=256M",
+		"--innodb-flush-log-at-trx-commit=2",
+		"--sync-binlog=0",
+		"--max-connections=500",
+		"--skip-name-resolve",
+		"--character-set-server=utf8mb4",
+		"--collation-server=utf8mb4_general_ci",
+		"--default-time-zone=+00:00",
+		"--max-allowed-packet=64M",
+	}
+	if os.Geteuid() == 0 {
+		args = append(args, "--user=root")
+	}
+	return append(args, m.opts.Args...)
+}
+
+func (m *MariaDB) start() error {
+	server, _, err := MariaDBBinaries()
+	if err != nil {
+		return err
+	}
+	_ = os.Remove(m.Socket)
+	cmd := exec.Command(server, m.args()...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start mariadbd: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	m.mu.Lock()
+	m.cmd, m.done = cmd, done
+	m.mu.Unlock()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-done:
+			return fmt.Errorf("mariadbd exited during start:\n%s", m.ErrorLog(20))
+		default:
+		}
+		if c, err := client.Connect(m.Socket, "root", "", ""); err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			_ = m.Kill()
+			return fmt.Errorf("mariadbd did not accept connections within 60s:\n%s", m.ErrorLog(20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (m *MariaDB) createFerryUser() error {
+	stmts := []string{
+		"CREATE USER IF NOT EXISTS '" + FerryUser + "'@'%' IDENTIFIED BY '" + FerryPassword + "'",
+		"GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO '" + FerryUser + "'@'%'",
+		// MariaDB 10.5+ splits these out of REPLICATION CLIENT/SLAVE; grant
+		// them where the server knows them.
+		"CREATE DATABASE IF NOT EXISTS " + FerryDatabase,
+		"GRANT ALL ON " + FerryDatabase + ".* TO '" + FerryUser + "'@'%'",
+	}
+	if err := m.Exec(stmts...); err != nil {
+		return err
+	}
+	_ = m.Exec("GRANT BINLOG MONITOR, REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO '" + FerryUser + "'@'%'")
+	return nil
+}
+
+// Root connects as root through the socket.
+func (m *MariaDB) Root() (*client.Conn, error) {
+	c, err := client.Connect(m.Socket, "root", "", "")
+	if err != nil {
+		return nil, fmt.Errorf("connect to MariaDB as root: %w", err)
+	}
+	return c, nil
+}
+
+// Exec runs statements as root, stopping at the first error.
+func (m *MariaDB) Exec(stmts ...string) error {
+	c, err := m.Root()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for _, s := range stmts {
+		if _, err := c.Execute(s); err != nil {
+			return fmt.Errorf("%s: %w", firstLine(s), err)
+		}
+	}
+	return nil
+}
+
+// Query runs one statement as root and returns its rows as strings (NULL
+// as "NULL").
+func (m *MariaDB) Query(stmt string, args ...any) ([][]string, error) {
+	c, err := m.Root()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	r, err := c.Execute(stmt, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", firstLine(stmt), err)
+	}
+	defer r.Close()
+	return ResultStrings(r), nil
+}
+
+// ResultStrings renders a result set's rows as strings, NULL as "NULL".
+func ResultStrings(r *mysql.Result) [][]string {
+	if r == nil || r.Resultset == nil {
+		return nil
+	}
+	out := make([][]string, 0, len(r.Values))
+	for i := range r.Values {
+		row := make([]string, len(r.Values[i]))
+		for j := range r.Values[i] {
+			v, _ := r.GetString(i, j)
+			if r.Values[i][j].Type == mysql.FieldValueTypeNull {
+				v = "NULL"
+			}
+			row[j] = v
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// Running reports whether the server process is alive.
+func (m *MariaDB) Running() bool {
+	m.mu.Lock()
+	done := m.done
+	m.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill ends the server with SIGKILL, as a crash would, and waits for it.
+func (m *MariaDB) Kill() error { return m.signal(syscall.SIGKILL, 10*time.Second) }
+
+// Stop shuts the server down cleanly (SIGTERM) and waits for it.
+func (m *MariaDB) Stop() error { return m.signal(syscall.SIGTERM, 60*time.Second) }
+
+func (m *MariaDB) signal(sig syscall.Signal, wait time.Duration) error {
+	m.mu.Lock()
+	cmd, done := m.cmd, m.done
+	m.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(wait):
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("mariadbd did not stop within %s after %v; killed", wait, sig)
+	}
+}
+
+// Restart starts the server again on the same port and data directory
+// (after Kill or Stop; a running server is stopped first).
+func (m *MariaDB) Restart() error {
+	if m.Running() {
+		if err := m.Stop(); err != nil {
+			return err
+		}
+	}
+	return m.start()
+}
+
+// Close stops the server and removes the directory StartMariaDB made.
+func (m *MariaDB) Close() {
+	if m.Running() {
+		if err := m.Stop(); err != nil {
+			_ = m.Kill()
+		}
+	}
+	if m.ownDir && m.Dir != "" {
+		_ = os.RemoveAll(m.Dir)
+	}
+}
+
+// ErrorLog returns the last n lines of the server's error log.
+func (m *MariaDB) ErrorLog(n int) string {
+	b, _ := os.ReadFile(filepath.Join(m.Dir, "error.log"))
+	return lastLines(string(b), n)
+}
+
+// WaitSQL retries fn until it succeeds or ctx ends (useful right after a
+// restart).
+func WaitSQL(ctx context.Context, fn func() error) error {
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i] + " ..."
+	}
+	if len(s) > 120 {
+		s = s[:120] + " ..."
+	}
+	return s
+}
