@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"cuelang.org/go/cue/token"
@@ -103,5 +104,7 @@ func (s *source) compile(opts []Option) (*plan.Plan, *schema.Definitions, error)
 	for _, j := range pend {
 		p.Jobs = append(p.Jobs, j.job)
 	}
+	// Jobs are in ID order in memory as in the file: Plan.Job searches them.
+	sort.Slice(p.Jobs, func(a, b int) bool { return p.Jobs[a].ID < p.Jobs[b].ID })
 	return p, &d.defs, nil
 }

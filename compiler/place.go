@@ -76,14 +76,18 @@ func place(c *checker, defs *schema.Definitions, pend []*pending, prev *plan.Pla
 		}
 	}
 	p.bounds(rest)
+	prevShard := map[string]string{} // by job ID; a plan's jobs may come in any order
+	if prev != nil {
+		for _, j := range prev.Jobs {
+			prevShard[j.ID] = j.Shard
+		}
+	}
 	var fresh []*pending
 	for _, j := range rest {
-		if prev != nil {
-			if old := prev.Job(j.job.ID); old != nil {
-				if sh, ok := shards[old.Shard]; ok && sh.Accepts(j.job.Tier) && p.room(old.Shard, j.job.Weight) {
-					p.put(j, old.Shard)
-					continue
-				}
+		if old, ok := prevShard[j.job.ID]; ok {
+			if sh, ok := shards[old]; ok && sh.Accepts(j.job.Tier) && p.room(old, j.job.Weight) {
+				p.put(j, old)
+				continue
 			}
 		}
 		fresh = append(fresh, j)

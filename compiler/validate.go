@@ -282,11 +282,12 @@ func friendly(path, format string, args []interface{}) string {
 }
 
 // isSchemaSide reports whether a value printed in a CUE type conflict is
-// the schema's constraint rather than the user's value: a bare kind, or an
+// the schema's constraint rather than the user's value: a bare kind (null
+// is a value, not a kind), or an
 // expression with definitions, required fields or open lists.
 func isSchemaSide(v string) bool {
 	switch v {
-	case "int", "float", "number", "string", "bytes", "bool", "null", "struct", "list":
+	case "int", "float", "number", "string", "bytes", "bool", "struct", "list":
 		return true
 	}
 	return strings.Contains(v, "#") || strings.Contains(v, "!:") || strings.Contains(v, "...")

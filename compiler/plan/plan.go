@@ -97,7 +97,8 @@ type CDCTable struct {
 	Rate     int      `json:"rate,omitempty"`
 }
 
-// Job returns the job with the ID, or nil.
+// Job returns the job with the ID, or nil. It searches Jobs in ID order,
+// as the compiler, Encode and Decode leave them.
 func (p *Plan) Job(id string) *Job {
 	i := sort.Search(len(p.Jobs), func(i int) bool { return p.Jobs[i].ID >= id })
 	if i < len(p.Jobs) && p.Jobs[i].ID == id {
