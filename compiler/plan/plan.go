@@ -7,6 +7,7 @@ package plan
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -125,6 +126,13 @@ func Decode(data []byte) (*Plan, error) {
 		Version *int `json:"version"`
 	}
 	if err := json.Unmarshal(data, &head); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te) && te.Field != "":
+			return nil, fmt.Errorf("not a ferry plan: %s is a JSON %s, want a number", te.Field, te.Value)
+		case errors.As(err, &te):
+			return nil, fmt.Errorf("not a ferry plan: the file holds a JSON %s, a plan is an object", te.Value)
+		}
 		return nil, fmt.Errorf("not a ferry plan: %v", err)
 	}
 	switch {
