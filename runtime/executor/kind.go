@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -35,8 +36,13 @@ type Env struct {
 	Plan    *plan.Plan
 	Shard   string // the shard this process runs ("" for all)
 	Process string // this process's name, unique among the shard's processes
-	Logger  *slog.Logger
-	Metrics *metrics.Job
+	// Instance is a stable name for this process across restarts (a
+	// Kubernetes pod name, say), used for static group membership so that a
+	// restarted process takes its work back without waiting for its old
+	// session to expire. Empty: dynamic membership.
+	Instance string
+	Logger   *slog.Logger
+	Metrics  *metrics.Job
 }
 
 // Kafka returns the client options of a datacenter of the plan.
@@ -55,3 +61,13 @@ func (e *Env) Kafka(dc string) ([]kgo.Opt, error) {
 // Group is the consumer group through which the processes of a shard share
 // a job's work: ferry.<shard>.<job>.
 func Group(shard, job string) string { return "ferry." + shard + "." + job }
+
+// DefaultProcess names this process when no name is given: host name and
+// process ID.
+func DefaultProcess() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}

@@ -55,6 +55,8 @@ const (
 
 // Job holds the figures of one job. All methods are safe for concurrent use.
 type Job struct {
+	// Info is the job's plan entry; read it through Status, or before the
+	// job runs.
 	Info    plan.Job
 	started time.Time
 
@@ -108,16 +110,19 @@ func (j *Job) part(name string) *Part {
 // Observe records one record delivered to the target of part, with its
 // end-to-end latency (target write acknowledged minus source time).
 func (j *Job) Observe(part string, latency time.Duration, bytes int) {
-	j.ObserveBudget(part, latency, bytes, j.Info.Budget.D())
+	j.ObserveBudget(part, latency, bytes, 0)
 }
 
 // ObserveBudget is Observe against a part's own budget (a CDC table's tier
-// may be looser than its source job's).
+// may be looser than its source job's); 0 means the job's budget.
 func (j *Job) ObserveBudget(part string, latency time.Duration, bytes int, budget time.Duration) {
 	us := max(latency.Microseconds(), histMin)
 	now := time.Now()
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if budget == 0 {
+		budget = j.Info.Budget.D()
+	}
 	for _, p := range [2]*Part{j.total, j.part(part)} {
 		_ = p.hist.RecordValue(min(us, histMax))
 		_ = p.interval.RecordValue(min(us, histMax))
@@ -173,6 +178,13 @@ func (j *Job) SetAssigned(parts []int32) {
 	defer j.mu.Unlock()
 	j.assigned = append([]int32(nil), parts...)
 	sort.Slice(j.assigned, func(a, b int) bool { return j.assigned[a] < j.assigned[b] })
+}
+
+// SetInfo replaces the job's plan entry after an update in place.
+func (j *Job) SetInfo(info plan.Job) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.Info = info
 }
 
 // DropPart forgets a part, such as a partition another process took.

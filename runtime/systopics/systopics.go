@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -25,6 +26,10 @@ const (
 // job loads its progress by reading one small compacted partition.
 const CheckpointPartitions = 50
 
+// DLQMaxMessageBytes is ferry.dlq's max.message.bytes: dead letters include
+// records too large for their own topic.
+const DLQMaxMessageBytes = 16 << 20
+
 type spec struct {
 	partitions int32
 	configs    map[string]*string
@@ -33,7 +38,7 @@ type spec struct {
 func str(s string) *string { return &s }
 
 var specs = map[string]spec{
-	DLQ:         {partitions: 3},
+	DLQ:         {partitions: 3, configs: map[string]*string{"max.message.bytes": str(strconv.Itoa(DLQMaxMessageBytes))}},
 	Metrics:     {partitions: 3},
 	Checkpoints: {partitions: CheckpointPartitions, configs: map[string]*string{"cleanup.policy": str("compact")}},
 	Definitions: {partitions: 1, configs: map[string]*string{"cleanup.policy": str("compact")}},

@@ -1,0 +1,201 @@
+package mirror_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/compiler"
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/mirror"
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+// world is two embedded clusters and a plan mirroring topics between them.
+type world struct {
+	t    *testing.T
+	pair *devenv.Pair
+	plan *plan.Plan
+}
+
+func newWorld(t *testing.T, mirrors map[string]schema.Mirror) *world {
+	t.Helper()
+	pair, err := devenv.StartPair(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pair.Close)
+	defs := &schema.Definitions{
+		Datacenters: map[string]schema.Datacenter{
+			"dc1": {Kafka: schema.Kafka{Brokers: []string{pair.DC1.Addr()}}},
+			"dc2": {Kafka: schema.Kafka{Brokers: []string{pair.DC2.Addr()}}},
+		},
+		Mirrors: mirrors,
+	}
+	p, err := compiler.CompileDefinitions(defs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &world{t: t, pair: pair, plan: p}
+}
+
+// run starts an executor on the world's plan until the test ends.
+func (w *world) run() *executor.Executor {
+	ctx, cancel := context.WithCancel(context.Background())
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ex := executor.New(executor.WithKind(plan.KindMirror, mirror.New), executor.WithLogger(logger))
+	ex.Apply(ctx, w.plan)
+	w.t.Cleanup(func() { cancel(); ex.Stop() })
+	return ex
+}
+
+func (w *world) client(dc string, opts ...kgo.Opt) *kgo.Client {
+	w.t.Helper()
+	addr := w.pair.DC1.Addr()
+	if dc == "dc2" {
+		addr = w.pair.DC2.Addr()
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(cl.Close)
+	return cl
+}
+
+// produce writes n records to topic in dc with keys "<dc>-<i>", spread over
+// partitions by key, every third one with a client header.
+func (w *world) produce(dc, topic string, n int) {
+	w.t.Helper()
+	cl := w.client(dc, kgo.DefaultProduceTopic(topic))
+	ctx := context.Background()
+	var recs []*kgo.Record
+	for i := 0; i < n; i++ {
+		r := &kgo.Record{Key: []byte(fmt.Sprintf("%s-%d", dc, i)), Value: []byte(fmt.Sprintf("value %d from %s", i, dc))}
+		if i%3 == 0 {
+			r.Headers = []kgo.RecordHeader{{Key: "trace", Value: []byte(strconv.Itoa(i))}}
+		}
+		recs = append(recs, r)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// consume reads n committed records of topic in dc, failing after timeout.
+func (w *world) consume(dc, topic string, n int, timeout time.Duration) []*kgo.Record {
+	w.t.Helper()
+	cl := w.client(dc, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			w.t.Fatalf("%s %s: got %d of %d records before %v", dc, topic, len(out), n, timeout)
+		}
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	// Nothing more may arrive: a duplicate would show up here.
+	extra, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel2()
+	cl.PollFetches(extra).EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	return out
+}
+
+func header(r *kgo.Record, key string) (string, int) {
+	var v string
+	n := 0
+	for _, h := range r.Headers {
+		if h.Key == key {
+			v = string(h.Value)
+			n++
+		}
+	}
+	return v, n
+}
+
+// TestMirrorBothWays produces 10,000 records into each DC and checks that
+// each DC then holds exactly the 20,000, in the right partitions, in produce
+// order per partition, with their headers, and none with a doubled origin.
+func TestMirrorBothWays(t *testing.T) {
+	w := newWorld(t, map[string]schema.Mirror{"orders.events": {Partitions: 6, Tier: 1}})
+	w.run()
+	// The job creates the topic; wait for it before producing.
+	w.waitTopic("dc1", "orders.events")
+	w.waitTopic("dc2", "orders.events")
+	w.produce("dc1", "orders.events", 10000)
+	w.produce("dc2", "orders.events", 10000)
+	for _, dc := range []string{"dc1", "dc2"} {
+		recs := w.consume(dc, "orders.events", 20000, 60*time.Second)
+		if len(recs) != 20000 {
+			t.Fatalf("%s holds %d records, want 20000", dc, len(recs))
+		}
+		keys := map[string]int32{}
+		lastIndex := map[string]int{} // origin dc + partition -> last index seen
+		for _, r := range recs {
+			key := string(r.Key)
+			if _, dup := keys[key]; dup {
+				t.Fatalf("%s: key %s twice", dc, key)
+			}
+			keys[key] = r.Partition
+			origin, n := header(r, mirror.HeaderOrigin)
+			_, no := header(r, mirror.HeaderOriginOffset)
+			from := key[:3]
+			switch {
+			case from == dc && n != 0:
+				t.Fatalf("%s: local record %s carries ferry.origin %q", dc, key, origin)
+			case from != dc && (n != 1 || no != 1 || origin != from):
+				t.Fatalf("%s: mirrored record %s has ferry.origin %q x%d, ferry.origin.offset x%d", dc, key, origin, n, no)
+			}
+			i, _ := strconv.Atoi(key[4:])
+			if trace, _ := header(r, "trace"); (i%3 == 0) != (trace == strconv.Itoa(i)) {
+				t.Fatalf("%s: record %s lost or gained its client header (%q)", dc, key, trace)
+			}
+			ord := fmt.Sprintf("%s/%d", from, r.Partition)
+			if last, ok := lastIndex[ord]; ok && i < last {
+				t.Fatalf("%s: record %s out of order in partition %d (after %d)", dc, key, r.Partition, last)
+			}
+			lastIndex[ord] = i
+		}
+	}
+	// The same key sits in the same partition in both DCs.
+	one := partitions(w.consume("dc1", "orders.events", 20000, 30*time.Second))
+	two := partitions(w.consume("dc2", "orders.events", 20000, 30*time.Second))
+	for k, p := range one {
+		if two[k] != p {
+			t.Fatalf("key %s in partition %d of dc1 but %d of dc2", k, p, two[k])
+		}
+	}
+}
+
+func partitions(recs []*kgo.Record) map[string]int32 {
+	m := map[string]int32{}
+	for _, r := range recs {
+		m[string(r.Key)] = r.Partition
+	}
+	return m
+}
+
+func (w *world) waitTopic(dc, topic string) {
+	w.t.Helper()
+	cl := w.client(dc)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		topics, err := kadm.NewClient(cl).ListTopics(context.Background(), topic)
+		if err == nil && topics.Has(topic) && topics[topic].Err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	w.t.Fatalf("topic %s never appeared in %s", topic, dc)
+}

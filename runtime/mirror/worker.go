@@ -1,0 +1,345 @@
+package mirror
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
+	"github.com/ferry-pipelines/ferry/runtime/dlq"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+)
+
+// Bounds of one transaction besides the tier's commit interval: its source
+// records are kept until it commits, to rebuild it after an abort.
+const (
+	maxTxnRecords = 20000
+	maxTxnBytes   = 8 << 20
+)
+
+// position is the value of a partition's checkpoint: the next source
+// offset to copy.
+type position struct {
+	Next int64 `json:"next"`
+}
+
+// batch is what the poll loop hands a worker: records of its partition and
+// the partition's last stable offset, for lag.
+type batch struct {
+	records []*kgo.Record
+	lso     int64
+}
+
+// worker copies one source partition to the same partition of the target,
+// in transactions that also carry its checkpoint. Its transactional ID is
+// the job's and the partition's, so whoever takes the partition over fences
+// it, on this process or another.
+type worker struct {
+	m    *job
+	part int32
+	name string // the partition as metrics name it
+	prod *kgo.Client
+
+	in   chan batch
+	quit chan bool // true: commit what is pending, then stop; false: abort
+	done chan struct{}
+
+	next    int64 // next source offset to take
+	saved   int64 // next offset as of the last committed checkpoint
+	lso     int64
+	inTxn   bool
+	pending []*kgo.Record // source records of the open transaction
+	bytes   int
+	poison  map[int64]error // source offsets that can never be written
+	failMu  sync.Mutex
+	failure error // the first failed produce of the open transaction
+}
+
+// produceError is a produce that failed, with the source offset whose
+// output it was.
+type produceError struct {
+	offset int64
+	err    error
+}
+
+func (e *produceError) Error() string {
+	return fmt.Sprintf("offset %d: %v", e.offset, e.err)
+}
+
+func (e *produceError) Unwrap() error { return e.err }
+
+func newWorker(m *job, part int32, prod *kgo.Client) *worker {
+	return &worker{
+		m: m, part: part, name: strconv.Itoa(int(part)), prod: prod,
+		in: make(chan batch, 4), quit: make(chan bool, 1), done: make(chan struct{}),
+		poison: map[int64]error{},
+	}
+}
+
+// run processes batches until told to stop.
+func (w *worker) run() {
+	defer close(w.done)
+	defer w.prod.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	interval := w.m.spec.Client.CommitInterval.D()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case commit := <-w.quit:
+			if commit {
+				cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+				if err := w.commit(cctx); err != nil {
+					w.m.env.Logger.Warn("last commit before stopping failed; the next owner resumes from the previous checkpoint", "partition", w.part, "error", err)
+				}
+				ccancel()
+			}
+			return
+		case b := <-w.in:
+			if err := w.process(ctx, b); err != nil {
+				w.m.fail(fmt.Errorf("partition %d: %w", w.part, err))
+				return
+			}
+		case <-tick.C:
+			if err := w.commit(ctx); err != nil {
+				w.m.fail(fmt.Errorf("partition %d: %w", w.part, err))
+				return
+			}
+		}
+	}
+}
+
+// deliver hands records to the worker; false when it has stopped.
+func (w *worker) deliver(ctx context.Context, b batch) bool {
+	select {
+	case w.in <- b:
+		return true
+	case <-w.done:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// stop stops the worker and waits for it: commit what is pending when the
+// partition is still ours (a revoke, a shutdown), abort when it is lost.
+func (w *worker) stop(commit bool) {
+	select {
+	case w.quit <- commit:
+	default:
+	}
+	<-w.done
+}
+
+func (w *worker) process(ctx context.Context, b batch) error {
+	w.lso = b.lso
+	for _, r := range b.records {
+		if r.Offset < w.next {
+			continue // fetched before our checkpoint moved on
+		}
+		if err := w.begin(); err != nil {
+			return err
+		}
+		w.pending = append(w.pending, r)
+		w.bytes += len(r.Key) + len(r.Value)
+		w.next = r.Offset + 1
+		if err := w.emit(ctx, r, false); err != nil {
+			return err
+		}
+		if len(w.pending) >= maxTxnRecords || w.bytes >= maxTxnBytes {
+			if err := w.commit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *worker) begin() error {
+	if w.inTxn {
+		return nil
+	}
+	if err := w.prod.BeginTransaction(); err != nil {
+		return err
+	}
+	w.inTxn = true
+	return nil
+}
+
+// emit writes the output of one source record into the open transaction:
+// its copy, its dead letter, or nothing when it is skipped. Careful emits
+// wait for each write, so that a failure names its record exactly.
+func (w *worker) emit(ctx context.Context, r *kgo.Record, careful bool) error {
+	out := w.output(r)
+	if out == nil {
+		return nil
+	}
+	if careful {
+		if err := w.prod.ProduceSync(ctx, out).FirstErr(); err != nil {
+			return &produceError{offset: r.Offset, err: err}
+		}
+		return nil
+	}
+	offset := r.Offset
+	w.prod.Produce(ctx, out, func(_ *kgo.Record, err error) {
+		if err != nil {
+			w.failMu.Lock()
+			if w.failure == nil {
+				w.failure = &produceError{offset: offset, err: err}
+			}
+			w.failMu.Unlock()
+		}
+	})
+	return nil
+}
+
+// output is what a source record becomes in the target datacenter.
+func (w *worker) output(r *kgo.Record) *kgo.Record {
+	spec := w.m.spec
+	verdict, why := classify(r, w.m.datacenters)
+	switch {
+	case verdict == skipRecord:
+		return nil
+	case verdict == badOrigin:
+		target := *r
+		target.Headers = append([]kgo.RecordHeader(nil), r.Headers...)
+		return dlq.Record(&target, w.letter(r, "MALFORMED_ORIGIN_HEADER", why))
+	case w.poison[r.Offset] != nil:
+		err := w.poison[r.Offset]
+		return dlq.Record(copyOf(r, spec.Mirror.From), w.letter(r, dlq.Class(err), fmt.Sprintf("cannot write to %s in %s: %v", r.Topic, spec.Mirror.To, err)))
+	}
+	return copyOf(r, spec.Mirror.From)
+}
+
+// letter says why a source record is dead-lettered.
+func (w *worker) letter(r *kgo.Record, class, msg string) dlq.Failure {
+	return dlq.Failure{Job: w.m.spec.ID, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Class: class, Message: msg}
+}
+
+// commit ends the open transaction with a checkpoint at the next source
+// offset. A record that fails permanently (too large for the target topic,
+// say) is found by rebuilding the transaction one record at a time and is
+// dead-lettered in its place; any other failure is retried after a backoff
+// and never dead-lettered.
+func (w *worker) commit(ctx context.Context) error {
+	if !w.inTxn && w.next == w.saved {
+		return nil
+	}
+	rebuild, careful := false, false
+	backoff := 100 * time.Millisecond
+	for {
+		err := w.tryCommit(ctx, rebuild, careful)
+		if err == nil {
+			w.committed()
+			return nil
+		}
+		if ctx.Err() != nil || fenced(err) {
+			return err
+		}
+		if aerr := w.prod.EndTransaction(ctx, kgo.TryAbort); aerr != nil && (ctx.Err() != nil || fenced(aerr)) {
+			return aerr
+		}
+		w.inTxn = false
+		var pe *produceError
+		switch {
+		case errors.As(err, &pe) && dlq.Permanent(pe.err) && careful:
+			if w.poison[pe.offset] != nil {
+				return fmt.Errorf("cannot dead-letter source offset %d: %w", pe.offset, pe.err)
+			}
+			w.poison[pe.offset] = pe.err
+		case errors.As(err, &pe) && dlq.Permanent(pe.err):
+			careful = true
+		default:
+			w.m.env.Metrics.Count(w.name, metrics.Retries, 1)
+			w.m.env.Logger.Warn("transaction failed; retrying", "partition", w.part, "error", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		rebuild = true
+	}
+}
+
+func (w *worker) tryCommit(ctx context.Context, rebuild, careful bool) error {
+	w.failMu.Lock()
+	w.failure = nil
+	w.failMu.Unlock()
+	if err := w.begin(); err != nil {
+		return err
+	}
+	if rebuild {
+		for _, r := range w.pending {
+			if err := w.emit(ctx, r, careful); err != nil {
+				return err
+			}
+		}
+	}
+	value, _ := json.Marshal(position{Next: w.next})
+	w.prod.Produce(ctx, checkpoint.Record(w.m.spec.ID, w.name, value), func(_ *kgo.Record, err error) {
+		if err != nil {
+			w.failMu.Lock()
+			if w.failure == nil {
+				w.failure = err
+			}
+			w.failMu.Unlock()
+		}
+	})
+	if err := w.prod.Flush(ctx); err != nil {
+		return err
+	}
+	w.failMu.Lock()
+	failure := w.failure
+	w.failMu.Unlock()
+	if failure != nil {
+		return failure
+	}
+	return w.prod.EndTransaction(ctx, kgo.TryCommit)
+}
+
+// committed accounts for a committed transaction: every copied record's
+// end-to-end latency is now minus its source timestamp.
+func (w *worker) committed() {
+	now := time.Now()
+	mx := w.m.env.Metrics
+	var filtered, dead int64
+	for _, r := range w.pending {
+		verdict, _ := classify(r, w.m.datacenters)
+		switch {
+		case verdict == skipRecord:
+			filtered++
+		case verdict == badOrigin || w.poison[r.Offset] != nil:
+			dead++
+			delete(w.poison, r.Offset)
+		default:
+			mx.Observe(w.name, now.Sub(r.Timestamp), len(r.Key)+len(r.Value))
+		}
+	}
+	if filtered > 0 {
+		mx.Count(w.name, metrics.Filtered, filtered)
+	}
+	if dead > 0 {
+		mx.Count(w.name, metrics.DeadLetters, dead)
+	}
+	mx.SetLag(w.name, w.lso-w.next)
+	w.inTxn = false
+	w.pending = w.pending[:0]
+	w.bytes = 0
+	w.saved = w.next
+}
+
+// fenced reports errors that mean another producer took over the
+// transactional ID: the partition is no longer ours.
+func fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kgo.ErrClientClosed)
+}
