@@ -80,22 +80,17 @@ func loadGoldenCases(t *testing.T) []goldenCase {
 	return cases
 }
 
-// writeInputs writes the case's input files (all but the outcome) into a
-// new temporary directory and returns it.
+// writeInputs writes the case's files into a new temporary directory and
+// returns it. The outcome files are not .cue files: ferry skips them.
 func (c goldenCase) writeInputs(t *testing.T) string {
 	t.Helper()
+	fsys, err := txtar.FS(c.archive)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
-	for _, f := range c.archive.Files {
-		if f.Name == errorsFile || f.Name == planFile {
-			continue
-		}
-		name := filepath.Join(dir, filepath.FromSlash(f.Name))
-		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(name, f.Data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.CopyFS(dir, fsys); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }

@@ -1,7 +1,9 @@
 package compiler
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,7 +42,10 @@ func loadDir(dir string) (*source, Errors) {
 	if err != nil {
 		return nil, Errors{{Msg: err.Error()}}
 	}
-	info, err := os.Stat(abs)
+	info, err := os.Stat(dir) // the error names dir as the user gave it
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, Errors{{Msg: fmt.Sprintf("%s: no such directory", dir)}}
+	}
 	if err != nil {
 		return nil, Errors{{Msg: fmt.Sprintf("cannot read definitions: %v", err)}}
 	}
