@@ -1,0 +1,383 @@
+// Package binlog reads a MySQL or MariaDB binlog as a replica does
+// (go-mysql's BinlogSyncer) and hands out whole transactions of row
+// changes with their positions. Column names, types, signedness, charsets
+// and ENUM/SET members come from the TABLE_MAP events
+// (binlog_row_metadata=FULL), never from the live schema, so a row is
+// always read with the columns it was written with, whatever ALTER TABLE
+// ran since.
+package binlog
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
+)
+
+// Config is how to reach the server.
+type Config struct {
+	Addr     string // host:port
+	User     string
+	Password string
+	ServerID uint32 // the replica server_id ferry registers with
+	Flavor   string // "mysql" or "mariadb"; "" detects
+	TLS      *tls.Config
+	Logger   *slog.Logger
+}
+
+// Position is a place in the binlog: a file and an offset, plus the GTID
+// set executed up to there where the server has GTIDs.
+type Position struct {
+	File string `json:"file"`
+	Pos  uint64 `json:"pos"`
+	GTID string `json:"gtid,omitempty"`
+}
+
+func (p Position) String() string { return p.File + ":" + strconv.FormatUint(p.Pos, 10) }
+
+// Compare orders positions by file sequence number, then offset.
+func (p Position) Compare(q Position) int {
+	if c := compareFiles(p.File, q.File); c != 0 {
+		return c
+	}
+	switch {
+	case p.Pos < q.Pos:
+		return -1
+	case p.Pos > q.Pos:
+		return 1
+	}
+	return 0
+}
+
+func compareFiles(a, b string) int {
+	if a == b {
+		return 0
+	}
+	ia, ea := fileSeq(a)
+	ib, eb := fileSeq(b)
+	if ea == nil && eb == nil && strings.TrimRight(a, "0123456789") == strings.TrimRight(b, "0123456789") {
+		switch {
+		case ia < ib:
+			return -1
+		case ia > ib:
+			return 1
+		}
+		return 0
+	}
+	return strings.Compare(a, b)
+}
+
+func fileSeq(f string) (int64, error) {
+	i := strings.LastIndexByte(f, '.')
+	return strconv.ParseInt(f[i+1:], 10, 64)
+}
+
+// Rows is one row change of a table in a transaction.
+type Rows struct {
+	Table  *event.Table
+	Op     byte // event.OpCreate, OpUpdate, OpDelete
+	Before []any
+	After  []any
+	Pos    uint64 // the rows event's position
+	Row    int    // index of the row in its rows event
+}
+
+// Txn is a committed transaction: its row changes in order and the position
+// right after its commit, where reading can resume.
+type Txn struct {
+	GTID   string
+	File   string
+	Thread int64
+	// Time is the commit time: the GTID event's microsecond commit
+	// timestamp on MySQL 8, else the binlog header's (whole seconds).
+	Time time.Time
+	// Micro reports whether Time has microsecond precision.
+	Micro bool
+	Rows  []Rows
+	Next  Position // resume here
+	// Received is when the commit event arrived.
+	Received time.Time
+	// Bytes is the binlog size of the transaction's events.
+	Bytes int
+}
+
+// Reader streams transactions from a position.
+type Reader struct {
+	cfg     Config
+	flavor  string
+	syncer  *replication.BinlogSyncer
+	stream  *replication.BinlogStreamer
+	pos     Position
+	gtids   mysql.GTIDSet
+	tables  map[uint64]*event.Table
+	want    func(db, table string) bool
+	cur     *Txn
+	inTxn   bool
+	decoded int
+}
+
+// Open starts reading at pos; want says which tables' rows to decode (the
+// others' rows are skipped cheaply).
+func Open(ctx context.Context, cfg Config, flavor string, pos Position, want func(db, table string) bool) (*Reader, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %v", cfg.Addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: bad port", cfg.Addr)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	scfg := replication.BinlogSyncerConfig{
+		ServerID:                cfg.ServerID,
+		Flavor:                  flavor,
+		Host:                    host,
+		Port:                    uint16(port),
+		User:                    cfg.User,
+		Password:                cfg.Password,
+		TLSConfig:               cfg.TLS,
+		Charset:                 "utf8mb4",
+		TimestampStringLocation: time.UTC,
+		HeartbeatPeriod:         time.Second,
+		ReadTimeout:             5 * time.Second,
+		DisableRetrySync:        true, // the job reconnects from its own committed position
+		Logger:                  logger,
+		Dialer:                  (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		EventCacheCount:         10240,
+	}
+	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, tables: map[uint64]*event.Table{}, want: want}
+	if pos.GTID != "" {
+		if r.gtids, err = mysql.ParseGTIDSet(flavor, pos.GTID); err != nil {
+			return nil, fmt.Errorf("GTID set %q: %v", pos.GTID, err)
+		}
+	}
+	r.syncer = replication.NewBinlogSyncer(scfg)
+	r.stream, err = r.syncer.StartSync(mysql.Position{Name: pos.File, Pos: uint32(pos.Pos)})
+	if err != nil {
+		r.syncer.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close ends the replication connection.
+func (r *Reader) Close() { r.syncer.Close() }
+
+// Position is where the next transaction starts.
+func (r *Reader) Position() Position { return r.pos }
+
+// Event kinds Next returns besides transactions.
+type Heartbeat struct{ Pos Position }
+
+// Next returns the next committed transaction that touched a wanted table,
+// or, when the stream is idle, a *Heartbeat (nil Txn) so the caller can
+// commit its own work; errors mean the connection is gone.
+func (r *Reader) Next(ctx context.Context) (*Txn, error) {
+	for {
+		ev, err := r.stream.GetEvent(ctx)
+		if err != nil {
+			return nil, err
+		}
+		txn, err := r.handle(ev)
+		if err != nil {
+			return nil, err
+		}
+		if txn != nil {
+			return txn, nil
+		}
+		if ev.Header.EventType == replication.HEARTBEAT_EVENT || ev.Header.EventType == replication.HEARTBEAT_LOG_EVENT_V2 {
+			return &Txn{Next: r.pos, Received: time.Now()}, nil
+		}
+	}
+}
+
+func (r *Reader) begin(h *replication.EventHeader) {
+	r.cur = &Txn{File: r.pos.File, Time: time.Unix(int64(h.Timestamp), 0).UTC()}
+	r.inTxn = true
+}
+
+func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
+	h := ev.Header
+	if r.cur != nil {
+		r.cur.Bytes += int(h.EventSize)
+	}
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		r.pos.File = string(e.NextLogName)
+		r.pos.Pos = e.Position
+		return nil, nil
+	case *replication.FormatDescriptionEvent:
+		return nil, nil
+	case *replication.MariadbGTIDEvent:
+		r.begin(h)
+		r.cur.GTID = e.GTID.String()
+		if e.IsStandalone() || e.IsDDL() {
+			// A DDL or standalone statement: no BEGIN, ends with its query.
+		}
+		return nil, nil
+	case *replication.GTIDEvent:
+		r.begin(h)
+		if e.OriginalCommitTimestamp > 0 {
+			r.cur.Time = e.OriginalCommitTime().UTC()
+			r.cur.Micro = true
+		}
+		if next, err := e.GTIDNext(); err == nil {
+			r.cur.GTID = next.String()
+		}
+		return nil, nil
+	case *replication.QueryEvent:
+		q := strings.TrimSpace(string(e.Query))
+		if strings.EqualFold(q, "BEGIN") {
+			if r.cur == nil {
+				r.begin(h)
+			}
+			r.cur.Thread = int64(e.SlaveProxyID)
+			return nil, nil
+		}
+		if strings.EqualFold(q, "COMMIT") {
+			return r.commit(h), nil
+		}
+		// DDL and other statements commit on their own.
+		if r.cur == nil {
+			r.begin(h)
+		}
+		r.cur.Thread = int64(e.SlaveProxyID)
+		return r.commit(h), nil
+	case *replication.XIDEvent:
+		return r.commit(h), nil
+	case *replication.TableMapEvent:
+		if _, ok := r.tables[e.TableID]; ok && r.tables[e.TableID].Name == string(e.Table) && r.tables[e.TableID].DB == string(e.Schema) && len(r.tables[e.TableID].Columns) == int(e.ColumnCount) {
+			// go-mysql re-decodes TABLE_MAP each time; keep ours unless the
+			// shape changed.
+			if !shapeChanged(r.tables[e.TableID], e) {
+				return nil, nil
+			}
+		}
+		if !r.want(string(e.Schema), string(e.Table)) {
+			r.tables[e.TableID] = &event.Table{DB: string(e.Schema), Name: string(e.Table)}
+			return nil, nil
+		}
+		t, err := TableFromMap(e)
+		if err != nil {
+			return nil, err
+		}
+		r.tables[e.TableID] = t
+		return nil, nil
+	case *replication.RowsEvent:
+		t := r.tables[e.TableID]
+		if t == nil || t.Columns == nil {
+			return nil, nil
+		}
+		if r.cur == nil {
+			r.begin(h)
+		}
+		r.addRows(t, ev.Header.EventType, e, uint64(h.LogPos-h.EventSize))
+		return nil, nil
+	}
+	return nil, nil
+}
+
+func shapeChanged(t *event.Table, e *replication.TableMapEvent) bool {
+	names := e.ColumnName
+	for i := range t.Columns {
+		if i >= len(names) || t.Columns[i].Name != string(names[i]) || t.Columns[i].Type != e.ColumnType[i] {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Reader) addRows(t *event.Table, et replication.EventType, e *replication.RowsEvent, pos uint64) {
+	var op byte
+	switch et {
+	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
+		op = event.OpCreate
+	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.PARTIAL_UPDATE_ROWS_EVENT, replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1:
+		op = event.OpUpdate
+	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2, replication.MARIADB_DELETE_ROWS_COMPRESSED_EVENT_V1:
+		op = event.OpDelete
+	default:
+		return
+	}
+	if op == event.OpUpdate {
+		for i := 0; i+1 < len(e.Rows); i += 2 {
+			r.cur.Rows = append(r.cur.Rows, Rows{Table: t, Op: op, Before: e.Rows[i], After: e.Rows[i+1], Pos: pos, Row: i / 2})
+		}
+		return
+	}
+	for i, row := range e.Rows {
+		rc := Rows{Table: t, Op: op, Pos: pos, Row: i}
+		if op == event.OpCreate {
+			rc.After = row
+		} else {
+			rc.Before = row
+		}
+		r.cur.Rows = append(r.cur.Rows, rc)
+	}
+}
+
+func (r *Reader) commit(h *replication.EventHeader) *Txn {
+	txn := r.cur
+	r.cur, r.inTxn = nil, false
+	if h.LogPos > 0 {
+		r.pos.Pos = uint64(h.LogPos)
+	}
+	if txn == nil {
+		txn = &Txn{File: r.pos.File, Time: time.Unix(int64(h.Timestamp), 0).UTC()}
+	}
+	if txn.GTID != "" {
+		if r.gtids == nil {
+			r.gtids, _ = mysql.ParseGTIDSet(r.flavor, "")
+		}
+		if r.gtids != nil {
+			_ = r.gtids.Update(txn.GTID)
+			r.pos.GTID = r.gtids.String()
+		}
+	}
+	txn.Next = r.pos
+	txn.Received = time.Now()
+	return txn
+}
+
+// TableFromMap describes a table from its TABLE_MAP event. It needs the
+// optional metadata of binlog_row_metadata=FULL (column names, signedness,
+// charsets, ENUM/SET members) and refuses a map without it.
+func TableFromMap(e *replication.TableMapEvent) (*event.Table, error) {
+	t := &event.Table{DB: string(e.Schema), Name: string(e.Table)}
+	n := int(e.ColumnCount)
+	if len(e.ColumnName) != n {
+		return nil, fmt.Errorf("%s: the binlog's TABLE_MAP has no column names; set binlog_row_metadata=FULL (SET GLOBAL binlog_row_metadata=FULL and in my.cnf)", t.FullName())
+	}
+	unsigned := e.UnsignedMap()
+	collations := e.CollationMap()
+	enums := e.EnumStrValueMap()
+	sets := e.SetStrValueMap()
+	for i := 0; i < n; i++ {
+		var members []string
+		if m, ok := enums[i]; ok {
+			members = m
+		} else if m, ok := sets[i]; ok {
+			members = m
+		}
+		_, nullable := e.Nullable(i)
+		col := event.ColumnFromBinlog(string(e.ColumnName[i]), e.ColumnType[i], e.ColumnMeta[i], unsigned[i], collations[i], members, nullable)
+		t.Columns = append(t.Columns, col)
+	}
+	for _, k := range e.PrimaryKey {
+		t.Key = append(t.Key, int(k))
+	}
+	return t, nil
+}

@@ -1,0 +1,231 @@
+// Package event turns MySQL/MariaDB rows into Debezium MySQL connector
+// change events, byte for byte as Debezium's JsonConverter writes them with
+// schemas.enable=false, decimal.handling.mode=string,
+// time.precision.mode=adaptive_time_microseconds,
+// binary.handling.mode=base64 and the defaults otherwise (tombstones on
+// delete, bigint.unsigned.handling.mode=long).
+//
+// Rows come from two places: binlog row events (go-mysql's decoded values)
+// and the initial load's SELECTs (the text protocol's bytes). Both are
+// normalised here, so a row reads the same from either.
+package event
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// Kind is how a column's values are written.
+type Kind uint8
+
+// Column kinds.
+const (
+	KindUnknown   Kind = iota
+	KindInt            // TINYINT .. BIGINT: a JSON number
+	KindDecimal        // DECIMAL: a string with the column's scale
+	KindFloat          // FLOAT: FLOAT32, as Java prints a float
+	KindDouble         // DOUBLE: FLOAT64, as Java prints a double
+	KindBool           // BIT(1): true/false
+	KindBits           // BIT(n>1): base64 of the bits, little-endian, (n+7)/8 bytes
+	KindDate           // DATE: days since 1970-01-01
+	KindTime           // TIME: microseconds (io.debezium.time.MicroTime)
+	KindDatetime       // DATETIME: epoch millis (fsp 0-3) or micros (fsp 4-6)
+	KindTimestamp      // TIMESTAMP: ISO-8601 UTC string (io.debezium.time.ZonedTimestamp)
+	KindYear           // YEAR: a number
+	KindString         // CHAR, VARCHAR, TEXT: a string
+	KindBytes          // BINARY, VARBINARY, BLOB: base64
+	KindEnum           // ENUM: the member's name
+	KindSet            // SET: the members' names joined by ","
+	KindJSON           // JSON: the JSON text as a string (io.debezium.data.Json)
+)
+
+var kindNames = [...]string{"unknown", "int", "decimal", "float", "double", "bool", "bits", "date", "time", "datetime", "timestamp", "year", "string", "bytes", "enum", "set", "json"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// Column describes one column of a captured table.
+type Column struct {
+	Name     string
+	Kind     Kind
+	Type     byte // the MySQL type code, for messages
+	Unsigned bool
+	// Size is the fractional seconds precision of TIME, DATETIME and
+	// TIMESTAMP, the bit count of BIT, and the byte length of a BINARY(n)
+	// (whose values Debezium pads with zero bytes to n).
+	Size     int
+	Pad      bool     // BINARY(n): pad values to Size bytes
+	Members  []string // ENUM and SET members, in declaration order
+	Nullable bool
+}
+
+// Table is a captured table as the converter sees it: its columns in
+// order and the indexes of its primary key columns.
+type Table struct {
+	DB      string
+	Name    string
+	Columns []Column
+	Key     []int
+}
+
+// FullName is "db.table".
+func (t *Table) FullName() string { return t.DB + "." + t.Name }
+
+// binaryCollation is the collation id of the binary character set.
+const binaryCollation = 63
+
+// ColumnFromBinlog builds a column from a TABLE_MAP event's type code and
+// metadata and from its optional (binlog_row_metadata=FULL) metadata.
+func ColumnFromBinlog(name string, tp byte, meta uint16, unsigned bool, collation uint64, members []string, nullable bool) Column {
+	c := Column{Name: name, Type: tp, Unsigned: unsigned, Members: members, Nullable: nullable}
+	switch tp {
+	case mysql.MYSQL_TYPE_STRING:
+		// ENUM and SET travel as STRING with their real type in meta's
+		// high byte; so does a CHAR/BINARY's length.
+		if meta >= 256 {
+			b0, b1 := byte(meta>>8), byte(meta&0xFF)
+			switch b0 {
+			case mysql.MYSQL_TYPE_ENUM:
+				c.Kind = KindEnum
+				return c
+			case mysql.MYSQL_TYPE_SET:
+				c.Kind = KindSet
+				return c
+			}
+			if b0&0x30 != 0x30 {
+				c.Size = int(uint16(b1) | (uint16((b0&0x30)^0x30) << 4))
+			} else {
+				c.Size = int(b1)
+			}
+		} else {
+			c.Size = int(meta)
+		}
+		if collation == binaryCollation {
+			c.Kind, c.Pad = KindBytes, true
+		} else {
+			c.Kind = KindString
+		}
+		return c
+	case mysql.MYSQL_TYPE_ENUM:
+		c.Kind = KindEnum
+		return c
+	case mysql.MYSQL_TYPE_SET:
+		c.Kind = KindSet
+		return c
+	case mysql.MYSQL_TYPE_BIT:
+		c.Size = int((meta>>8)*8 + meta&0xFF)
+		c.Kind = KindBits
+		if c.Size == 1 {
+			c.Kind = KindBool
+		}
+		return c
+	case mysql.MYSQL_TYPE_TIME2, mysql.MYSQL_TYPE_DATETIME2, mysql.MYSQL_TYPE_TIMESTAMP2:
+		c.Size = int(meta)
+	}
+	c.Kind = kindOf(tp, collation)
+	return c
+}
+
+// kindOf maps a type code (binlog or result set) to a kind.
+func kindOf(tp byte, collation uint64) Kind {
+	switch tp {
+	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_LONGLONG:
+		return KindInt
+	case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
+		return KindDecimal
+	case mysql.MYSQL_TYPE_FLOAT:
+		return KindFloat
+	case mysql.MYSQL_TYPE_DOUBLE:
+		return KindDouble
+	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
+		return KindDate
+	case mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2:
+		return KindTime
+	case mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2:
+		return KindDatetime
+	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
+		return KindTimestamp
+	case mysql.MYSQL_TYPE_YEAR:
+		return KindYear
+	case mysql.MYSQL_TYPE_JSON:
+		return KindJSON
+	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING,
+		mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_TINY_BLOB, mysql.MYSQL_TYPE_MEDIUM_BLOB, mysql.MYSQL_TYPE_LONG_BLOB:
+		if collation == binaryCollation {
+			return KindBytes
+		}
+		return KindString
+	case mysql.MYSQL_TYPE_GEOMETRY:
+		return KindBytes
+	}
+	return KindUnknown
+}
+
+// ColumnFromField builds a column from a result set's field, as the
+// initial load's SELECT returns it. ENUM and SET come back as strings with
+// a flag, BINARY(n) with the binary charset; the text protocol renders
+// every value as text, which Value parses per kind.
+func ColumnFromField(f *mysql.Field) Column {
+	c := Column{
+		Name:     string(f.Name),
+		Type:     f.Type,
+		Unsigned: f.Flag&mysql.UNSIGNED_FLAG != 0,
+		Nullable: f.Flag&mysql.NOT_NULL_FLAG == 0,
+	}
+	switch {
+	case f.Flag&mysql.ENUM_FLAG != 0:
+		c.Kind = KindEnum
+		return c
+	case f.Flag&mysql.SET_FLAG != 0:
+		c.Kind = KindSet
+		return c
+	}
+	switch f.Type {
+	case mysql.MYSQL_TYPE_BIT:
+		c.Size = int(f.ColumnLength)
+		c.Kind = KindBits
+		if c.Size == 1 {
+			c.Kind = KindBool
+		}
+		return c
+	case mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_TIMESTAMP:
+		c.Size = int(f.Decimal)
+	case mysql.MYSQL_TYPE_STRING:
+		if f.Charset == binaryCollation {
+			c.Size, c.Pad = int(f.ColumnLength), true
+		}
+	}
+	c.Kind = kindOf(f.Type, uint64(f.Charset))
+	return c
+}
+
+// SameShape reports whether two descriptions of a table write the same
+// events (names, kinds, sizes and members), so that a snapshot row and a
+// binlog row of it are comparable.
+func SameShape(a, b *Table) error {
+	if len(a.Columns) != len(b.Columns) {
+		return fmt.Errorf("%d columns against %d", len(a.Columns), len(b.Columns))
+	}
+	for i := range a.Columns {
+		x, y := a.Columns[i], b.Columns[i]
+		if x.Name != y.Name || x.Kind != y.Kind {
+			return fmt.Errorf("column %d is %s %s against %s %s", i+1, x.Name, x.Kind, y.Name, y.Kind)
+		}
+	}
+	return nil
+}
+
+// KeyNames is the primary key's column names joined by ",".
+func (t *Table) KeyNames() string {
+	names := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		names[i] = t.Columns[k].Name
+	}
+	return strings.Join(names, ",")
+}
