@@ -34,6 +34,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(validateCmd(), compileCmd(), planCmd())
+	root.AddCommand(runCmd(), devCmd(), statusCmd(), dlqCmd())
 	err := root.Execute()
 	if err == nil {
 		return

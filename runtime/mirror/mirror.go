@@ -93,6 +93,7 @@ func (m *job) Run(ctx context.Context) error {
 		kgo.ConsumerGroup(executor.Group(m.spec.Shard, m.spec.ID)),
 		kgo.ConsumeTopics(m.spec.Mirror.Topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 		kgo.DisableAutoCommit(),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

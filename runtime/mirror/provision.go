@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -53,7 +54,7 @@ func (m *job) provision(ctx context.Context, dc string, opts []kgo.Opt) (int32, 
 		if err == nil {
 			m.env.Logger.Info("created topic", "topic", spec.Topic, "datacenter", dc, "partitions", spec.Partitions)
 		}
-		if topics, err = adm.ListTopics(ctx, spec.Topic); err != nil {
+		if topics, err = waitTopic(ctx, adm, spec.Topic); err != nil {
 			return 0, executor.Waiting(fmt.Errorf("datacenter %s cannot be reached: %w", dc, err))
 		}
 	}
@@ -68,6 +69,22 @@ func (m *job) provision(ctx context.Context, dc string, opts []kgo.Opt) (int32, 
 		return 0, fmt.Errorf("datacenter %s: %w", dc, err)
 	}
 	return maxMessageBytes(ctx, adm, spec.Topic)
+}
+
+// waitTopic lists a topic just created until its metadata shows, which may
+// take a moment on a cluster of several brokers.
+func waitTopic(ctx context.Context, adm *kadm.Client, topic string) (kadm.TopicDetails, error) {
+	for i := 0; ; i++ {
+		topics, err := adm.ListTopics(ctx, topic)
+		if err != nil || i == 50 || (topics.Has(topic) && topics[topic].Err == nil) {
+			return topics, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // maxMessageBytes reads a topic's max.message.bytes, the largest record

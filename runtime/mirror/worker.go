@@ -144,6 +144,12 @@ func (w *worker) process(ctx context.Context, b batch) error {
 		if r.Offset < w.next {
 			continue // fetched before our checkpoint moved on
 		}
+		if r.Attrs.IsControl() {
+			// A transaction marker: nothing to copy, but the position moves
+			// past it, so that lag reads 0 when all is copied.
+			w.next = r.Offset + 1
+			continue
+		}
 		if err := w.begin(); err != nil {
 			return err
 		}

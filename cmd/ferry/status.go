@@ -1,0 +1,101 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-pipelines/ferry/runtime/httpapi"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+)
+
+// DefaultHTTP is where `ferry status` looks for an executor when --http is
+// not given; `make demo` runs its executor there.
+const DefaultHTTP = "127.0.0.1:7310"
+
+func statusCmd() *cobra.Command {
+	var addrs []string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--http ADDR]...",
+		Short: "Show the running jobs: shard, state, throughput, lag, latency against the budget",
+		Long: `Status asks one or more executors (--http, repeatable; default ` + DefaultHTTP + `)
+for their jobs and prints a table: job, kind, shard, process and partitions,
+tier, state, records/s, lag, p50/p99/max latency in ms, the budget and the
+compliance (healthy, at_risk: p99 over budget, breaching: more than 1% of
+records over budget).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var all []metrics.Status
+			for _, addr := range addrs {
+				jobs, err := fetchJobs(addr)
+				if err != nil {
+					return exit(1, err)
+				}
+				all = append(all, jobs.Jobs...)
+			}
+			sort.SliceStable(all, func(a, b int) bool { return all[a].ID < all[b].ID })
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(all)
+			}
+			printStatus(cmd.OutOrStdout(), all)
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&addrs, "http", []string{DefaultHTTP}, "executor HTTP `ADDR` (host:port); repeat for several processes")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the jobs as JSON")
+	return cmd
+}
+
+func fetchJobs(addr string) (*httpapi.Jobs, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/v1/jobs")
+	if err != nil {
+		return nil, fmt.Errorf("no executor answers at %s (start one with `ferry run --http %s`): %v", addr, addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/v1/jobs: %s: %s", addr, resp.Status, strings.TrimSpace(string(body)))
+	}
+	var jobs httpapi.Jobs
+	if err := json.Unmarshal(body, &jobs); err != nil {
+		return nil, fmt.Errorf("%s/v1/jobs: %v", addr, err)
+	}
+	return &jobs, nil
+}
+
+func printStatus(w io.Writer, jobs []metrics.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tKIND\tSHARD\tPROCESS\tPARTITIONS\tTIER\tSTATE\tREC/S\tLAG\tP50 MS\tP99 MS\tMAX MS\tBUDGET MS\tWITHIN\tCOMPLIANCE")
+	for _, s := range jobs {
+		state := s.State
+		if s.Error != "" {
+			state += ": " + s.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%.1f\t%d\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f%%\t%s\n",
+			s.ID, s.Kind, s.Shard, s.Process, partitionList(s.Partitions), s.Tier, state, s.RecordsPerSec, s.Lag,
+			s.Latency.P50, s.Latency.P99, s.Latency.Max, s.BudgetMs, 100*s.WithinBudget, s.Compliance)
+	}
+	tw.Flush()
+}
+
+func partitionList(parts []int32) string {
+	if len(parts) == 0 {
+		return "-"
+	}
+	s := make([]string, len(parts))
+	for i, p := range parts {
+		s[i] = fmt.Sprint(p)
+	}
+	return strings.Join(s, ",")
+}
