@@ -35,6 +35,7 @@ func main() {
 	}
 	root.AddCommand(validateCmd(), compileCmd(), planCmd())
 	root.AddCommand(runCmd(), devCmd(), statusCmd(), dlqCmd())
+	root.AddCommand(applyCmd())
 	err := root.Execute()
 	if err == nil {
 		return

@@ -31,6 +31,10 @@ type runFlags struct {
 	watch    bool
 	logJSON  bool
 	logLevel string
+	// home and tokenFile run the definitions stored behind the control API
+	// (home.go).
+	home      string
+	tokenFile string
 }
 
 func runCmd() *cobra.Command {
@@ -48,7 +52,7 @@ reported and the running plan is kept. SIGINT and SIGTERM stop every job
 cleanly.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return run(cmd.Context(), dirArg(args), f)
+			return run(cmd.Context(), args, f)
 		},
 	}
 	cmd.Flags().StringVar(&f.planFile, "plan", "", "run the plan `FILE` instead of compiling DIR")
@@ -58,6 +62,8 @@ cleanly.`,
 	cmd.Flags().BoolVar(&f.watch, "watch", false, "recompile and apply when a .cue file of DIR changes")
 	cmd.Flags().BoolVar(&f.logJSON, "log-json", false, "log JSON lines instead of text")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	cmd.Flags().StringVar(&f.home, "home", "", "run the definitions stored in datacenter `NAME=BROKERS` (ferry.definitions) and serve the control API on --http")
+	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "require the bearer token in `FILE` on the control API (without one, --http must be a loopback address)")
 	return cmd
 }
 
@@ -68,7 +74,8 @@ func kinds() []executor.Option {
 	}
 }
 
-func run(ctx context.Context, dir string, f runFlags) error {
+func run(ctx context.Context, args []string, f runFlags) error {
+	dir := dirArg(args)
 	logger, err := newLogger(f.logJSON, f.logLevel)
 	if err != nil {
 		return exit(1, err)
@@ -84,11 +91,26 @@ func run(ctx context.Context, dir string, f runFlags) error {
 		p, _, err := compiler.CompileDir(dir, opts...)
 		return p, err
 	}
+	var plans <-chan *plan.Plan // changes to the stored definitions, with --home
+	var extra map[string]http.Handler
+	if f.home != "" {
+		home, handlers, err := startHome(ctx, args, f, logger)
+		if err != nil {
+			return exit(1, err)
+		}
+		defer home.Close()
+		plans, extra = home.Plans(), handlers
+		load = func(*plan.Plan) (*plan.Plan, error) { return home.Plan() }
+		select { // the first plan, which load returns
+		case <-plans:
+		default:
+		}
+	}
 	p, err := load(nil)
 	if err != nil {
 		return exit(1, err)
 	}
-	if f.shard != "" {
+	if f.shard != "" && f.home == "" {
 		if _, ok := p.Shards[f.shard]; !ok {
 			return exit(1, fmt.Errorf("shard %q is not in the plan (shards: %s)", f.shard, shardNames(p)))
 		}
@@ -100,7 +122,7 @@ func run(ctx context.Context, dir string, f runFlags) error {
 	defer ex.Stop()
 
 	if f.httpAddr != "" {
-		srv, err := serve(f.httpAddr, httpapi.Handler(ex.Registry(), nil), logger)
+		srv, err := serve(f.httpAddr, httpapi.Handler(ex.Registry(), extra), logger)
 		if err != nil {
 			return exit(1, err)
 		}
@@ -125,6 +147,10 @@ func run(ctx context.Context, dir string, f runFlags) error {
 			return nil
 		case <-reload:
 		case <-changed:
+		case next := <-plans:
+			ch := ex.Apply(ctx, next)
+			logger.Info("stored definitions changed; plan applied", "started", ch.Started, "stopped", ch.Stopped, "restarted", ch.Restarted, "updated", ch.Updated, "kept", len(ch.Kept))
+			continue
 		}
 		next, err := load(ex.Plan())
 		if err != nil {

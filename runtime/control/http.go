@@ -188,7 +188,7 @@ func (s *Service) compiledPlan(w http.ResponseWriter, r *http.Request) {
 		reply(w, 0, nil, unavailable(err))
 		return
 	}
-	p, aerr := compileObjects(objs, s.Plan())
+	p, aerr := compileObjects(objs, s.last())
 	if aerr != nil {
 		aerr.Status = http.StatusInternalServerError
 		reply(w, 0, nil, aerr)

@@ -141,8 +141,21 @@ func (s *Service) Close() {
 // reader that falls behind gets the latest plan only.
 func (s *Service) Plans() <-chan *plan.Plan { return s.plans }
 
-// Plan is the plan of the stored definitions as last compiled.
-func (s *Service) Plan() *plan.Plan {
+// Plan is the plan of the stored definitions as last compiled. The error
+// says why there is none: the stored definitions have never compiled in
+// this process.
+func (s *Service) Plan() (*plan.Plan, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.plan == nil && s.planErr != nil {
+		return nil, fmt.Errorf("stored definitions do not compile: %w", s.planErr)
+	}
+	return s.plan, nil
+}
+
+// last is the plan last compiled, nil if none; compilations keep its
+// placements.
+func (s *Service) last() *plan.Plan {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.plan
@@ -170,7 +183,7 @@ func (s *Service) follow(ctx context.Context, rev uint64) {
 // a failure here means a ferry with other checks wrote them: the running
 // plan is kept and the problems logged.
 func (s *Service) recompile(objs map[string]api.Object) {
-	prev := s.Plan()
+	prev := s.last()
 	p, aerr := compileObjects(objs, prev)
 	s.mu.Lock()
 	s.planErr = aerr
@@ -216,7 +229,7 @@ func (s *Service) apply(ctx context.Context, owner string, b api.Batch) (*api.Ba
 		if aerr != nil {
 			return nil, aerr
 		}
-		if _, aerr := compileObjects(c.after, s.Plan()); aerr != nil {
+		if _, aerr := compileObjects(c.after, s.last()); aerr != nil {
 			return nil, aerr
 		}
 		if b.DryRun || len(c.writes) == 0 {

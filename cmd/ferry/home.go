@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ferry-pipelines/ferry/runtime/control"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+// startHome starts the control API's service for `ferry run --home`: the
+// definitions stored in the home datacenter become the plan, and the API
+// that changes them is mounted on --http.
+func startHome(ctx context.Context, args []string, f runFlags, logger *slog.Logger) (*control.Service, map[string]http.Handler, error) {
+	if len(args) > 0 || f.planFile != "" || f.watch {
+		return nil, nil, fmt.Errorf("--home runs the definitions stored in the home datacenter, not DIR, --plan or --watch: push a directory there with `ferry apply DIR --http ADDR`")
+	}
+	name, dc, err := parseHome(f.home)
+	if err != nil {
+		return nil, nil, err
+	}
+	var token string
+	if f.tokenFile != "" {
+		if token, err = control.ReadTokenFile(f.tokenFile); err != nil {
+			return nil, nil, err
+		}
+	}
+	if f.httpAddr != "" {
+		if err := control.CheckExposure(f.httpAddr, token != ""); err != nil {
+			return nil, nil, err
+		}
+	}
+	opts, err := kafkaconn.Options(dc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--home %s: %w", name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	svc, err := control.NewService(ctx, opts, control.WithLogger(logger.With("home", name)), control.WithToken(token))
+	if err != nil {
+		return nil, nil, fmt.Errorf("--home %s: %w", name, err)
+	}
+	return svc, map[string]http.Handler{"/v1/": svc.Handler()}, nil
+}
+
+// parseHome reads --home NAME=HOST:PORT[,HOST:PORT...].
+func parseHome(s string) (string, schema.Datacenter, error) {
+	name, brokers, ok := strings.Cut(s, "=")
+	var dc schema.Datacenter
+	for _, b := range strings.Split(brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			dc.Kafka.Brokers = append(dc.Kafka.Brokers, b)
+		}
+	}
+	if !ok || name == "" || len(dc.Kafka.Brokers) == 0 {
+		return "", dc, fmt.Errorf("--home %q: want NAME=HOST:PORT[,HOST:PORT...], such as dc1=127.0.0.1:19092", s)
+	}
+	return name, dc, nil
+}
