@@ -115,19 +115,12 @@ func (c *checker) cdc() {
 	}
 }
 
-// topics reports topics declared twice, by two mirrors' CDC tables or a
-// mirror and a CDC table, and names that Kafka or ferry do not allow.
+// topics reports topics declared twice, by two mirrors, two CDC tables or
+// a mirror and a CDC table, and names that Kafka or ferry do not allow.
 func (c *checker) topics() {
-	type decl struct {
-		topic, path string
-		pos         token.Pos
-	}
-	var decls []decl
-	add := func(topic, p string) {
-		decls = append(decls, decl{topic, p, c.src.pos(cue.ParsePath(p))})
-	}
+	var decls []decl[string]
 	for _, name := range sortedKeys(c.d.defs.Mirrors) {
-		add(name, path("mirrors", name))
+		decls = append(decls, decl[string]{name, "mirrors", []string{name}})
 	}
 	for _, name := range sortedKeys(c.d.defs.CDC) {
 		src := c.d.defs.CDC[name]
@@ -137,50 +130,85 @@ func (c *checker) topics() {
 			continue
 		}
 		for _, t := range src.TableNames() {
-			add(src.TopicPrefix+"."+t, path("cdc", name, "tables", t))
+			decls = append(decls, decl[string]{src.TopicPrefix + "." + t, "cdc", []string{name, "tables", t}})
 		}
 	}
-	sort.SliceStable(decls, func(i, j int) bool { return before(decls[i].pos, decls[j].pos) })
-	first := map[string]string{}
+	valid := decls[:0]
 	for _, d := range decls {
 		switch {
-		case reserved(d.topic):
-			c.errorf(d.path, "topic %q is in ferry's reserved namespace %q: choose another name", d.topic, reservedPrefix+"*")
-		case !topicName.MatchString(d.topic):
-			c.errorf(d.path, "topic %q is not a valid Kafka topic name (letters, digits, \".\", \"_\", \"-\", at most 249)", d.topic)
-		case first[d.topic] != "":
-			c.errorf(d.path, "topic %q is also declared by %s", d.topic, c.at(first[d.topic]))
+		case reserved(d.key):
+			c.errorf(d.path(), "topic %q is in ferry's reserved namespace %q: choose another name", d.key, reservedPrefix+"*")
+		case !topicName.MatchString(d.key):
+			c.errorf(d.path(), "topic %q is not a valid Kafka topic name (letters, digits, \".\", \"_\", \"-\", at most 249)", d.key)
 		default:
-			first[d.topic] = d.path
+			valid = append(valid, d)
 		}
 	}
+	duplicates(c, valid, func(d, first decl[string]) {
+		c.errorf(d.path(), "topic %q is also declared by %s", d.key, c.at(first.path()))
+	})
 }
-
-// reserved reports whether a topic is in ferry's own namespace.
-func reserved(topic string) bool { return strings.HasPrefix(topic, reservedPrefix) }
 
 // serverIDs reports CDC sources sharing a MySQL server_id: a server drops
 // the older of two replica connections with the same id, so two sources
 // would keep disconnecting each other.
 func (c *checker) serverIDs() {
-	type decl struct {
-		id   uint32
-		path string
-		pos  token.Pos
-	}
-	var decls []decl
+	var decls []decl[uint32]
 	for _, name := range sortedKeys(c.d.defs.CDC) {
-		p := path("cdc", name, "mysql", "serverID")
-		decls = append(decls, decl{c.d.defs.CDC[name].MySQL.ServerID, p, c.src.pos(cue.ParsePath(p))})
+		decls = append(decls, decl[uint32]{c.d.defs.CDC[name].MySQL.ServerID, "cdc", []string{name, "mysql", "serverID"}})
 	}
-	sort.SliceStable(decls, func(i, j int) bool { return before(decls[i].pos, decls[j].pos) })
-	first := map[uint32]string{}
+	duplicates(c, decls, func(d, first decl[uint32]) {
+		c.errorf(d.path(), "serverID %d is also used by %s; each CDC source needs its own", d.key, c.at(first.path()))
+	})
+}
+
+// reserved reports whether a topic is in ferry's own namespace.
+func reserved(topic string) bool { return strings.HasPrefix(topic, reservedPrefix) }
+
+// decl is one declaration of a value that must be unique, such as a topic:
+// the value and the field that declares it.
+type decl[K comparable] struct {
+	key     K
+	section string
+	keys    []string
+}
+
+func (d decl[K]) path() string { return path(d.section, d.keys...) }
+
+// duplicates calls report for each declaration of a key that an earlier
+// one, in file order, declares too, naming the earliest. Positions are
+// looked up only for keys declared more than once: a lookup costs a walk
+// of the CUE value, and most keys are unique.
+func duplicates[K comparable](c *checker, decls []decl[K], report func(d, first decl[K])) {
+	count := make(map[K]int, len(decls))
 	for _, d := range decls {
-		if f, ok := first[d.id]; ok {
-			c.errorf(d.path, "serverID %d is also used by %s; each CDC source needs its own", d.id, c.at(f))
+		count[d.key]++
+	}
+	groups := map[K][]decl[K]{}
+	var order []K
+	for _, d := range decls {
+		if count[d.key] < 2 {
 			continue
 		}
-		first[d.id] = d.path
+		if groups[d.key] == nil {
+			order = append(order, d.key)
+		}
+		groups[d.key] = append(groups[d.key], d)
+	}
+	for _, k := range order {
+		g := groups[k]
+		pos := make([]token.Pos, len(g))
+		for i, d := range g {
+			pos[i] = c.src.pos(cue.ParsePath(d.path()))
+		}
+		idx := make([]int, len(g))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.SliceStable(idx, func(a, b int) bool { return before(pos[idx[a]], pos[idx[b]]) })
+		for _, i := range idx[1:] {
+			report(g[i], g[idx[0]])
+		}
 	}
 }
 

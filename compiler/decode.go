@@ -1,7 +1,7 @@
 package compiler
 
 import (
-	"encoding/json"
+	"reflect"
 	"strings"
 
 	"cuelang.org/go/cue"
@@ -22,17 +22,22 @@ type decoded struct {
 // errors each object decodes on its own and those with errors are left out.
 func (s *source) decode(schemaErrs Errors) *decoded {
 	d := &decoded{declared: map[string]map[string]bool{}}
+	if len(schemaErrs) == 0 && decodeValue(s.value, reflect.ValueOf(&d.defs).Elem()) == nil {
+		// Valid: every declared object decoded.
+		d.declared["datacenters"] = keySet(d.defs.Datacenters)
+		d.declared["shards"] = keySet(d.defs.Shards)
+		d.declared["tiers"] = keySet(d.defs.Tiers)
+		d.declared["mirrors"] = keySet(d.defs.Mirrors)
+		d.declared["cdc"] = keySet(d.defs.CDC)
+		return d
+	}
+	d.defs = schema.Definitions{}
 	for _, sec := range sections {
 		d.declared[sec] = map[string]bool{}
 		if it, err := s.value.LookupPath(cue.ParsePath(sec)).Fields(); err == nil {
 			for it.Next() {
 				d.declared[sec][it.Selector().Unquoted()] = true
 			}
-		}
-	}
-	if len(schemaErrs) == 0 {
-		if b, err := s.value.MarshalJSON(); err == nil && json.Unmarshal(b, &d.defs) == nil {
-			return d
 		}
 	}
 	bad := map[string]bool{}
@@ -53,6 +58,14 @@ func (s *source) decode(schemaErrs Errors) *decoded {
 		}
 	}
 	return d
+}
+
+func keySet[T any](m map[string]T) map[string]bool {
+	set := make(map[string]bool, len(m))
+	for k := range m {
+		set[k] = true
+	}
+	return set
 }
 
 // decodeSection decodes the objects of one section that have no errors.

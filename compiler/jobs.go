@@ -14,9 +14,32 @@ import (
 type pending struct {
 	job       plan.Job
 	pinned    string // the shard the definition pins, or ""
-	shardPath string // the definition's shard field
-	tierPath  string // the field that gave the job its tier
-	tierNote  string // where the tier comes from, for messages: ", the tier of table ..."
+	section   string // "mirrors" or "cdc"
+	name      string // the topic or source
+	tierTable string // for a CDC job, the table that gave it its tier
+}
+
+// shardPath is the definition's shard field. Paths are built only for
+// messages: building 10,000 of them up front is measurable.
+func (p *pending) shardPath() string { return path(p.section, p.name, "shard") }
+
+// tierPath is the field that gave the job its tier.
+func (p *pending) tierPath() string {
+	switch {
+	case p.section == "mirrors":
+		return path(p.section, p.name, "tier")
+	case p.tierTable == "": // no tables: reported by the checks
+		return path(p.section, p.name, "tables")
+	}
+	return path(p.section, p.name, "tables", p.tierTable, "tier")
+}
+
+// tierNote says where a CDC job's tier comes from, for messages.
+func (p *pending) tierNote() string {
+	if p.tierTable == "" {
+		return ""
+	}
+	return fmt.Sprintf(", the tier of its table %q", p.tierTable)
 }
 
 // jobs is the fifth stage: one job per mirror direction and one per CDC
@@ -52,9 +75,9 @@ func jobs(defs *schema.Definitions) []*pending {
 							Config:            m.Config,
 						},
 					},
-					pinned:    m.Shard,
-					shardPath: path("mirrors", topic, "shard"),
-					tierPath:  path("mirrors", topic, "tier"),
+					pinned:  m.Shard,
+					section: "mirrors",
+					name:    topic,
 				})
 			}
 		}
@@ -106,9 +129,8 @@ func cdcJob(defs *schema.Definitions, name string) *pending {
 		}
 		rate += tbl.Rate
 	}
-	tierPath := path("cdc", name, "tables", tierTable, "tier")
 	if tierTable == "" { // no tables: reported by the checks
-		tier, tierPath = 1, path("cdc", name, "tables")
+		tier = 1
 	}
 	return &pending{
 		job: plan.Job{
@@ -119,9 +141,9 @@ func cdcJob(defs *schema.Definitions, name string) *pending {
 			CDC:    job,
 		},
 		pinned:    src.Shard,
-		shardPath: path("cdc", name, "shard"),
-		tierPath:  tierPath,
-		tierNote:  fmt.Sprintf(", the tier of its table %q", tierTable),
+		section:   "cdc",
+		name:      name,
+		tierTable: tierTable,
 	}
 }
 

@@ -2,7 +2,6 @@ package compiler
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math"
 	"slices"
 	"sort"
@@ -61,7 +60,7 @@ func place(c *checker, defs *schema.Definitions, pend []*pending, prev *plan.Pla
 		switch {
 		case !ok: // unknown shard: reported by the checks
 		case !sh.Accepts(j.job.Tier):
-			c.errorf(j.shardPath, "shard %q does not accept tier %d%s (it accepts tiers %s)", j.pinned, j.job.Tier, j.tierNote, tierList(sh.Tiers))
+			c.errorf(j.shardPath(), "shard %q does not accept tier %d%s (it accepts tiers %s)", j.pinned, j.job.Tier, j.tierNote(), tierList(sh.Tiers))
 		default:
 			p.put(j, j.pinned)
 		}
@@ -130,12 +129,14 @@ func (p *placer) placeNew(j *pending) {
 		}
 	}
 	if len(candidates) == 0 {
-		p.c.errorf(j.tierPath, "no shard accepts tier %d (%s): add %d to a shard's tiers", j.job.Tier, p.describe(), j.job.Tier)
+		p.c.errorf(j.tierPath(), "no shard accepts tier %d (%s): add %d to a shard's tiers", j.job.Tier, p.describe(), j.job.Tier)
 		return
 	}
-	sort.SliceStable(candidates, func(a, b int) bool {
-		return score(j.job.ID, candidates[a]) > score(j.job.ID, candidates[b])
-	})
+	scores := make(map[string]uint64, len(candidates))
+	for _, name := range candidates {
+		scores[name] = score(j.job.ID, name)
+	}
+	sort.SliceStable(candidates, func(a, b int) bool { return scores[candidates[a]] > scores[candidates[b]] })
 	for _, name := range candidates {
 		if p.room(name, j.job.Weight) && float64(p.weight[name]+j.job.Weight) <= math.Max(p.bound[name], float64(j.job.Weight)) {
 			p.put(j, name)
@@ -149,7 +150,7 @@ func (p *placer) placeNew(j *pending) {
 		}
 	}
 	if best == "" {
-		p.c.errorf(j.tierPath, "no shard has room for job %s: every shard that accepts tier %d is full (%s): raise their maxJobs or maxWeight, or add a shard for tier %d", j.job.ID, j.job.Tier, p.capacities(candidates), j.job.Tier)
+		p.c.errorf(j.tierPath(), "no shard has room for job %s: every shard that accepts tier %d is full (%s): raise their maxJobs or maxWeight, or add a shard for tier %d", j.job.ID, j.job.Tier, p.capacities(candidates), j.job.Tier)
 		return
 	}
 	p.put(j, best)
@@ -198,11 +199,7 @@ func (p *placer) capacities(names []string) string {
 
 // score is the rendezvous hash of a job on a shard.
 func score(job, shard string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(job))
-	h.Write([]byte{0})
-	h.Write([]byte(shard))
-	x := h.Sum64()
+	x := fnv64a(fnv64a(fnv64a(fnvOffset, job), "\x00"), shard)
 	// A splitmix64 finaliser spreads FNV's weak low bits.
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
@@ -210,6 +207,21 @@ func score(job, shard string) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
+}
+
+// FNV-1a, 64 bits, as hash/fnv computes it, without its allocation: score
+// runs for every job and shard.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnv64a(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
 }
 
 func uniqueTiers(tiers []int) []int {
