@@ -8,6 +8,7 @@
 package binlog
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -95,9 +96,10 @@ type Rows struct {
 // Txn is a committed transaction: its row changes in order and the position
 // right after its commit, where reading can resume.
 type Txn struct {
-	GTID   string
-	File   string
-	Thread int64
+	GTID     string
+	File     string
+	ServerID uint32 // the server that wrote the transaction
+	Thread   int64
 	// Time is the commit time: the GTID event's microsecond commit
 	// timestamp on MySQL 8, else the binlog header's (whole seconds).
 	Time time.Time
@@ -113,21 +115,45 @@ type Txn struct {
 
 // Reader streams transactions from a position.
 type Reader struct {
-	cfg     Config
-	flavor  string
-	syncer  *replication.BinlogSyncer
-	stream  *replication.BinlogStreamer
-	pos     Position
-	gtids   mysql.GTIDSet
-	tables  map[uint64]*event.Table
-	want    func(db, table string) bool
-	cur     *Txn
-	inTxn   bool
-	decoded int
+	cfg    Config
+	flavor string
+	syncer *replication.BinlogSyncer
+	stream *replication.BinlogStreamer
+	pos    Position
+	gtids  mysql.GTIDSet
+	tables map[uint64]*event.Table
+	want   func(db, table string) bool
+	cur    *Txn
+	inTxn  bool
+	out    chan *Txn
+	errc   chan error
+	done   chan struct{}
+	stop   context.CancelFunc
 }
 
-// Open starts reading at pos; want says which tables' rows to decode (the
-// others' rows are skipped cheaply).
+// HandleEvent takes each event in go-mysql's reading goroutine, while the
+// packet buffer its values point into is still valid (see addRows).
+func (r *Reader) HandleEvent(ev *replication.BinlogEvent) error {
+	txn, err := r.handle(ev)
+	if err != nil {
+		return err
+	}
+	if txn == nil {
+		if _, ok := ev.Event.(*replication.HeartbeatEvent); !ok {
+			return nil
+		}
+		txn = &Txn{Next: r.pos, Received: time.Now()}
+	}
+	select {
+	case r.out <- txn:
+		return nil
+	case <-r.done:
+		return context.Canceled
+	}
+}
+
+// Open starts reading at pos; want, when not nil, says which tables' rows
+// to hand out (the others' rows are skipped).
 func Open(ctx context.Context, cfg Config, flavor string, pos Position, want func(db, table string) bool) (*Reader, error) {
 	host, portStr, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
@@ -158,7 +184,9 @@ func Open(ctx context.Context, cfg Config, flavor string, pos Position, want fun
 		Dialer:                  (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		EventCacheCount:         10240,
 	}
-	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, tables: map[uint64]*event.Table{}, want: want}
+	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, tables: map[uint64]*event.Table{}, want: want,
+		out: make(chan *Txn, 1024), errc: make(chan error, 1), done: make(chan struct{})}
+	scfg.SynchronousEventHandler = r
 	if pos.GTID != "" {
 		if r.gtids, err = mysql.ParseGTIDSet(flavor, pos.GTID); err != nil {
 			return nil, fmt.Errorf("GTID set %q: %v", pos.GTID, err)
@@ -170,11 +198,23 @@ func Open(ctx context.Context, cfg Config, flavor string, pos Position, want fun
 		r.syncer.Close()
 		return nil, err
 	}
+	// With a synchronous handler the streamer only carries the error that
+	// ends the stream.
+	ectx, stop := context.WithCancel(context.Background())
+	r.stop = stop
+	go func() {
+		_, err := r.stream.GetEvent(ectx)
+		r.errc <- err
+	}()
 	return r, nil
 }
 
 // Close ends the replication connection.
-func (r *Reader) Close() { r.syncer.Close() }
+func (r *Reader) Close() {
+	close(r.done)
+	r.stop()
+	r.syncer.Close()
+}
 
 // Position is where the next transaction starts.
 func (r *Reader) Position() Position { return r.pos }
@@ -186,26 +226,33 @@ type Heartbeat struct{ Pos Position }
 // or, when the stream is idle, a *Heartbeat (nil Txn) so the caller can
 // commit its own work; errors mean the connection is gone.
 func (r *Reader) Next(ctx context.Context) (*Txn, error) {
-	for {
-		ev, err := r.stream.GetEvent(ctx)
-		if err != nil {
-			return nil, err
-		}
-		txn, err := r.handle(ev)
-		if err != nil {
-			return nil, err
-		}
-		if txn != nil {
+	// Transactions already read come before the error that ended the stream.
+	select {
+	case txn := <-r.out:
+		return txn, nil
+	default:
+	}
+	select {
+	case txn := <-r.out:
+		return txn, nil
+	case err := <-r.errc:
+		select {
+		case txn := <-r.out:
+			r.errc <- err
 			return txn, nil
+		default:
 		}
-		if ev.Header.EventType == replication.HEARTBEAT_EVENT || ev.Header.EventType == replication.HEARTBEAT_LOG_EVENT_V2 {
-			return &Txn{Next: r.pos, Received: time.Now()}, nil
+		if err == nil {
+			err = fmt.Errorf("binlog stream closed")
 		}
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
 func (r *Reader) begin(h *replication.EventHeader) {
-	r.cur = &Txn{File: r.pos.File, Time: time.Unix(int64(h.Timestamp), 0).UTC()}
+	r.cur = &Txn{File: r.pos.File, ServerID: h.ServerID, Time: time.Unix(int64(h.Timestamp), 0).UTC()}
 	r.inTxn = true
 }
 
@@ -216,7 +263,7 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 	}
 	switch e := ev.Event.(type) {
 	case *replication.RotateEvent:
-		r.pos.File = string(e.NextLogName)
+		r.pos.File = string(e.NextLogName) // a copy: the event points into a reused buffer
 		r.pos.Pos = e.Position
 		return nil, nil
 	case *replication.FormatDescriptionEvent:
@@ -224,9 +271,6 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 	case *replication.MariadbGTIDEvent:
 		r.begin(h)
 		r.cur.GTID = e.GTID.String()
-		if e.IsStandalone() || e.IsDDL() {
-			// A DDL or standalone statement: no BEGIN, ends with its query.
-		}
 		return nil, nil
 	case *replication.GTIDEvent:
 		r.begin(h)
@@ -266,7 +310,7 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 				return nil, nil
 			}
 		}
-		if !r.want(string(e.Schema), string(e.Table)) {
+		if r.want != nil && !r.want(string(e.Schema), string(e.Table)) {
 			r.tables[e.TableID] = &event.Table{DB: string(e.Schema), Name: string(e.Table)}
 			return nil, nil
 		}
@@ -300,7 +344,24 @@ func shapeChanged(t *event.Table, e *replication.TableMapEvent) bool {
 	return false
 }
 
+// own copies a row's strings and byte slices: go-mysql's decoded values
+// point into the packet buffer, which the next packet reuses.
+func own(row []any) []any {
+	for i, v := range row {
+		switch x := v.(type) {
+		case string:
+			row[i] = strings.Clone(x)
+		case []byte:
+			row[i] = bytes.Clone(x)
+		}
+	}
+	return row
+}
+
 func (r *Reader) addRows(t *event.Table, et replication.EventType, e *replication.RowsEvent, pos uint64) {
+	for _, row := range e.Rows {
+		own(row)
+	}
 	var op byte
 	switch et {
 	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
@@ -336,7 +397,7 @@ func (r *Reader) commit(h *replication.EventHeader) *Txn {
 		r.pos.Pos = uint64(h.LogPos)
 	}
 	if txn == nil {
-		txn = &Txn{File: r.pos.File, Time: time.Unix(int64(h.Timestamp), 0).UTC()}
+		txn = &Txn{File: r.pos.File, ServerID: h.ServerID, Time: time.Unix(int64(h.Timestamp), 0).UTC()}
 	}
 	if txn.GTID != "" {
 		if r.gtids == nil {
@@ -371,6 +432,9 @@ func TableFromMap(e *replication.TableMapEvent) (*event.Table, error) {
 			members = m
 		} else if m, ok := sets[i]; ok {
 			members = m
+		}
+		for k := range members {
+			members[k] = strings.Clone(members[k])
 		}
 		_, nullable := e.Nullable(i)
 		col := event.ColumnFromBinlog(string(e.ColumnName[i]), e.ColumnType[i], e.ColumnMeta[i], unsigned[i], collations[i], members, nullable)

@@ -307,4 +307,3 @@ func TestJavaFloat(t *testing.T) {
 		}
 	}
 }
-

@@ -1,0 +1,493 @@
+package cdc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
+	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
+	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
+	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+const passEnv = "FERRY_CDC_TEST_PASSWORD"
+
+// world is a MariaDB and a Kafka cluster for one test.
+type world struct {
+	t     testing.TB
+	db    *devenv.MariaDB
+	kafka *devenv.Kafka
+	reg   *metrics.Registry
+	plan  *plan.Plan
+}
+
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	if _, _, err := devenv.MariaDBBinaries(); err != nil {
+		t.Skip(err)
+	}
+	db, err := devenv.StartMariaDB(devenv.MariaDBOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	k, err := devenv.StartKafka("dc1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	os.Setenv(passEnv, devenv.FerryPassword)
+	if err := db.Exec("CREATE DATABASE trading"); err != nil {
+		t.Fatal(err)
+	}
+	return &world{t: t, db: db, kafka: k, reg: metrics.NewRegistry("test"), plan: &plan.Plan{
+		Version:     plan.Version,
+		Datacenters: map[string]schema.Datacenter{"dc1": {Kafka: schema.Kafka{Brokers: []string{k.Addr()}}}},
+	}}
+}
+
+func (w *world) job(tables ...plan.CDCTable) plan.Job {
+	return plan.Job{
+		ID: "cdc:trading-db", Kind: plan.KindCDC, Shard: "default", Tier: 1,
+		Budget: plan.Duration(300 * time.Millisecond),
+		Client: plan.ClientSettings{CommitInterval: plan.Duration(10 * time.Millisecond), BatchMaxBytes: 1 << 20, Compression: "none"},
+		CDC: &plan.CDCJob{
+			Source: "trading-db",
+			MySQL: schema.MySQL{
+				Address: w.db.Addr(), User: devenv.FerryUser, Password: schema.Secret{Env: passEnv}, ServerID: 5401,
+				Heartbeat: &schema.Heartbeat{Interval: "50ms"},
+			},
+			Datacenter: "dc1", TopicPrefix: "trading",
+			Snapshot: schema.SnapshotSettings{ChunkSize: 1000, Parallelism: 4},
+			Tables:   tables,
+		},
+	}
+}
+
+func table(name, mode string, tier int) plan.CDCTable {
+	db, tbl, _ := strings.Cut(name, ".")
+	budget := 300 * time.Millisecond
+	if tier == 2 {
+		budget = 10 * time.Second
+	}
+	return plan.CDCTable{Name: name, Database: db, Table: tbl, Topic: "trading." + name, Tier: tier, Budget: plan.Duration(budget), Snapshot: mode}
+}
+
+// running is a job started in-process.
+type running struct {
+	job    executor.Job
+	cancel context.CancelCauseFunc
+	done   chan error
+	m      *metrics.Job
+}
+
+func (w *world) start(pj plan.Job) *running {
+	w.t.Helper()
+	m := w.reg.Job(pj)
+	env := &executor.Env{Plan: w.plan, Shard: "default", Process: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m}
+	if os.Getenv("FERRY_TEST_LOG") != "" {
+		env.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	j, err := New(env, pj)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	r := &running{job: j, cancel: cancel, done: make(chan error, 1), m: m}
+	go func() { r.done <- j.Run(ctx) }()
+	// Wait until it streams.
+	deadline := time.Now().Add(30 * time.Second)
+	for m.Status().State != metrics.StateRunning {
+		select {
+		case err := <-r.done:
+			w.t.Fatalf("job ended while starting: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("job not running after 30s: %+v", m.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return r
+}
+
+// stop ends the job cleanly.
+func (r *running) stop(t testing.TB) {
+	r.cancel(nil)
+	if err := <-r.done; err != nil {
+		t.Fatalf("job stopped with %v", err)
+	}
+}
+
+// crash ends the job without committing, as kill -9 would.
+func (r *running) crash() {
+	r.cancel(errCrash)
+	<-r.done
+}
+
+// rec is one record read back from Kafka.
+type rec struct {
+	key, value string
+	tomb       bool
+}
+
+func (w *world) read(topic string) []rec {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opts, _ := kafkaconn.Options(w.plan.Datacenters["dc1"])
+	var out []rec
+	err := kafkaconn.ReadToEnd(ctx, opts, topic, nil, func(r *kgo.Record) {
+		out = append(out, rec{key: string(r.Key), value: string(r.Value), tomb: r.Value == nil})
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return out
+}
+
+// waitFor polls the topic until cond holds.
+func (w *world) waitFor(topic string, what string, cond func([]rec) bool) []rec {
+	w.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rs := w.read(topic)
+		if cond(rs) {
+			return rs
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("%s: %s not reached; %d records", topic, what, len(rs))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type envelope struct {
+	Before map[string]any `json:"before"`
+	After  map[string]any `json:"after"`
+	Op     string         `json:"op"`
+	Source struct {
+		Snapshot string `json:"snapshot"`
+		Table    string `json:"table"`
+	} `json:"source"`
+}
+
+func decode(t testing.TB, r rec) envelope {
+	var e envelope
+	if err := json.Unmarshal([]byte(r.value), &e); err != nil {
+		t.Fatalf("value %q: %v", r.value, err)
+	}
+	return e
+}
+
+// TestSequence checks inserts, updates, a primary key update and a delete
+// give exactly Debezium's events, in order.
+func TestSequence(t *testing.T) {
+	w := newWorld(t)
+	if err := w.db.Exec("CREATE TABLE trading.orders (id INT PRIMARY KEY, note VARCHAR(20), qty INT)"); err != nil {
+		t.Fatal(err)
+	}
+	r := w.start(w.job(table("trading.orders", "no_data", 1)))
+	defer r.stop(t)
+	if err := w.db.Exec(
+		"INSERT INTO trading.orders VALUES (1, 'first', 10)",
+		"UPDATE trading.orders SET qty = 11 WHERE id = 1",
+		"UPDATE trading.orders SET id = 2 WHERE id = 1",
+		"DELETE FROM trading.orders WHERE id = 2",
+		"INSERT INTO trading.orders VALUES (3, '😀', NULL), (4, 'x', 4)",
+	); err != nil {
+		t.Fatal(err)
+	}
+	rs := w.waitFor("trading.trading.orders", "9 records", func(rs []rec) bool { return len(rs) >= 9 })
+	var got []string
+	for _, x := range rs {
+		if x.tomb {
+			got = append(got, x.key+" tombstone")
+			continue
+		}
+		e := decode(t, x)
+		b, _ := json.Marshal(e.Before)
+		a, _ := json.Marshal(e.After)
+		got = append(got, fmt.Sprintf("%s %s %s -> %s", x.key, e.Op, b, a))
+	}
+	want := []string{
+		`{"id":1} c null -> {"id":1,"note":"first","qty":10}`,
+		`{"id":1} u {"id":1,"note":"first","qty":10} -> {"id":1,"note":"first","qty":11}`,
+		`{"id":1} d {"id":1,"note":"first","qty":11} -> null`,
+		`{"id":1} tombstone`,
+		`{"id":2} c null -> {"id":2,"note":"first","qty":11}`,
+		`{"id":2} d {"id":2,"note":"first","qty":11} -> null`,
+		`{"id":2} tombstone`,
+		`{"id":3} c null -> {"id":3,"note":"😀","qty":null}`,
+		`{"id":4} c null -> {"id":4,"note":"x","qty":4}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	st := r.m.Status()
+	p := st.Parts["trading.orders"]
+	if p.Counters[metrics.Creates] != 3 || p.Counters[metrics.Updates] != 2 || p.Counters[metrics.Deletes] != 1 {
+		t.Errorf("counters = %v", p.Counters)
+	}
+	if p.Latency.Count == 0 {
+		t.Errorf("no latency observed")
+	}
+}
+
+// fold applies a topic's events by key: the table as the topic says it is.
+func fold(t testing.TB, rs []rec) map[string]string {
+	state := map[string]string{}
+	for _, x := range rs {
+		if x.tomb {
+			delete(state, x.key)
+			continue
+		}
+		e := decode(t, x)
+		if e.After == nil {
+			delete(state, x.key)
+			continue
+		}
+		b, _ := json.Marshal(e.After)
+		state[x.key] = string(b)
+	}
+	return state
+}
+
+// tableState reads a table by SELECT and converts it as events would be.
+func tableState(t testing.TB, db *devenv.MariaDB, name string) map[string]string {
+	c, err := db.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Execute("SET time_zone = '+00:00'"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Execute("SELECT * FROM " + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	tbl := &event.Table{}
+	for _, f := range res.Fields {
+		tbl.Columns = append(tbl.Columns, event.ColumnFromField(f))
+	}
+	tbl.Key = []int{0}
+	out := map[string]string{}
+	for i := range res.Values {
+		row := make([]any, len(tbl.Columns))
+		for j := range row {
+			row[j] = res.Values[i][j].Value()
+		}
+		k, err := tbl.AppendKey(nil, row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := tbl.AppendRow(nil, row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		_ = json.Unmarshal(v, &m)
+		b, _ := json.Marshal(m)
+		out[string(k)] = string(b)
+	}
+	return out
+}
+
+func compareState(t testing.TB, got, want map[string]string) {
+	t.Helper()
+	bad := 0
+	for k, v := range want {
+		if got[k] != v {
+			if bad < 5 {
+				t.Errorf("key %s: topic has %q, table has %q", k, got[k], v)
+			}
+			bad++
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			if bad < 5 {
+				t.Errorf("key %s: in the topic, not in the table", k)
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d keys differ (topic %d keys, table %d)", bad, len(got), len(want))
+	}
+}
+
+// writer hits a table with inserts, updates and deletes until stopped.
+type writer struct {
+	stop chan struct{}
+	wg   sync.WaitGroup
+	n    int
+}
+
+func startWriter(t testing.TB, db *devenv.MariaDB, name string, maxID int) *writer {
+	w := &writer{stop: make(chan struct{})}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		c, err := db.Root()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer func() { c.Close() }()
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			id := (i*7919)%maxID + 1
+			var q string
+			switch i % 4 {
+			case 0, 1:
+				q = fmt.Sprintf("UPDATE %s SET qty = qty + 1, note = 'w%d' WHERE id = %d", name, i, id)
+			case 2:
+				q = fmt.Sprintf("DELETE FROM %s WHERE id = %d", name, id)
+			case 3:
+				q = fmt.Sprintf("INSERT INTO %s (id, note, qty) VALUES (%d, 'ins%d', %d) ON DUPLICATE KEY UPDATE note = 'dup%d'", name, id, i, i, i)
+			}
+			if _, err := c.Execute(q); err != nil {
+				c.Close()
+				time.Sleep(50 * time.Millisecond)
+				if c, err = db.Root(); err != nil {
+					continue
+				}
+			}
+			w.n++
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return w
+}
+
+func (w *writer) finish() int { close(w.stop); w.wg.Wait(); return w.n }
+
+// loadRows fills a table with n rows.
+func loadRows(t testing.TB, db *devenv.MariaDB, name string, n int) {
+	t.Helper()
+	if err := db.Exec(
+		fmt.Sprintf("CREATE TABLE %s (id INT PRIMARY KEY, note VARCHAR(40), qty INT, price DECIMAL(10,2), at DATETIME(6))", name),
+		fmt.Sprintf("INSERT INTO %s SELECT seq, CONCAT('row ', seq), seq %% 100, seq / 7, '2024-01-02 03:04:05.123456' FROM trading.seq_1_to_%d", name, n),
+	); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitSnapshot waits for a table's initial load to finish.
+func waitSnapshot(t testing.TB, r *running, table string, rows int64) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		p := r.m.Status().Parts[table]
+		if p.Estimate > 0 && p.Done >= p.Estimate && p.Done >= rows {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("snapshot of %s: %d of %d rows after 3m", table, p.Done, p.Estimate)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitCaughtUp waits until the job's checkpoint reaches the server's
+// current binlog position.
+func (w *world) waitCaughtUp(r *running) {
+	w.t.Helper()
+	rows, err := w.db.Query("SHOW MASTER STATUS")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	file, pos := rows[0][0], rows[0][1]
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		opts, _ := kafkaconn.Options(w.plan.Datacenters["dc1"])
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := loadState(ctx, opts, "cdc:trading-db")
+		cancel()
+		want := binlog.Position{File: file}
+		fmt.Sscan(pos, &want.Pos)
+		if err == nil && st != nil && st.Position.Compare(want) >= 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("checkpoint did not reach %s:%s", file, pos)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestSnapshotWhileWriting loads a table while writes hit it; the topic
+// folded by key must equal the table.
+func TestSnapshotWhileWriting(t *testing.T) {
+	n := 100_000
+	if testing.Short() {
+		n = 20_000
+	}
+	w := newWorld(t)
+	loadRows(t, w.db, "trading.orders", n)
+	wr := startWriter(t, w.db, "trading.orders", n+1000)
+	r := w.start(w.job(table("trading.orders", "initial", 1)))
+	waitSnapshot(t, r, "trading.orders", int64(n/2))
+	writes := wr.finish()
+	w.waitCaughtUp(r)
+	r.stop(t)
+	rs := w.read("trading.trading.orders")
+	got := fold(t, rs)
+	compareState(t, got, tableState(t, w.db, "trading.orders"))
+	reads := 0
+	for _, x := range rs {
+		if !x.tomb && decode(t, x).Op == "r" {
+			reads++
+		}
+	}
+	t.Logf("%d rows, %d writes during the load, %d records, %d snapshot reads", n, writes, len(rs), reads)
+}
+
+// The checkpoint's state, for tests.
+func loadState(ctx context.Context, opts []kgo.Opt, job string) (*State, error) {
+	values, err := loadCheckpoint(ctx, opts, job)
+	if err != nil || values == nil {
+		return nil, err
+	}
+	return decodeState(values)
+}
+
+func sortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func loadCheckpoint(ctx context.Context, opts []kgo.Opt, job string) ([]byte, error) {
+	values, err := checkpoint.Load(ctx, opts, job)
+	if err != nil {
+		return nil, err
+	}
+	return values[checkpointKey], nil
+}

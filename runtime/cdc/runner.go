@@ -1,0 +1,635 @@
+package cdc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
+	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
+	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
+	"github.com/ferry-pipelines/ferry/runtime/dlq"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+// Names of ferry's own tables in the heartbeat database.
+const (
+	heartbeatTable = "ferry_heartbeat"
+	watermarkTable = "ferry_watermark"
+)
+
+// errCrash, as the cause of the job's context, stops it without
+// committing, as kill -9 would (tests).
+var errCrash = errors.New("cdc: simulated crash")
+
+// runner is one run of the job: it owns the state from start to stop.
+type runner struct {
+	j          *Job
+	job        plan.Job
+	cfg        binlog.Config
+	srv        binlog.Server
+	cl         *kgo.Client
+	opts       []kgo.Opt
+	hbInterval time.Duration
+	hbDB       string
+	log        *slog.Logger
+	m          *metrics.Job
+
+	st     *State // everything processed (committed or in the open Kafka transaction)
+	tables map[string]*tableRun
+
+	readerCh  chan readMsg
+	reading   bool
+	readerBO  *backoff
+	reconnect time.Time
+	waiting   bool
+
+	// The open Kafka transaction.
+	inTxn      bool
+	txnStart   time.Time
+	txnBytes   int
+	dirty      bool // position moved since the last commit
+	lastCommit time.Time
+	obs        []observation
+	counts     map[string]map[string]int64
+	prodMu     sync.Mutex
+	prodErr    error
+
+	hbLast  time.Time // the newest heartbeat value read from the binlog
+	readLag time.Duration
+
+	snap *snapshotter
+
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+}
+
+type tableRun struct {
+	p  plan.CDCTable
+	st *TableState
+}
+
+type observation struct {
+	table string
+	src   time.Time
+	bytes int
+	// mysql marks a change event (observed against the budget); snapshot
+	// rows are counted, not observed.
+}
+
+type readMsg struct {
+	txn *binlog.Txn
+	err error
+}
+
+// init settles the start position and each table's state from the
+// checkpoint (nil on a first start).
+func (r *runner) init(ctx context.Context, st *State) error {
+	now := time.Now().UTC()
+	r.tables = map[string]*tableRun{}
+	r.counts = map[string]map[string]int64{}
+	r.readerBO = newBackoff()
+	if st != nil {
+		ok, err := binlog.HasFile(ctx, r.cfg, st.File)
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.job.ID, err)
+		}
+		if !ok {
+			for _, t := range r.job.CDC.Tables {
+				if t.Snapshot != schema.SnapshotWhenNeeded {
+					return fmt.Errorf("%s: binlog file %s of the checkpoint is no longer on the server (purged), so changes were lost; keep binlogs longer (binlog_expire_logs_seconds) and reload the tables: set snapshot: \"when_needed\" on %s to snapshot it again", r.job.ID, st.File, t.Name)
+				}
+			}
+			r.log.Warn("checkpoint's binlog file is gone; when_needed tables are snapshotted again", "file", st.File)
+			st = nil
+		}
+	}
+	fresh := st == nil
+	if fresh {
+		pos, err := binlog.MasterStatus(ctx, r.cfg, r.srv.Flavor)
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.job.ID, err)
+		}
+		start := pos
+		for _, t := range r.job.CDC.Tables {
+			if t.Snapshot == schema.SnapshotNever {
+				// Debezium's "never": the table's whole binlog history.
+				if start, err = binlog.FirstPosition(ctx, r.cfg); err != nil {
+					return fmt.Errorf("%s: %w", r.job.ID, err)
+				}
+				start.GTID = ""
+				break
+			}
+		}
+		st = &State{Position: start, Tables: map[string]*TableState{}}
+		for _, t := range r.job.CDC.Tables {
+			ts := &TableState{Mode: t.Snapshot, Since: pos}
+			switch t.Snapshot {
+			case schema.SnapshotNever:
+				ts.Since = start
+			case schema.SnapshotInitial, schema.SnapshotWhenNeeded, "":
+				ts.Snapshot = &SnapState{Started: now}
+			}
+			st.Tables[t.Name] = ts
+		}
+		r.dirty = true
+	}
+	r.st = st
+	// Tables of the plan that the checkpoint does not know were added while
+	// the job was down: as add_table. Tables it knows but the plan dropped
+	// are forgotten.
+	planned := map[string]bool{}
+	for _, t := range r.job.CDC.Tables {
+		planned[t.Name] = true
+		ts := st.Tables[t.Name]
+		if ts == nil {
+			ts = r.newTableState(t, now)
+			st.Tables[t.Name] = ts
+			r.dirty = true
+		}
+		r.tables[t.Name] = &tableRun{p: t, st: ts}
+	}
+	for name := range st.Tables {
+		if !planned[name] {
+			delete(st.Tables, name)
+			r.dirty = true
+		}
+	}
+	r.snap = newSnapshotter(r)
+	return nil
+}
+
+// newTableState starts capturing a table on the running stream: from the
+// current position, with an incremental snapshot if its mode wants one.
+func (r *runner) newTableState(t plan.CDCTable, now time.Time) *TableState {
+	ts := &TableState{Mode: t.Snapshot, Since: r.st.Position}
+	switch t.Snapshot {
+	case schema.SnapshotInitial, schema.SnapshotWhenNeeded, "":
+		ts.Snapshot = &SnapState{Started: now, Incremental: true}
+	}
+	return ts
+}
+
+func (r *runner) close() {
+	if r.bgCancel != nil {
+		r.bgCancel()
+	}
+	r.snap.stop()
+	r.bg.Wait()
+	r.cl.Close()
+}
+
+// loop is the job's event loop.
+func (r *runner) loop(ctx context.Context) error {
+	bgCtx, cancel := context.WithCancel(ctx)
+	r.bgCancel = cancel
+	r.readerCh = make(chan readMsg, 256)
+	r.bg.Add(1)
+	go r.heartbeat(bgCtx)
+	r.startReader(bgCtx)
+	r.snap.start(bgCtx)
+	r.m.SetState(metrics.StateRunning, nil)
+
+	interval := r.job.Client.CommitInterval.D()
+	if interval <= 0 {
+		interval = 100 * time.Millisecond
+	}
+	tickEvery := max(min(interval, 50*time.Millisecond), 2*time.Millisecond)
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	r.lastCommit = time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), errCrash) {
+				return nil // as kill -9: the open Kafka transaction is left to be fenced
+			}
+			// Commit the whole MySQL transactions already in the Kafka
+			// transaction; a crash instead would abort them and they would
+			// be read again.
+			cctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+			err := r.commit(cctx)
+			c()
+			return err
+		case msg := <-r.readerCh:
+			if msg.err != nil {
+				r.readerFailed(msg.err)
+				continue
+			}
+			if r.waiting {
+				r.waiting = false
+				r.readerBO.reset()
+				r.m.SetState(metrics.StateRunning, nil)
+			}
+			if err := r.process(ctx, msg.txn); err != nil {
+				return err
+			}
+		case res := <-r.snap.results:
+			if err := r.snap.onResult(ctx, res); err != nil {
+				return err
+			}
+		case <-r.j.notify:
+			if p := r.j.takeUpdate(); p != nil {
+				if err := r.applyUpdate(ctx, *p); err != nil {
+					return err
+				}
+			}
+		case <-tick.C:
+			if !r.reading && time.Now().After(r.reconnect) {
+				r.startReader(bgCtx)
+			}
+			if err := r.snap.tick(ctx); err != nil {
+				return err
+			}
+		}
+		if r.shouldCommit(interval) {
+			if err := r.commit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (r *runner) shouldCommit(interval time.Duration) bool {
+	now := time.Now()
+	if r.inTxn {
+		return r.txnBytes >= maxTxnBytes || now.Sub(r.txnStart) >= interval
+	}
+	return r.dirty && now.Sub(r.lastCommit) >= idleCommit
+}
+
+// startReader opens the binlog at the processed position in a goroutine
+// that sends whole transactions to the loop until the connection fails.
+func (r *runner) startReader(ctx context.Context) {
+	r.reading = true
+	pos := r.st.Position
+	flavor := r.srv.Flavor
+	cfg := r.cfg
+	ch := r.readerCh
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		rd, err := binlog.Open(ctx, cfg, flavor, pos, nil)
+		if err != nil {
+			select {
+			case ch <- readMsg{err: err}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		defer rd.Close()
+		for {
+			txn, err := rd.Next(ctx)
+			if err != nil {
+				select {
+				case ch <- readMsg{err: err}:
+				case <-ctx.Done():
+				}
+				return
+			}
+			select {
+			case ch <- readMsg{txn: txn}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
+// readerFailed notes a lost binlog connection: the job waits for the
+// server and reads again from the last processed transaction.
+func (r *runner) readerFailed(err error) {
+	r.reading = false
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	var ref *binlog.Refusal
+	_ = ref
+	r.waiting = true
+	r.m.SetState(metrics.StateWaiting, fmt.Errorf("%s: binlog of %s at %s: %v", r.job.ID, r.cfg.Addr, r.st.Position.String(), err))
+	r.log.Warn("binlog connection lost; reconnecting", "err", err, "at", r.st.Position.String())
+	d := r.readerBO.d
+	r.readerBO.d = min(2*r.readerBO.d, 2*time.Second)
+	r.reconnect = time.Now().Add(d)
+}
+
+// sourceTime is the best lower bound of a transaction's commit time: the
+// GTID event's microseconds (MySQL 8), else the later of the binlog
+// header's second and the newest heartbeat before it (see README, "CDC").
+func (r *runner) sourceTime(txn *binlog.Txn) time.Time {
+	if txn.Micro {
+		return txn.Time
+	}
+	if r.hbLast.After(txn.Time) {
+		return r.hbLast
+	}
+	return txn.Time
+}
+
+// process turns a MySQL transaction into Kafka records in the open Kafka
+// transaction.
+func (r *runner) process(ctx context.Context, txn *binlog.Txn) error {
+	now := time.Now()
+	for i := range txn.Rows {
+		row := &txn.Rows[i]
+		t := row.Table
+		if t.DB == r.hbDB {
+			switch t.Name {
+			case heartbeatTable:
+				r.onHeartbeat(row)
+				continue
+			case watermarkTable:
+				if row.After != nil && len(row.After) >= 2 {
+					if err := r.snap.onWatermark(ctx, tokenOf(row.After[1])); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+		}
+		tr := r.tables[t.FullName()]
+		if tr == nil {
+			continue
+		}
+		if txn.Next.Compare(tr.st.Since) <= 0 {
+			continue // before the table's capture began
+		}
+		ch := event.Change{Op: row.Op, Before: row.Before, After: row.After, Source: event.Source{
+			Name: r.job.CDC.TopicPrefix, Time: txn.Time, ServerID: txn.ServerID, GTID: txn.GTID,
+			File: txn.File, Pos: row.Pos, Row: row.Row, Thread: txn.Thread,
+		}}
+		recs, err := t.Encode(&ch, now)
+		if err != nil {
+			if err := r.deadLetter(ctx, tr, txn, row, err); err != nil {
+				return err
+			}
+			continue
+		}
+		src := r.sourceTime(txn)
+		for k := range recs {
+			r.snap.touch(tr.p.Name, recs[k].Key)
+			if err := r.produce(ctx, tr.p.Topic, &recs[k]); err != nil {
+				return err
+			}
+			if recs[k].Value != nil {
+				r.obs = append(r.obs, observation{table: tr.p.Name, src: src, bytes: len(recs[k].Key) + len(recs[k].Value)})
+			}
+		}
+		switch row.Op {
+		case event.OpCreate:
+			r.count(tr.p.Name, metrics.Creates, 1)
+		case event.OpUpdate:
+			r.count(tr.p.Name, metrics.Updates, 1)
+		case event.OpDelete:
+			r.count(tr.p.Name, metrics.Deletes, 1)
+		}
+	}
+	if txn.Rows != nil || txn.Next.Compare(r.st.Position) != 0 {
+		r.dirty = true
+	}
+	r.st.Position = txn.Next
+	if !txn.Received.IsZero() && !txn.Time.IsZero() {
+		r.readLag = txn.Received.Sub(r.sourceTime(txn))
+	}
+	return nil
+}
+
+func tokenOf(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	}
+	return ""
+}
+
+func (r *runner) onHeartbeat(row *binlog.Rows) {
+	if row.After == nil || len(row.After) < 2 {
+		return
+	}
+	s := tokenOf(row.After[1])
+	if s == "" {
+		return
+	}
+	t, err := time.ParseInLocation("2006-01-02 15:04:05.999999", s, time.UTC)
+	if err == nil && t.After(r.hbLast) {
+		r.hbLast = t
+	}
+}
+
+func (r *runner) count(table, counter string, n int64) {
+	c := r.counts[table]
+	if c == nil {
+		c = map[string]int64{}
+		r.counts[table] = c
+	}
+	c[counter] += n
+}
+
+func (r *runner) begin() error {
+	if r.inTxn {
+		return nil
+	}
+	if err := r.cl.BeginTransaction(); err != nil {
+		return fmt.Errorf("%s: begin Kafka transaction: %w", r.job.ID, err)
+	}
+	r.inTxn = true
+	r.txnStart = time.Now()
+	r.txnBytes = 0
+	return nil
+}
+
+func (r *runner) promise(_ *kgo.Record, err error) {
+	if err != nil {
+		r.prodMu.Lock()
+		if r.prodErr == nil {
+			r.prodErr = err
+		}
+		r.prodMu.Unlock()
+	}
+}
+
+func (r *runner) produce(ctx context.Context, topic string, rec *event.Record) error {
+	if err := r.begin(); err != nil {
+		return err
+	}
+	kr := &kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value}
+	for k, v := range rec.Headers {
+		kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: k, Value: v})
+	}
+	r.txnBytes += len(rec.Key) + len(rec.Value)
+	r.cl.Produce(ctx, kr, r.promise)
+	return nil
+}
+
+// deadLetter sends a row that cannot be converted to ferry.dlq, in the same
+// transaction, and capture goes on.
+func (r *runner) deadLetter(ctx context.Context, tr *tableRun, txn *binlog.Txn, row *binlog.Rows, cause error) error {
+	if err := r.begin(); err != nil {
+		return err
+	}
+	raw := mustJSON(map[string]any{"op": string(row.Op), "before": row.Before, "after": row.After})
+	rec := dlq.Record(&kgo.Record{Topic: tr.p.Topic, Value: raw}, dlq.Failure{
+		Job: r.job.ID, Topic: tr.p.Topic, Partition: -1, Offset: -1,
+		Class: "conversion", Message: cause.Error(),
+		Extra: []kgo.RecordHeader{
+			{Key: "ferry.error.binlog.file", Value: []byte(txn.File)},
+			{Key: "ferry.error.binlog.pos", Value: []byte(strconv.FormatUint(row.Pos, 10))},
+			{Key: "ferry.error.binlog.row", Value: []byte(strconv.Itoa(row.Row))},
+			{Key: "ferry.error.binlog.gtid", Value: []byte(txn.GTID)},
+		},
+	})
+	r.cl.Produce(ctx, rec, r.promise)
+	r.count(tr.p.Name, metrics.Failed, 1)
+	r.count(tr.p.Name, metrics.DeadLetters, 1)
+	r.log.Warn("row sent to ferry.dlq", "table", tr.p.Name, "err", cause, "file", txn.File, "pos", row.Pos)
+	return nil
+}
+
+// commit ends the Kafka transaction with the checkpoint in it.
+func (r *runner) commit(ctx context.Context) error {
+	if !r.inTxn && !r.dirty {
+		return nil
+	}
+	if err := r.begin(); err != nil {
+		return err
+	}
+	r.cl.Produce(ctx, checkpoint.Record(r.job.ID, checkpointKey, r.st.encode()), r.promise)
+	if err := r.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("%s: flush: %w", r.job.ID, err)
+	}
+	r.prodMu.Lock()
+	perr := r.prodErr
+	r.prodErr = nil
+	r.prodMu.Unlock()
+	if perr != nil {
+		_ = r.cl.EndTransaction(ctx, kgo.TryAbort)
+		r.inTxn = false
+		return fmt.Errorf("%s: produce: %w", r.job.ID, perr)
+	}
+	if err := r.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		r.inTxn = false
+		return fmt.Errorf("%s: commit Kafka transaction: %w", r.job.ID, err)
+	}
+	now := time.Now()
+	r.inTxn, r.dirty = false, false
+	r.lastCommit = now
+	for _, o := range r.obs {
+		tr := r.tables[o.table]
+		budget := r.job.Budget.D()
+		if tr != nil {
+			budget = tr.p.Budget.D()
+		}
+		r.m.ObserveBudget(o.table, now.Sub(o.src), o.bytes, budget)
+	}
+	r.obs = r.obs[:0]
+	for table, cs := range r.counts {
+		for name, n := range cs {
+			r.m.Count(table, name, n)
+		}
+		delete(r.counts, table)
+	}
+	r.snap.committed()
+	return nil
+}
+
+// applyUpdate applies a plan change that only touches tables, on the
+// running connection.
+func (r *runner) applyUpdate(ctx context.Context, p plan.Job) error {
+	now := time.Now().UTC()
+	planned := map[string]plan.CDCTable{}
+	var added []plan.CDCTable
+	for _, t := range p.CDC.Tables {
+		planned[t.Name] = t
+		if tr, ok := r.tables[t.Name]; ok {
+			tr.p = t // a new tier or budget applies from now on
+			continue
+		}
+		added = append(added, t)
+	}
+	if len(added) > 0 {
+		cl, err := kgo.NewClient(r.opts...)
+		if err != nil {
+			return err
+		}
+		err = ensureTopics(ctx, kadm.NewClient(cl), added)
+		cl.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.job.ID, err)
+		}
+	}
+	for name := range r.tables {
+		if _, ok := planned[name]; !ok {
+			r.log.Info("table removed from capture", "table", name)
+			r.snap.drop(name)
+			delete(r.tables, name)
+			delete(r.st.Tables, name)
+			r.m.DropPart(name)
+		}
+	}
+	for _, t := range added {
+		ts := r.newTableState(t, now)
+		r.st.Tables[t.Name] = ts
+		r.tables[t.Name] = &tableRun{p: t, st: ts}
+		r.log.Info("table added to capture on the running connection", "table", t.Name, "snapshot", t.Snapshot, "since", ts.Since.String())
+		if ts.Snapshot != nil {
+			r.snap.add(ctx, t.Name, ts.Snapshot)
+		}
+	}
+	r.job = p
+	r.dirty = true
+	return nil
+}
+
+// heartbeat writes NOW(6) into the heartbeat table every interval, so the
+// binlog carries a microsecond clock reading between transactions.
+func (r *runner) heartbeat(ctx context.Context) {
+	defer r.bg.Done()
+	var c *client.Conn
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	stmt := "INSERT INTO `" + r.hbDB + "`.`" + heartbeatTable + "` (server_id, ts) VALUES (" +
+		strconv.FormatUint(uint64(r.cfg.ServerID), 10) + ", NOW(6)) ON DUPLICATE KEY UPDATE ts = NOW(6)"
+	t := time.NewTicker(r.hbInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c == nil {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			var err error
+			c, err = binlog.Connect(cctx, r.cfg)
+			cancel()
+			if err != nil {
+				c = nil
+				continue
+			}
+			if _, err := c.Execute("SET time_zone = '+00:00'"); err != nil {
+				c.Close()
+				c = nil
+				continue
+			}
+		}
+		if _, err := c.Execute(stmt); err != nil {
+			c.Close()
+			c = nil
+		}
+	}
+}

@@ -1,0 +1,765 @@
+package cdc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
+	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+)
+
+// The initial load, DBLog style ("multi-window" on one binlog stream).
+//
+// Each table's primary key range is cut into chunks of chunkSize rows by a
+// planner (SELECT pk ... WHERE pk > :lo ORDER BY pk LIMIT 1 OFFSET n-1,
+// an index-only read). Up to `parallelism` chunks, of any of the tables
+// being loaded, are in flight at once. A worker reads a chunk between two
+// watermarks it writes to ferry_watermark (its own committed
+// transactions): low watermark, SELECT of the chunk, high watermark. The
+// event loop, reading the binlog in order, opens the chunk's window at the
+// low watermark and from then on records every key of the table that a
+// binlog event changes. Once the high watermark has passed and every
+// earlier chunk of the table is out, the chunk's rows are emitted as
+// op "r", except the keys changed since the low watermark: their binlog
+// events, which are newer than the SELECT, already went out. A row that
+// was not changed between the low watermark and the emission still has
+// the value the SELECT read, so emitting it there keeps each key's events
+// in order. No lock is taken and no binlog event waits for a chunk.
+//
+// Chunks go out in primary key order, so the checkpoint (in the same Kafka
+// transaction as the rows) holds just the last emitted key: a restart goes
+// on from the next chunk.
+
+type snapshotter struct {
+	r           *runner
+	chunkSize   int
+	parallelism int
+	work        chan *chunk
+	results     chan chunkResult
+	tables      map[string]*snapTable
+	tokens      map[string]*chunk
+	order       []string
+	next        int
+	ctx         context.Context
+	cancel      context.CancelFunc
+	started     bool
+	tty         bool
+}
+
+type snapTable struct {
+	name     string
+	db, tbl  string
+	st       *SnapState
+	ranges   chan chunkRange
+	cancel   context.CancelFunc
+	chunks   []*chunk
+	seq      int
+	planDone bool
+	estimate int64
+	start    time.Time
+	startRow int64
+	lastLog  time.Time
+	bar      *progressbar.ProgressBar
+	keyKinds []event.Kind
+	keyCols  []string
+}
+
+type chunkRange struct {
+	lo, hi [][]byte // nil lo: from the start; nil hi: to the end
+	last   bool
+	err    error
+	// table info, sent with the first range
+	keyCols  []string
+	keyKinds []event.Kind
+	estimate int64
+}
+
+type chunk struct {
+	t       *snapTable
+	seq     int
+	rng     chunkRange
+	lw, hw  string
+	lwSeen  bool
+	hwSeen  bool
+	changed map[string]struct{}
+	rows    *chunkRows
+	busy    bool // with a worker
+	retryAt time.Time
+}
+
+type chunkRows struct {
+	recs []event.Record
+}
+
+type chunkResult struct {
+	c    *chunk
+	rows *chunkRows
+	err  error
+}
+
+func newSnapshotter(r *runner) *snapshotter {
+	s := &snapshotter{
+		r:           r,
+		chunkSize:   r.job.CDC.Snapshot.ChunkSize,
+		parallelism: r.job.CDC.Snapshot.Parallelism,
+		tables:      map[string]*snapTable{},
+		tokens:      map[string]*chunk{},
+		tty:         term.IsTerminal(int(os.Stderr.Fd())),
+	}
+	if s.chunkSize <= 0 {
+		s.chunkSize = DefaultChunkSize
+	}
+	if s.parallelism <= 0 {
+		s.parallelism = DefaultParallelism
+	}
+	s.work = make(chan *chunk, s.parallelism)
+	s.results = make(chan chunkResult, s.parallelism)
+	return s
+}
+
+// start launches the workers and a planner for each table whose load is
+// not done.
+func (s *snapshotter) start(ctx context.Context) {
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.started = true
+	for i := 0; i < s.parallelism; i++ {
+		s.r.bg.Add(1)
+		go s.worker(s.ctx, i)
+	}
+	for name, tr := range s.r.tables {
+		if tr.st.Snapshot != nil && !tr.st.Snapshot.Done {
+			s.add(ctx, name, tr.st.Snapshot)
+		}
+	}
+}
+
+func (s *snapshotter) stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
+
+// add starts loading a table.
+func (s *snapshotter) add(_ context.Context, name string, st *SnapState) {
+	if !s.started {
+		return // start picks it up
+	}
+	if _, ok := s.tables[name]; ok {
+		return
+	}
+	db, tbl, _ := strings.Cut(name, ".")
+	pctx, cancel := context.WithCancel(s.ctx)
+	t := &snapTable{name: name, db: db, tbl: tbl, st: st, ranges: make(chan chunkRange, s.parallelism), cancel: cancel, start: time.Now(), startRow: st.Rows}
+	s.tables[name] = t
+	s.order = append(s.order, name)
+	s.r.bg.Add(1)
+	go s.planner(pctx, t, st.After)
+	s.r.log.Info("initial load started", "table", name, "after", keyText(st.After), "rows", st.Rows)
+}
+
+// drop stops loading a table (it left the plan).
+func (s *snapshotter) drop(name string) {
+	t := s.tables[name]
+	if t == nil {
+		return
+	}
+	t.cancel()
+	for _, c := range t.chunks {
+		delete(s.tokens, c.lw)
+		delete(s.tokens, c.hw)
+	}
+	delete(s.tables, name)
+	for i, n := range s.order {
+		if n == name {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			break
+		}
+	}
+}
+
+func (s *snapshotter) inFlight() int {
+	n := 0
+	for _, t := range s.tables {
+		n += len(t.chunks)
+	}
+	return n
+}
+
+// paced reports that new chunks must wait: the binlog reader is behind by
+// more than a third of the strictest captured table's budget, so the load
+// yields to change capture.
+func (s *snapshotter) paced() bool {
+	var strictest time.Duration
+	for _, tr := range s.r.tables {
+		if b := tr.p.Budget.D(); b > 0 && (strictest == 0 || b < strictest) {
+			strictest = b
+		}
+	}
+	return strictest > 0 && s.r.readLag > strictest/3
+}
+
+// tick dispatches chunks to free workers and retries failed ones.
+func (s *snapshotter) tick(_ context.Context) error {
+	now := time.Now()
+	for _, t := range s.tables {
+		for _, c := range t.chunks {
+			if !c.busy && c.rows == nil && !c.retryAt.IsZero() && now.After(c.retryAt) {
+				s.send(c)
+			}
+		}
+	}
+	if len(s.order) == 0 || s.paced() {
+		return nil
+	}
+	for tries := 0; s.inFlight() < s.parallelism && tries < len(s.order); {
+		name := s.order[s.next%len(s.order)]
+		s.next++
+		t := s.tables[name]
+		if t.planDone {
+			tries++
+			continue
+		}
+		select {
+		case rng := <-t.ranges:
+			if rng.err != nil {
+				return fmt.Errorf("%s: initial load of %s: %w", s.r.job.ID, name, rng.err)
+			}
+			if rng.keyCols != nil {
+				t.keyCols, t.keyKinds, t.estimate = rng.keyCols, rng.keyKinds, rng.estimate
+				s.r.m.SetProgress(name, t.st.Rows, max(t.estimate, t.st.Rows))
+				if s.tty && t.bar == nil {
+					t.bar = progressbar.NewOptions64(max(t.estimate, 1),
+						progressbar.OptionSetWriter(os.Stderr),
+						progressbar.OptionSetDescription(name),
+						progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+						progressbar.OptionSetItsString("rows"),
+						progressbar.OptionThrottle(200*time.Millisecond),
+						progressbar.OptionSetPredictTime(true))
+					_ = t.bar.Set64(t.st.Rows)
+				}
+			}
+			if rng.last {
+				t.planDone = true
+			}
+			c := &chunk{t: t, seq: t.seq, rng: rng}
+			t.seq++
+			t.chunks = append(t.chunks, c)
+			s.send(c)
+			tries = 0
+		default:
+			tries++
+		}
+	}
+	return nil
+}
+
+// send gives a chunk fresh watermark tokens and hands it to a worker.
+func (s *snapshotter) send(c *chunk) {
+	delete(s.tokens, c.lw)
+	delete(s.tokens, c.hw)
+	c.lw, c.hw = newToken("lw"), newToken("hw")
+	c.lwSeen, c.hwSeen, c.changed, c.rows = false, false, nil, nil
+	c.retryAt = time.Time{}
+	s.tokens[c.lw], s.tokens[c.hw] = c, c
+	c.busy = true
+	s.work <- c
+}
+
+func newToken(kind string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return kind + "-" + hex.EncodeToString(b[:])
+}
+
+// touch records a key changed by a binlog event in the open windows of
+// its table.
+func (s *snapshotter) touch(table string, key []byte) {
+	t := s.tables[table]
+	if t == nil || key == nil {
+		return
+	}
+	for _, c := range t.chunks {
+		if c.lwSeen {
+			c.changed[string(key)] = struct{}{}
+		}
+	}
+}
+
+// onWatermark handles a watermark read from the binlog.
+func (s *snapshotter) onWatermark(ctx context.Context, token string) error {
+	c := s.tokens[token]
+	if c == nil {
+		return nil // a token of a chunk that failed, or of an earlier run
+	}
+	switch token {
+	case c.lw:
+		c.lwSeen = true
+		c.changed = map[string]struct{}{}
+	case c.hw:
+		if !c.lwSeen {
+			return nil
+		}
+		c.hwSeen = true
+		return s.emit(ctx, c.t)
+	}
+	return nil
+}
+
+// onResult takes a worker's chunk.
+func (s *snapshotter) onResult(ctx context.Context, res chunkResult) error {
+	c := res.c
+	c.busy = false
+	if s.tables[c.t.name] != c.t {
+		return nil // dropped
+	}
+	if res.err != nil {
+		s.r.log.Warn("chunk read failed; retrying", "table", c.t.name, "chunk", c.seq, "err", res.err)
+		delete(s.tokens, c.lw)
+		delete(s.tokens, c.hw)
+		c.retryAt = time.Now().Add(time.Second)
+		return nil
+	}
+	c.rows = res.rows
+	return s.emit(ctx, c.t)
+}
+
+// emit sends out the table's chunks that are complete, in order.
+func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
+	for len(t.chunks) > 0 {
+		c := t.chunks[0]
+		if !c.hwSeen || c.rows == nil {
+			return nil
+		}
+		var n int64
+		for i := range c.rows.recs {
+			rec := &c.rows.recs[i]
+			if _, changed := c.changed[string(rec.Key)]; changed {
+				continue
+			}
+			if err := s.r.produce(ctx, s.r.tables[t.name].p.Topic, rec); err != nil {
+				return err
+			}
+			n++
+		}
+		s.r.count(t.name, metrics.SnapshotRead, n)
+		t.st.Rows += n
+		if c.rng.last {
+			t.st.Done = true
+			t.st.After = nil
+		} else {
+			t.st.After = c.rng.hi
+		}
+		s.r.dirty = true
+		delete(s.tokens, c.lw)
+		delete(s.tokens, c.hw)
+		t.chunks = t.chunks[1:]
+		s.progress(t)
+		if t.st.Done {
+			s.finish(t)
+			return nil
+		}
+	}
+	return nil
+}
+
+func (s *snapshotter) progress(t *snapTable) {
+	total := max(t.estimate, t.st.Rows)
+	s.r.m.SetProgress(t.name, t.st.Rows, total)
+	if t.bar != nil {
+		if total > t.bar.GetMax64() {
+			t.bar.ChangeMax64(total)
+		}
+		_ = t.bar.Set64(t.st.Rows)
+	}
+	if time.Since(t.lastLog) >= 10*time.Second || t.st.Done {
+		t.lastLog = time.Now()
+		el := time.Since(t.start).Seconds()
+		rate := float64(t.st.Rows-t.startRow) / max(el, 0.001)
+		eta := "-"
+		if rate > 0 && total > t.st.Rows {
+			eta = (time.Duration(float64(total-t.st.Rows)/rate) * time.Second).Round(time.Second).String()
+		}
+		s.r.log.Info("initial load", "table", t.name, "rows", t.st.Rows, "estimate", total, "rows_per_s", int64(rate), "eta", eta)
+	}
+}
+
+func (s *snapshotter) finish(t *snapTable) {
+	if t.bar != nil {
+		_ = t.bar.Finish()
+		fmt.Fprintln(os.Stderr)
+	}
+	s.r.m.SetProgress(t.name, t.st.Rows, t.st.Rows)
+	s.r.log.Info("initial load done", "table", t.name, "rows", t.st.Rows, "took", time.Since(t.start).Round(time.Millisecond).String())
+	t.cancel()
+	delete(s.tables, t.name)
+	for i, n := range s.order {
+		if n == t.name {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			break
+		}
+	}
+}
+
+// committed is called after each Kafka commit.
+func (s *snapshotter) committed() {}
+
+// sqlConn opens a session for the load: UTC, utf8mb4.
+func (s *snapshotter) sqlConn(ctx context.Context) (*client.Conn, error) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := binlog.Connect(cctx, s.r.cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Execute("SET time_zone = '+00:00'"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// planner cuts a table into chunk ranges, ahead of the workers.
+func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte) {
+	defer s.r.bg.Done()
+	var c *client.Conn
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	send := func(r chunkRange) bool {
+		select {
+		case t.ranges <- r:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	var keyCols []string
+	var keyKinds []event.Kind
+	first := true
+	lo := after
+	for ctx.Err() == nil {
+		if c == nil {
+			var err error
+			if c, err = s.sqlConn(ctx); err != nil {
+				c = nil
+				if !sleep(ctx, time.Second) {
+					return
+				}
+				continue
+			}
+		}
+		var info *chunkRange
+		if keyCols == nil {
+			var err error
+			var estimate int64
+			keyCols, keyKinds, estimate, err = tableKey(c, t.db, t.tbl)
+			if err != nil {
+				if isFatal(err) {
+					send(chunkRange{err: err})
+					return
+				}
+				c.Close()
+				c = nil
+				keyCols = nil
+				continue
+			}
+			if first {
+				first = false
+				info = &chunkRange{keyCols: keyCols, keyKinds: keyKinds, estimate: estimate}
+			}
+		}
+		hi, err := boundary(c, t.db, t.tbl, keyCols, keyKinds, lo, s.chunkSize)
+		if err != nil {
+			c.Close()
+			c = nil
+			if !sleep(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		r := chunkRange{lo: lo, hi: hi, last: hi == nil}
+		if info != nil {
+			r.keyCols, r.keyKinds, r.estimate = info.keyCols, info.keyKinds, info.estimate
+		}
+		if !send(r) || r.last {
+			return
+		}
+		lo = hi
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+type fatalError struct{ error }
+
+func isFatal(err error) bool {
+	_, ok := err.(fatalError)
+	return ok
+}
+
+// tableKey finds the primary key columns (for the load's queries only; the
+// events' columns come from the binlog) and the estimated row count.
+func tableKey(c *client.Conn, db, tbl string) ([]string, []event.Kind, int64, error) {
+	r, err := c.Execute("SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '" +
+		mysql.Escape(db) + "' AND TABLE_NAME = '" + mysql.Escape(tbl) + "' AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX")
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	var cols []string
+	for i := range r.Values {
+		s, _ := r.GetString(i, 0)
+		cols = append(cols, s)
+	}
+	r.Close()
+	if len(cols) == 0 {
+		ex, err := c.Execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '" + mysql.Escape(db) + "' AND TABLE_NAME = '" + mysql.Escape(tbl) + "'")
+		if err == nil {
+			n, _ := ex.GetInt(0, 0)
+			ex.Close()
+			if n == 0 {
+				return nil, nil, 0, fatalError{fmt.Errorf("table %s.%s does not exist", db, tbl)}
+			}
+		}
+		return nil, nil, 0, fatalError{fmt.Errorf("table %s.%s has no primary key; the initial load reads it in primary key chunks: give it one, or set snapshot: \"no_data\"", db, tbl)}
+	}
+	r, err = c.Execute("SELECT " + colList(cols) + " FROM " + qname(db, tbl) + " LIMIT 0")
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	kinds := make([]event.Kind, len(cols))
+	for i, f := range r.Fields {
+		kinds[i] = event.ColumnFromField(f).Kind
+	}
+	r.Close()
+	var est int64
+	if r, err = c.Execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = '" + mysql.Escape(db) + "' AND TABLE_NAME = '" + mysql.Escape(tbl) + "'"); err == nil {
+		est, _ = r.GetInt(0, 0)
+		r.Close()
+	}
+	return cols, kinds, est, nil
+}
+
+func qid(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
+
+func qname(db, tbl string) string { return qid(db) + "." + qid(tbl) }
+
+func colList(cols []string) string {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = qid(c)
+	}
+	return strings.Join(q, ", ")
+}
+
+// literal renders a key value (text) as an SQL literal of its kind.
+func literal(k event.Kind, v []byte) string {
+	switch k {
+	case event.KindInt, event.KindDecimal, event.KindFloat, event.KindDouble, event.KindYear:
+		ok := len(v) > 0
+		for _, b := range v {
+			if !(b >= '0' && b <= '9' || b == '-' || b == '.' || b == 'e' || b == 'E' || b == '+') {
+				ok = false
+			}
+		}
+		if ok {
+			return string(v)
+		}
+	case event.KindBytes, event.KindBits:
+		return "X'" + hex.EncodeToString(v) + "'"
+	}
+	return "'" + mysql.Escape(string(v)) + "'"
+}
+
+func tuple(kinds []event.Kind, vals [][]byte) string {
+	parts := make([]string, len(vals))
+	for i, v := range vals {
+		parts[i] = literal(kinds[i], v)
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+func keyText(vals [][]byte) string {
+	parts := make([]string, len(vals))
+	for i, v := range vals {
+		parts[i] = string(v)
+	}
+	return strings.Join(parts, ",")
+}
+
+func textOf(v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case int64:
+		return strconv.AppendInt(nil, x, 10)
+	case uint64:
+		return strconv.AppendUint(nil, x, 10)
+	case float64:
+		return strconv.AppendFloat(nil, x, 'g', -1, 64)
+	case []byte:
+		return append([]byte(nil), x...)
+	case string:
+		return []byte(x)
+	}
+	return []byte(fmt.Sprint(v))
+}
+
+// boundary returns the key of the last row of the chunk after lo, or nil
+// when fewer than n rows remain (the last chunk).
+func boundary(c *client.Conn, db, tbl string, keyCols []string, kinds []event.Kind, lo [][]byte, n int) ([][]byte, error) {
+	q := "SELECT " + colList(keyCols) + " FROM " + qname(db, tbl)
+	if lo != nil {
+		q += " WHERE (" + colList(keyCols) + ") > " + tuple(kinds, lo)
+	}
+	q += " ORDER BY " + colList(keyCols) + " LIMIT 1 OFFSET " + strconv.Itoa(n-1)
+	r, err := c.Execute(q)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	if len(r.Values) == 0 {
+		return nil, nil
+	}
+	out := make([][]byte, len(keyCols))
+	for i := range keyCols {
+		out[i] = textOf(r.Values[0][i].Value())
+	}
+	return out, nil
+}
+
+// worker reads chunks between their watermarks.
+func (s *snapshotter) worker(ctx context.Context, slot int) {
+	defer s.r.bg.Done()
+	var c *client.Conn
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	slotName := s.r.job.ID + "/" + strconv.Itoa(slot)
+	for {
+		var ch *chunk
+		select {
+		case <-ctx.Done():
+			return
+		case ch = <-s.work:
+		}
+		if c == nil {
+			var err error
+			if c, err = s.sqlConn(ctx); err != nil {
+				c = nil
+				s.deliver(ctx, chunkResult{c: ch, err: err})
+				continue
+			}
+		}
+		rows, err := s.readChunk(c, slotName, ch)
+		if err != nil {
+			c.Close()
+			c = nil
+		}
+		s.deliver(ctx, chunkResult{c: ch, rows: rows, err: err})
+	}
+}
+
+func (s *snapshotter) deliver(ctx context.Context, res chunkResult) {
+	select {
+	case s.results <- res:
+	case <-ctx.Done():
+	}
+}
+
+func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkRows, error) {
+	t := ch.t
+	mark := "INSERT INTO " + qname(s.r.hbDB, watermarkTable) + " (slot, token) VALUES ('" + mysql.Escape(slot) + "', '%s') ON DUPLICATE KEY UPDATE token = VALUES(token)"
+	if _, err := c.Execute(fmt.Sprintf(mark, ch.lw)); err != nil {
+		return nil, err
+	}
+	q := "SELECT * FROM " + qname(t.db, t.tbl)
+	var conds []string
+	if ch.rng.lo != nil {
+		conds = append(conds, "("+colList(t.keyCols)+") > "+tuple(t.keyKinds, ch.rng.lo))
+	}
+	if ch.rng.hi != nil {
+		conds = append(conds, "("+colList(t.keyCols)+") <= "+tuple(t.keyKinds, ch.rng.hi))
+	}
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	q += " ORDER BY " + colList(t.keyCols)
+	readAt := time.Now()
+	res, err := c.Execute(q)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	if _, err := c.Execute(fmt.Sprintf(mark, ch.hw)); err != nil {
+		return nil, err
+	}
+	pos, err := binlog.MasterStatus(context.Background(), s.r.cfg, s.r.srv.Flavor)
+	if err != nil {
+		return nil, err
+	}
+	// The table as the SELECT returns it, keyed like the binlog's.
+	tbl := &event.Table{DB: t.db, Name: t.tbl}
+	for _, f := range res.Fields {
+		tbl.Columns = append(tbl.Columns, event.ColumnFromField(f))
+	}
+	for _, k := range t.keyCols {
+		for i, col := range tbl.Columns {
+			if strings.EqualFold(col.Name, k) {
+				tbl.Key = append(tbl.Key, i)
+			}
+		}
+	}
+	marker := event.SnapshotTrue
+	if t.st.Incremental {
+		marker = event.SnapshotIncremental
+	}
+	now := time.Now()
+	out := &chunkRows{recs: make([]event.Record, 0, len(res.Values))}
+	row := make([]any, len(tbl.Columns))
+	src := event.Source{Name: s.r.job.CDC.TopicPrefix, Time: readAt, File: pos.File, Pos: pos.Pos}
+	for i := range res.Values {
+		for j := range row {
+			row[j] = res.Values[i][j].Value()
+		}
+		src.Snapshot = marker
+		if !t.st.Incremental {
+			switch {
+			case ch.rng.last && i == len(res.Values)-1:
+				src.Snapshot = "last_in_data_collection"
+			case ch.rng.lo == nil && i == 0:
+				src.Snapshot = "first_in_data_collection"
+			}
+		}
+		recs, err := tbl.Encode(&event.Change{Op: event.OpRead, After: row, Source: src}, now)
+		if err != nil {
+			return nil, fmt.Errorf("row %d of the chunk: %w", i, err)
+		}
+		out.recs = append(out.recs, recs[0])
+	}
+	return out, nil
+}
