@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/ferry-pipelines/ferry/compiler"
 )
 
 func validateCmd() *cobra.Command {
@@ -18,7 +16,7 @@ problem on stderr as file:line:col: message. Exit status 0 when valid, 1 when
 not.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, _, err := compiler.CompileDir(dirArg(args))
+			p, _, err := compileDir(dirArg(args))
 			if err != nil {
 				return exit(1, err)
 			}
