@@ -491,3 +491,242 @@ func loadCheckpoint(ctx context.Context, opts []kgo.Opt, job string) ([]byte, er
 	}
 	return values[checkpointKey], nil
 }
+
+// versionWriter inserts rows and bumps their version: every committed
+// statement makes exactly one new (id, ver), so the topic must hold each
+// version of each row once, in order.
+type versionWriter struct {
+	stop chan struct{}
+	wg   sync.WaitGroup
+	n    int
+}
+
+func startVersionWriter(t testing.TB, db *devenv.MariaDB, name string) *versionWriter {
+	w := &versionWriter{stop: make(chan struct{})}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		var c interface {
+			Close() error
+		}
+		conn, err := db.Root()
+		if err == nil {
+			c = conn
+		}
+		ids := 0
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				if c != nil {
+					c.Close()
+				}
+				return
+			default:
+			}
+			if c == nil {
+				time.Sleep(50 * time.Millisecond)
+				if conn, err = db.Root(); err != nil {
+					continue
+				}
+				c = conn
+				// After a lost connection: how many rows exist.
+				r, err := conn.Execute("SELECT COUNT(*) FROM " + name)
+				if err != nil {
+					c.Close()
+					c = nil
+					continue
+				}
+				n, _ := r.GetInt(0, 0)
+				ids = int(n)
+			}
+			var q string
+			if ids == 0 || i%3 == 0 {
+				q = "INSERT INTO " + name + " (ver, note) VALUES (1, 'new')"
+			} else {
+				q = fmt.Sprintf("UPDATE %s SET ver = ver + 1, note = 'v' WHERE id = %d", name, (i*31)%ids+1)
+			}
+			r, err := conn.Execute(q)
+			if err != nil {
+				c.Close()
+				c = nil
+				continue
+			}
+			if r.InsertId > 0 {
+				ids = int(r.InsertId)
+			}
+			w.n++
+			time.Sleep(500 * time.Microsecond)
+		}
+	}()
+	return w
+}
+
+func (w *versionWriter) finish() int { close(w.stop); w.wg.Wait(); return w.n }
+
+func createVersioned(t testing.TB, db *devenv.MariaDB, name string) {
+	t.Helper()
+	if err := db.Exec("CREATE TABLE " + name + " (id INT AUTO_INCREMENT PRIMARY KEY, ver INT NOT NULL, note VARCHAR(20))"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkVersions asserts the topic holds versions 1..final of every row of
+// the table, each once and in order, as creates and updates.
+func checkVersions(t testing.TB, w *world, table string) int {
+	t.Helper()
+	rows, err := w.db.Query("SELECT id, ver FROM " + table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := map[string]int{}
+	for _, r := range rows {
+		var v int
+		fmt.Sscan(r[1], &v)
+		final[r[0]] = v
+	}
+	seen := map[string][]int{}
+	for _, x := range w.read("trading." + table) {
+		if x.tomb {
+			continue
+		}
+		e := decode(t, x)
+		if e.Op != "c" && e.Op != "u" && e.Op != "r" {
+			continue
+		}
+		id := fmt.Sprint(e.After["id"])
+		seen[id] = append(seen[id], int(e.After["ver"].(float64)))
+	}
+	events := 0
+	for id, fv := range final {
+		vs := seen[id]
+		events += len(vs)
+		if len(vs) == 0 || vs[len(vs)-1] != fv {
+			t.Fatalf("row %s: versions %v in the topic, %d in the table", id, vs, fv)
+		}
+		for i := 1; i < len(vs); i++ {
+			if vs[i] != vs[i-1]+1 {
+				t.Fatalf("row %s: versions %v: a duplicate or a gap", id, vs)
+			}
+		}
+		if vs[0] != 1 && !strings.Contains(table, "snap") {
+			t.Fatalf("row %s: versions %v do not start at 1", id, vs)
+		}
+	}
+	if len(seen) != len(final) {
+		t.Fatalf("%d rows in the topic, %d in the table", len(seen), len(final))
+	}
+	return events
+}
+
+// TestCrashResume kills the job (without committing, as kill -9 would)
+// again and again while it streams one table and snapshots another; every
+// row version is in Kafka exactly once and the snapshotted table matches.
+func TestCrashResume(t *testing.T) {
+	w := newWorld(t)
+	createVersioned(t, w.db, "trading.fills")
+	loadRows(t, w.db, "trading.orders", 30_000)
+	pj := w.job(table("trading.fills", "no_data", 1), table("trading.orders", "initial", 2))
+	pj.CDC.Snapshot = schema.SnapshotSettings{ChunkSize: 500, Parallelism: 3}
+	r := w.start(pj)
+	vw := startVersionWriter(t, w.db, "trading.fills")
+	ow := startWriter(t, w.db, "trading.orders", 31_000)
+	for i := 0; i < 6; i++ {
+		time.Sleep(time.Duration(150+i*97) * time.Millisecond)
+		r.crash()
+		r = w.start(pj)
+	}
+	waitSnapshot(t, r, "trading.orders", 10_000)
+	n := vw.finish()
+	ow.finish()
+	w.waitCaughtUp(r)
+	r.stop(t)
+	events := checkVersions(t, w, "trading.fills")
+	rs := w.read("trading.trading.orders")
+	compareState(t, fold(t, rs), tableState(t, w.db, "trading.orders"))
+	reads := map[string]int{}
+	for _, x := range rs {
+		if !x.tomb && decode(t, x).Op == "r" {
+			reads[x.key]++
+			if reads[x.key] > 1 {
+				t.Fatalf("key %s read twice by the snapshot", x.key)
+			}
+		}
+	}
+	t.Logf("%d writes, %d row versions checked, %d snapshot reads", n, events, len(reads))
+}
+
+// TestDatabaseRestart kills MariaDB mid-stream and starts it again: the job
+// waits, reconnects and misses nothing.
+func TestDatabaseRestart(t *testing.T) {
+	w := newWorld(t)
+	createVersioned(t, w.db, "trading.fills")
+	r := w.start(w.job(table("trading.fills", "no_data", 1)))
+	vw := startVersionWriter(t, w.db, "trading.fills")
+	time.Sleep(500 * time.Millisecond)
+	if err := w.db.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.m.Status().State != metrics.StateWaiting {
+		if time.Now().After(deadline) {
+			t.Fatalf("state %s, want waiting while the server is away", r.m.Status().State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := w.db.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	n := vw.finish()
+	w.waitCaughtUp(r)
+	if s := r.m.Status().State; s != metrics.StateRunning {
+		t.Errorf("state %s after the restart", s)
+	}
+	r.stop(t)
+	events := checkVersions(t, w, "trading.fills")
+	t.Logf("%d writes, %d row versions", n, events)
+}
+
+// TestAddTable adds a table to a running job: it is captured on the same
+// binlog connection with its own snapshot, the other table goes on.
+func TestAddTable(t *testing.T) {
+	w := newWorld(t)
+	createVersioned(t, w.db, "trading.fills")
+	loadRows(t, w.db, "trading.orders", 20_000)
+	pj := w.job(table("trading.fills", "no_data", 1))
+	r := w.start(pj)
+	vw := startVersionWriter(t, w.db, "trading.fills")
+	ow := startWriter(t, w.db, "trading.orders", 21_000)
+	time.Sleep(300 * time.Millisecond)
+	pj2 := w.job(table("trading.fills", "no_data", 1), table("trading.orders", "initial", 2))
+	if !r.job.(executor.Updater).Update(pj2) {
+		t.Fatal("Update refused a table-only change")
+	}
+	waitSnapshot(t, r, "trading.orders", 10_000)
+	vw.finish()
+	ow.finish()
+	w.waitCaughtUp(r)
+	if st := r.m.Status(); st.State != metrics.StateRunning {
+		t.Fatalf("state %s", st.State)
+	}
+	r.stop(t)
+	checkVersions(t, w, "trading.fills")
+	rs := w.read("trading.trading.orders")
+	compareState(t, fold(t, rs), tableState(t, w.db, "trading.orders"))
+	for _, x := range rs {
+		if !x.tomb {
+			if e := decode(t, x); e.Op == "r" && e.Source.Snapshot != "incremental" {
+				t.Fatalf("snapshot row of an added table marked %q", e.Source.Snapshot)
+			}
+		}
+	}
+	// A change beyond the tables needs a restart.
+	pj3 := pj2
+	pj3.CDC = &plan.CDCJob{}
+	*pj3.CDC = *pj2.CDC
+	pj3.CDC.TopicPrefix = "other"
+	if r.job.(executor.Updater).Update(pj3) {
+		t.Fatal("Update took a topic prefix change")
+	}
+}

@@ -530,7 +530,7 @@ func tableKey(c *client.Conn, db, tbl string) ([]string, []event.Kind, int64, er
 	}
 	var cols []string
 	for i := range r.Values {
-		s, _ := r.GetString(i, 0)
+		s := binlog.GetString(r, i, 0)
 		cols = append(cols, s)
 	}
 	r.Close()

@@ -268,7 +268,7 @@ func ResultStrings(r *mysql.Result) [][]string {
 	for i := range r.Values {
 		row := make([]string, len(r.Values[i]))
 		for j := range r.Values[i] {
-			v, _ := r.GetString(i, j)
+			v := getString(r, i, j)
 			if r.Values[i][j].Type == mysql.FieldValueTypeNull {
 				v = "NULL"
 			}
@@ -395,4 +395,11 @@ func firstLine(s string) string {
 		s = s[:120] + " ..."
 	}
 	return s
+}
+
+// getString returns a copy of a result's value: go-mysql's strings point
+// into pooled buffers that later queries reuse.
+func getString(r *mysql.Result, row, col int) string {
+	s, _ := r.GetString(row, col)
+	return strings.Clone(s)
 }

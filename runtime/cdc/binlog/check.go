@@ -70,8 +70,8 @@ func Check(ctx context.Context, cfg Config, name string, databases []string) (Se
 		return srv, err
 	}
 	for i := range r.Values {
-		k, _ := r.GetString(i, 0)
-		v, _ := r.GetString(i, 1)
+		k := getString(r, i, 0)
+		v := getString(r, i, 1)
 		vars[strings.ToLower(k)] = strings.ToUpper(v)
 	}
 	r.Close()
@@ -142,7 +142,7 @@ func showGrants(c *client.Conn) (grantSet, error) {
 	defer r.Close()
 	var gs grantSet
 	for i := range r.Values {
-		s, _ := r.GetString(i, 0)
+		s := getString(r, i, 0)
 		m := grantRE.FindStringSubmatch(s)
 		if m == nil {
 			continue
@@ -196,16 +196,16 @@ func masterStatus(c *client.Conn, flavor string) (Position, error) {
 	if len(r.Values) == 0 {
 		return Position{}, fmt.Errorf("SHOW MASTER STATUS returned nothing: is the binlog on?")
 	}
-	file, _ := r.GetString(0, 0)
+	file := getString(r, 0, 0)
 	pos, _ := r.GetUint(0, 1)
 	p := Position{File: file, Pos: pos}
 	if flavor == mysql.MariaDBFlavor {
 		if g, err := c.Execute("SELECT @@gtid_binlog_pos"); err == nil {
-			p.GTID, _ = g.GetString(0, 0)
+			p.GTID = getString(g, 0, 0)
 			g.Close()
 		}
 	} else if len(r.Fields) >= 5 {
-		p.GTID, _ = r.GetString(0, 4)
+		p.GTID = getString(r, 0, 4)
 	}
 	return p, nil
 }
@@ -226,7 +226,7 @@ func FirstPosition(ctx context.Context, cfg Config) (Position, error) {
 	if len(r.Values) == 0 {
 		return Position{}, fmt.Errorf("SHOW BINARY LOGS returned nothing: is the binlog on?")
 	}
-	file, _ := r.GetString(0, 0)
+	file := getString(r, 0, 0)
 	return Position{File: file, Pos: 4}, nil
 }
 
@@ -243,10 +243,20 @@ func HasFile(ctx context.Context, cfg Config, file string) (bool, error) {
 	}
 	defer r.Close()
 	for i := range r.Values {
-		f, _ := r.GetString(i, 0)
+		f := getString(r, i, 0)
 		if f == file {
 			return true, nil
 		}
 	}
 	return false, nil
 }
+
+// getString returns a copy of a result's value: go-mysql's strings point
+// into pooled buffers that later queries reuse.
+func getString(r *mysql.Result, row, col int) string {
+	s, _ := r.GetString(row, col)
+	return strings.Clone(s)
+}
+
+// GetString is getString for other packages.
+func GetString(r *mysql.Result, row, col int) string { return getString(r, row, col) }
