@@ -730,3 +730,43 @@ func TestAddTable(t *testing.T) {
 		t.Fatal("Update took a topic prefix change")
 	}
 }
+
+// TestDeadLetter sends a row that cannot be converted (a utf16 column,
+// which ferry does not decode) to ferry.dlq with its binlog position, and
+// capture goes on.
+func TestDeadLetter(t *testing.T) {
+	w := newWorld(t)
+	if err := w.db.Exec(
+		"CREATE TABLE trading.odd (id INT PRIMARY KEY, v VARCHAR(10) CHARACTER SET utf16)",
+		"CREATE TABLE trading.orders (id INT PRIMARY KEY, note VARCHAR(20), qty INT)",
+	); err != nil {
+		t.Fatal(err)
+	}
+	r := w.start(w.job(table("trading.odd", "no_data", 1), table("trading.orders", "no_data", 1)))
+	defer r.stop(t)
+	if err := w.db.Exec("INSERT INTO trading.odd VALUES (1, 'é')", "INSERT INTO trading.orders VALUES (1, 'after', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor("trading.trading.orders", "the row after the bad one", func(rs []rec) bool { return len(rs) == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opts, _ := kafkaconn.Options(w.plan.Datacenters["dc1"])
+	var headers map[string]string
+	err := kafkaconn.ReadToEnd(ctx, opts, "ferry.dlq", nil, func(rec *kgo.Record) {
+		headers = map[string]string{}
+		for _, h := range rec.Headers {
+			headers[h.Key] = string(h.Value)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if headers["ferry.error.topic"] != "trading.trading.odd" || headers["ferry.error.job"] != "cdc:trading-db" ||
+		headers["ferry.error.class"] != "conversion" || !strings.Contains(headers["ferry.error.message"], "UTF-8") ||
+		headers["ferry.error.binlog.file"] == "" || headers["ferry.error.binlog.pos"] == "" {
+		t.Fatalf("dead letter headers = %v", headers)
+	}
+	if got := r.m.Status().Parts["trading.odd"].Counters[metrics.Failed]; got != 1 {
+		t.Errorf("failed = %d", got)
+	}
+}

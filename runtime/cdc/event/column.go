@@ -63,7 +63,15 @@ type Column struct {
 	Pad      bool     // BINARY(n): pad values to Size bytes
 	Members  []string // ENUM and SET members, in declaration order
 	Nullable bool
+	// Latin1 marks a column in MySQL's latin1 (Windows-1252) character
+	// set, whose binlog bytes are decoded to UTF-8. Other character sets
+	// than UTF-8, ASCII and latin1 are not decoded: a value that is not
+	// valid UTF-8 fails and goes to the dead letter topic.
+	Latin1 bool
 }
+
+// latin1Collations are the collation ids of the latin1 character set.
+var latin1Collations = map[uint64]bool{5: true, 8: true, 15: true, 31: true, 47: true, 48: true, 49: true, 94: true}
 
 // Table is a captured table as the converter sees it: its columns in
 // order and the indexes of its primary key columns.
@@ -110,6 +118,7 @@ func ColumnFromBinlog(name string, tp byte, meta uint16, unsigned bool, collatio
 			c.Kind, c.Pad = KindBytes, true
 		} else {
 			c.Kind = KindString
+			c.Latin1 = latin1Collations[collation]
 		}
 		return c
 	case mysql.MYSQL_TYPE_ENUM:
@@ -129,6 +138,7 @@ func ColumnFromBinlog(name string, tp byte, meta uint16, unsigned bool, collatio
 		c.Size = int(meta)
 	}
 	c.Kind = kindOf(tp, collation)
+	c.Latin1 = c.Kind == KindString && latin1Collations[collation]
 	return c
 }
 

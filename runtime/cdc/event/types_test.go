@@ -72,6 +72,7 @@ var typeCases = []typeCase{
 	{"longblob", "LONGBLOB", []string{"'plain text in a blob'"}},
 	{"enum", "ENUM('small','medium','large')", []string{"'small'", "'large'"}},
 	{"set", "SET('a','b','c','d')", []string{"'a'", "'a,c'", "''", "'b,c,d'"}},
+	{"varchar_latin1", "VARCHAR(20) CHARACTER SET latin1", []string{"'café €'", "'plain'"}},
 	{"json", "JSON", []string{`'{"a": 1, "b": [1, 2, "x"]}'`, "'[]'", `'"str"'`, "'null'"}},
 }
 

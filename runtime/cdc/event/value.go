@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
 )
 
 // AppendValue appends v, a value of column c, as Debezium's JsonConverter
@@ -110,7 +112,14 @@ func AppendValue(buf []byte, c *Column, v any) ([]byte, error) {
 			return buf, err
 		}
 		if !utf8.ValidString(s) {
-			return buf, fmt.Errorf("column %s: value is not valid UTF-8", c.Name)
+			if !c.Latin1 {
+				return buf, fmt.Errorf("column %s: value is not valid UTF-8 (only utf8, utf8mb4, ascii and latin1 columns are decoded)", c.Name)
+			}
+			d, err := charmap.Windows1252.NewDecoder().String(s)
+			if err != nil {
+				return buf, fmt.Errorf("column %s: latin1 value: %v", c.Name, err)
+			}
+			s = d
 		}
 		return appendString(buf, s), nil
 	case KindBytes:
