@@ -1,0 +1,218 @@
+package offsets_test
+
+import (
+	"fmt"
+	"math/rand"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/offsets"
+)
+
+// truth is the brute-force view of one partition: what a group that
+// committed c in dc1 consumed, and for any target offset in dc2 what a
+// consumer starting there would miss and read again.
+type truth struct {
+	consumed map[id]bool
+	b        []*kgo.Record // dc2's records of the partition
+	pending  int64         // consumed records not in dc2 yet: they arrive after any target
+}
+
+func newTruth(a, b []*kgo.Record, c int64) truth {
+	tr := truth{consumed: map[id]bool{}, b: b}
+	for _, r := range a {
+		if r.Offset < c {
+			tr.consumed[idOf(r, "dc1")] = true
+		}
+	}
+	inB := map[id]bool{}
+	for _, r := range b {
+		inB[idOf(r, "dc2")] = true
+	}
+	for i := range tr.consumed {
+		if !inB[i] {
+			tr.pending++
+		}
+	}
+	return tr
+}
+
+// missed counts the unconsumed records before target: a consumer starting
+// there would never read them.
+func (tr truth) missed(target int64) int {
+	n := 0
+	for _, r := range tr.b {
+		if r.Offset < target && !tr.consumed[idOf(r, "dc2")] {
+			n++
+		}
+	}
+	return n
+}
+
+// rereads counts the consumed records a consumer starting at target reads
+// again.
+func (tr truth) rereads(target int64) int64 {
+	n := tr.pending
+	for _, r := range tr.b {
+		if r.Offset >= target && tr.consumed[idOf(r, "dc2")] {
+			n++
+		}
+	}
+	return n
+}
+
+// fewest tries every target, each record's offset and the end, and returns
+// the fewest re-reads of those that miss nothing.
+func (tr truth) fewest(end int64) int64 {
+	best := tr.rereads(end)
+	if tr.missed(end) > 0 {
+		best = 1 << 62
+	}
+	for _, r := range tr.b {
+		if tr.missed(r.Offset) == 0 {
+			best = min(best, tr.rereads(r.Offset))
+		}
+	}
+	return best
+}
+
+// TestTranslateRandomInterleavings writes random interleavings of client
+// records and mirroring (both ways, lagging, with aborted mirror
+// transactions) into small partitions, commits random offsets in dc1, and
+// checks every translation against the brute force: nothing missed, as
+// few re-reads as possible, and the predicted re-reads are those a
+// consumer meets once mirroring has caught up.
+func TestTranslateRandomInterleavings(t *testing.T) {
+	pair, err := devenv.StartPair(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pair.Close)
+	const parts = 8
+	cases := 0
+	for seed := int64(1); seed <= 40; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			w := newWorld(t, pair, fmt.Sprintf("prop-%d", seed), parts)
+			// Weights of the operations vary by seed: one datacenter may
+			// rarely write, a direction may lag far behind.
+			weights := []int{1 + rng.Intn(5), rng.Intn(5), rng.Intn(4), rng.Intn(4), rng.Intn(2)}
+			for p := range int32(parts) {
+				for range 10 + rng.Intn(40) {
+					switch pick(rng, weights) {
+					case 0:
+						w.write("dc1", p, 1+rng.Intn(3))
+					case 1:
+						w.write("dc2", p, 1+rng.Intn(3))
+					case 2:
+						w.mirror("dc1", p, 1+rng.Intn(4), false)
+					case 3:
+						w.mirror("dc2", p, 1+rng.Intn(4), false)
+					case 4:
+						w.mirror(dcs[rng.Intn(2)], p, 1+rng.Intn(3), true)
+					}
+				}
+			}
+			ends := w.ends("dc1")
+			committed := map[int32]int64{}
+			for p := range int32(parts) {
+				switch rng.Intn(6) {
+				case 0: // no commit
+				case 1:
+					committed[p] = 0
+				case 2:
+					committed[p] = ends[p]
+				default:
+					committed[p] = rng.Int63n(ends[p] + 1)
+				}
+			}
+			group := fmt.Sprint("g", seed)
+			if len(committed) > 0 {
+				w.commit("dc1", group, committed)
+			}
+			var opts []offsets.Option
+			if seed%2 == 1 { // tiny fetches: many probes, many chunks
+				opts = append(opts, offsets.WithFetchBytes(1024))
+			}
+			res, err := w.translator("dc1", opts...).TranslateGroup(w.ctx, group, w.topics())
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, b, endsB := w.read("dc1"), w.read("dc2"), w.ends("dc2")
+			if len(res) != parts {
+				t.Fatalf("%d partitions reported, want %d", len(res), parts)
+			}
+			truths := map[int32]truth{}
+			for _, r := range res {
+				c, ok := committed[r.Partition]
+				if !ok {
+					if r.Translated() || r.Source != -1 {
+						t.Errorf("partition %d has no commit but was translated: %+v", r.Partition, r)
+					}
+					continue
+				}
+				tr := newTruth(a[r.Partition], b[r.Partition], c)
+				truths[r.Partition] = tr
+				if r.Source != c || r.Target < 0 || r.Target > endsB[r.Partition] {
+					t.Errorf("partition %d: %+v, committed %d, end in dc2 %d", r.Partition, r, c, endsB[r.Partition])
+				}
+				if n := tr.missed(r.Target); n > 0 {
+					t.Errorf("partition %d: target %d misses %d unconsumed records (%+v)", r.Partition, r.Target, n, r)
+				}
+				if got, want := r.Rereads, tr.rereads(r.Target); got != want {
+					t.Errorf("partition %d: predicted %d re-reads, target %d gives %d", r.Partition, got, r.Target, want)
+				}
+				if got, best := r.Rereads, tr.fewest(endsB[r.Partition]); got != best {
+					t.Errorf("partition %d: %d re-reads, the fewest possible is %d (%+v)", r.Partition, got, best, r)
+				}
+				if r.Pending != tr.pending {
+					t.Errorf("partition %d: %d pending, want %d", r.Partition, r.Pending, tr.pending)
+				}
+				cases++
+			}
+			// Once mirroring catches up, a consumer from the target reads
+			// every record the group had not consumed, and re-reads exactly
+			// the predicted ones.
+			w.mirrorAll()
+			final := w.read("dc2")
+			for _, r := range res {
+				if !r.Translated() {
+					continue
+				}
+				var rereads int64
+				var missed []id
+				for _, rec := range final[r.Partition] {
+					consumed := truths[r.Partition].consumed[idOf(rec, "dc2")]
+					switch {
+					case rec.Offset >= r.Target && consumed:
+						rereads++
+					case rec.Offset < r.Target && !consumed:
+						missed = append(missed, idOf(rec, "dc2"))
+					}
+				}
+				if rereads != r.Rereads || len(missed) > 0 {
+					t.Errorf("partition %d after mirroring: %d re-reads (predicted %d), missed %v", r.Partition, rereads, r.Rereads, missed)
+				}
+			}
+		})
+	}
+	t.Logf("%d partitions translated and checked against the brute force", cases)
+}
+
+// pick draws an index with probability proportional to its weight.
+func pick(rng *rand.Rand, weights []int) int {
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	n := rng.Intn(total)
+	for i, w := range weights {
+		if n < w {
+			return i
+		}
+		n -= w
+	}
+	return len(weights) - 1
+}

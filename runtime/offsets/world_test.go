@@ -1,0 +1,244 @@
+package offsets_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
+	"github.com/ferry-pipelines/ferry/runtime/offsets"
+)
+
+// world is two embedded clusters, dc1 and dc2, whose topics the test
+// mirrors itself, exactly as the mirroring contract says: each client
+// record of a partition is copied to the same partition of the other
+// datacenter, in order, in transactions, with ferry.origin and
+// ferry.origin.offset added. The test decides when, so it can interleave
+// client writes and mirroring at will and let either direction lag.
+type world struct {
+	t     *testing.T
+	ctx   context.Context
+	pair  *devenv.Pair
+	topic string
+	parts int32
+
+	clients map[string]*kgo.Client // plain producers, per datacenter
+	mirrors map[string]*kgo.Client // transactional producers writing into a datacenter
+	// logs holds each partition's committed records, as written.
+	logs map[string]map[int32][]*kgo.Record
+	// copied is, per direction ("dc1>dc2") and partition, how many records
+	// of the source's log the mirror has gone past.
+	copied map[string]map[int32]int
+}
+
+var dcs = []string{"dc1", "dc2"}
+
+func other(dc string) string {
+	if dc == "dc1" {
+		return "dc2"
+	}
+	return "dc1"
+}
+
+// newWorld starts dc1 and dc2 and creates the topic with parts partitions
+// in both.
+func newWorld(t *testing.T, pair *devenv.Pair, topic string, parts int32) *world {
+	t.Helper()
+	if pair == nil {
+		var err error
+		if pair, err = devenv.StartPair(0, 0); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pair.Close)
+	}
+	w := &world{t: t, ctx: context.Background(), pair: pair, topic: topic, parts: parts,
+		clients: map[string]*kgo.Client{}, mirrors: map[string]*kgo.Client{},
+		logs: map[string]map[int32][]*kgo.Record{}, copied: map[string]map[int32]int{}}
+	// One produce request in flight: kfake may handle two concurrent ones
+	// to a never-written partition out of order and refuse the second
+	// sequence (KAFKA-15591), failing the producer.
+	produce := []kgo.Opt{kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.MaxProduceRequestsInflightPerBroker(1)}
+	for _, dc := range dcs {
+		w.clients[dc] = w.client(dc, produce...)
+		w.mirrors[dc] = w.client(dc, append(produce, kgo.TransactionalID("test-mirror-into-"+dc+"-"+topic))...)
+		if _, err := kadm.NewClient(w.clients[dc]).CreateTopic(w.ctx, parts, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+		w.logs[dc] = map[int32][]*kgo.Record{}
+		w.copied[dc+">"+other(dc)] = map[int32]int{}
+	}
+	return w
+}
+
+func (w *world) opts(dc string) []kgo.Opt {
+	k := w.pair.DC1
+	if dc == "dc2" {
+		k = w.pair.DC2
+	}
+	return []kgo.Opt{kgo.SeedBrokers(k.Addr())}
+}
+
+func (w *world) client(dc string, opts ...kgo.Opt) *kgo.Client {
+	w.t.Helper()
+	cl, err := kgo.NewClient(append(w.opts(dc), opts...)...)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(cl.Close)
+	return cl
+}
+
+// write produces n client records to partition p of dc.
+func (w *world) write(dc string, p int32, n int) {
+	w.t.Helper()
+	var recs []*kgo.Record
+	for range n {
+		k := len(w.logs[dc][p])
+		recs = append(recs, &kgo.Record{Topic: w.topic, Partition: p,
+			Key:     []byte(fmt.Sprintf("%s-%d-%d", dc, p, k)),
+			Value:   []byte("client record"),
+			Headers: []kgo.RecordHeader{{Key: "app", Value: []byte("test")}}})
+	}
+	if err := w.clients[dc].ProduceSync(w.ctx, recs...).FirstErr(); err != nil {
+		w.t.Fatal(err)
+	}
+	w.logs[dc][p] = append(w.logs[dc][p], recs...)
+}
+
+// mirror copies up to n (all when n < 0) of the client records of
+// partition p of from that the mirror has not copied yet into to, in one
+// transaction; with abort, the transaction is aborted and nothing counts.
+func (w *world) mirror(from string, p int32, n int, abort bool) {
+	w.t.Helper()
+	to, dir := other(from), from+">"+other(from)
+	src, at := w.logs[from][p], w.copied[dir][p]
+	var copies []*kgo.Record
+	for ; at < len(src) && n != 0; at++ {
+		r := src[at]
+		if _, mirrored := origin(r); mirrored {
+			continue
+		}
+		headers := append(append([]kgo.RecordHeader(nil), r.Headers...),
+			kgo.RecordHeader{Key: offsets.HeaderOrigin, Value: []byte(from)},
+			kgo.RecordHeader{Key: offsets.HeaderOriginOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))})
+		copies = append(copies, &kgo.Record{Topic: w.topic, Partition: p, Key: r.Key, Value: r.Value, Headers: headers, Timestamp: r.Timestamp})
+		n--
+	}
+	if len(copies) == 0 {
+		return
+	}
+	cl := w.mirrors[to]
+	if err := cl.BeginTransaction(); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := cl.ProduceSync(w.ctx, copies...).FirstErr(); err != nil {
+		w.t.Fatalf("mirror %s into %s[%d] (abort %v): produce: %v", from, to, p, abort, err)
+	}
+	if err := cl.EndTransaction(w.ctx, kgo.TransactionEndTry(!abort)); err != nil {
+		w.t.Fatalf("mirror %s into %s[%d] (abort %v): end: %v", from, to, p, abort, err)
+	}
+	if !abort {
+		w.logs[to][p] = append(w.logs[to][p], copies...)
+		w.copied[dir][p] = at
+	}
+}
+
+// mirrorAll brings both directions of every partition up to date.
+func (w *world) mirrorAll() {
+	for p := range w.parts {
+		for _, dc := range dcs {
+			w.mirror(dc, p, -1, false)
+		}
+	}
+}
+
+// commit commits offsets of group in dc from outside the group.
+func (w *world) commit(dc, group string, at map[int32]int64) {
+	w.t.Helper()
+	os := kadm.Offsets{}
+	for p, o := range at {
+		os.Add(kadm.Offset{Topic: w.topic, Partition: p, At: o, LeaderEpoch: -1})
+	}
+	if err := kadm.NewClient(w.clients[dc]).CommitAllOffsets(w.ctx, group, os); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// translator connects dc1 to dc2.
+func (w *world) translator(from string, opts ...offsets.Option) *offsets.Translator {
+	w.t.Helper()
+	tr, err := offsets.New(from, w.opts(from), other(from), w.opts(other(from)), opts...)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(tr.Close)
+	return tr
+}
+
+func (w *world) topics() []offsets.Topic {
+	return []offsets.Topic{{Name: w.topic, Datacenters: dcs}}
+}
+
+// id names an original record: its partition, the datacenter a client
+// wrote it to and its offset there.
+type id struct {
+	part   int32
+	origin string
+	seq    int64
+}
+
+// origin reads the origin headers of a record, as the contract writes them.
+func origin(r *kgo.Record) (id, bool) {
+	var o id
+	var ok bool
+	for _, h := range r.Headers {
+		switch h.Key {
+		case offsets.HeaderOrigin:
+			o.origin, ok = string(h.Value), true
+		case offsets.HeaderOriginOffset:
+			o.seq, _ = strconv.ParseInt(string(h.Value), 10, 64)
+		}
+	}
+	return o, ok
+}
+
+func idOf(r *kgo.Record, dc string) id {
+	if o, ok := origin(r); ok {
+		o.part = r.Partition
+		return o
+	}
+	return id{r.Partition, dc, r.Offset}
+}
+
+// read returns the committed records of every partition of dc, as a
+// read_committed consumer sees them, read back from the cluster.
+func (w *world) read(dc string) map[int32][]*kgo.Record {
+	w.t.Helper()
+	out := map[int32][]*kgo.Record{}
+	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+	defer cancel()
+	if err := kafkaconn.ReadToEnd(ctx, w.opts(dc), w.topic, nil, func(r *kgo.Record) {
+		out[r.Partition] = append(out[r.Partition], r)
+	}); err != nil {
+		w.t.Fatal(err)
+	}
+	return out
+}
+
+// ends returns the last stable offset of every partition of dc.
+func (w *world) ends(dc string) map[int32]int64 {
+	w.t.Helper()
+	ls, err := kadm.NewClient(w.clients[dc]).ListCommittedOffsets(w.ctx, w.topic)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	ls.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
+}
