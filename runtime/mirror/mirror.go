@@ -215,6 +215,8 @@ func (m *job) producer(p int32) (*kgo.Client, error) {
 		kgo.TransactionalID(fmt.Sprintf("ferry.%s.%d", m.spec.ID, p)),
 		kgo.TransactionTimeout(max(10*time.Second, 3*c.CommitInterval.D())),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// Recover from a leader change in well under a Tier 1 budget.
+		kgo.MetadataMinAge(250*time.Millisecond),
 		kgo.ProducerLinger(c.Linger.D()),
 		kgo.ProducerBatchCompression(compression(c.Compression)),
 		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 {

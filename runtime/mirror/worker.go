@@ -51,15 +51,16 @@ type worker struct {
 	quit chan bool // true: commit what is pending, then stop; false: abort
 	done chan struct{}
 
-	next    int64 // next source offset to take
-	saved   int64 // next offset as of the last committed checkpoint
-	lso     int64
-	inTxn   bool
-	pending []*kgo.Record // source records of the open transaction
-	bytes   int
-	poison  map[int64]error // source offsets that can never be written
-	failMu  sync.Mutex
-	failure error // the first failed produce of the open transaction
+	next     int64 // next source offset to take
+	saved    int64 // next offset as of the last committed checkpoint
+	lso      int64
+	inTxn    bool
+	pending  []*kgo.Record // source records of the open transaction
+	bytes    int
+	poison   map[int64]error // source offsets that can never be written
+	inflight sync.WaitGroup  // produces whose promise has not run yet
+	failMu   sync.Mutex
+	failure  error // the first failed produce of the open transaction
 }
 
 // produceError is a produce that failed, with the source offset whose
@@ -175,6 +176,9 @@ func (w *worker) begin() error {
 	if err := w.prod.BeginTransaction(); err != nil {
 		return err
 	}
+	w.failMu.Lock()
+	w.failure = nil // the failures of an aborted transaction are handled
+	w.failMu.Unlock()
 	w.inTxn = true
 	return nil
 }
@@ -193,17 +197,39 @@ func (w *worker) emit(ctx context.Context, r *kgo.Record, careful bool) error {
 		}
 		return nil
 	}
-	offset := r.Offset
-	w.prod.Produce(ctx, out, func(_ *kgo.Record, err error) {
-		if err != nil {
-			w.failMu.Lock()
-			if w.failure == nil {
-				w.failure = &produceError{offset: offset, err: err}
-			}
-			w.failMu.Unlock()
-		}
-	})
+	w.produce(ctx, out, r.Offset)
 	return nil
+}
+
+// produce writes a record asynchronously, keeping the first failure of the
+// transaction. Its promise is counted, because kgo calls the promise of a
+// record that fails before it is buffered (one too large, say) after Flush
+// may already have returned.
+func (w *worker) produce(ctx context.Context, out *kgo.Record, sourceOffset int64) {
+	w.inflight.Add(1)
+	w.prod.Produce(ctx, out, func(_ *kgo.Record, err error) {
+		defer w.inflight.Done()
+		if err == nil {
+			return
+		}
+		w.failMu.Lock()
+		if w.failure == nil {
+			w.failure = &produceError{offset: sourceOffset, err: err}
+		}
+		w.failMu.Unlock()
+	})
+}
+
+// settle waits until every record of the transaction has its outcome and
+// returns the first failure.
+func (w *worker) settle(ctx context.Context) error {
+	if err := w.prod.Flush(ctx); err != nil {
+		return err
+	}
+	w.inflight.Wait()
+	w.failMu.Lock()
+	defer w.failMu.Unlock()
+	return w.failure
 }
 
 // output is what a source record becomes in the target datacenter.
@@ -277,9 +303,6 @@ func (w *worker) commit(ctx context.Context) error {
 }
 
 func (w *worker) tryCommit(ctx context.Context, rebuild, careful bool) error {
-	w.failMu.Lock()
-	w.failure = nil
-	w.failMu.Unlock()
 	if err := w.begin(); err != nil {
 		return err
 	}
@@ -291,23 +314,9 @@ func (w *worker) tryCommit(ctx context.Context, rebuild, careful bool) error {
 		}
 	}
 	value, _ := json.Marshal(position{Next: w.next})
-	w.prod.Produce(ctx, checkpoint.Record(w.m.spec.ID, w.name, value), func(_ *kgo.Record, err error) {
-		if err != nil {
-			w.failMu.Lock()
-			if w.failure == nil {
-				w.failure = err
-			}
-			w.failMu.Unlock()
-		}
-	})
-	if err := w.prod.Flush(ctx); err != nil {
+	w.produce(ctx, checkpoint.Record(w.m.spec.ID, w.name, value), -1)
+	if err := w.settle(ctx); err != nil {
 		return err
-	}
-	w.failMu.Lock()
-	failure := w.failure
-	w.failMu.Unlock()
-	if failure != nil {
-		return failure
 	}
 	return w.prod.EndTransaction(ctx, kgo.TryCommit)
 }

@@ -1,0 +1,205 @@
+package mirror_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferry-pipelines/ferry/runtime/dlq"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/mirror"
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+// TestRetriableProduceErrorsAreSurvived fails produce requests to the
+// target with retriable errors and checks that every record still arrives
+// once, and none is dead-lettered.
+func TestRetriableProduceErrorsAreSurvived(t *testing.T) {
+	w := newWorld(t, map[string]schema.Mirror{"payments": {Partitions: 3, Tier: 1}})
+	w.createTopic("dc1", "payments", 3, nil)
+	w.createTopic("dc2", "payments", 3, nil)
+	faults := w.pair.DC2.Cluster.Fault(
+		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "payments", Err: kerr.NotLeaderForPartition, Count: 5},
+		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "payments", Err: kerr.NotEnoughReplicas, Count: 5},
+	)
+	ex := w.run()
+	w.produce("dc1", "payments", 3000)
+	recs := w.consume("dc2", "payments", 3000, 60*time.Second)
+	if len(recs) != 3000 {
+		t.Fatalf("dc2 holds %d records, want 3000 once each", len(recs))
+	}
+	if faults.Hits() == 0 {
+		t.Fatal("no produce request was failed: the test proves nothing")
+	}
+	st := ex.Registry().Lookup("mirror:payments:dc1-dc2").Status()
+	if n := st.Counters[metrics.DeadLetters]; n != 0 {
+		t.Fatalf("%d records dead-lettered for retriable errors", n)
+	}
+}
+
+// TestTooLargeRecordGoesToDLQ writes a record larger than the target topic
+// allows between smaller ones: it lands in ferry.dlq with the error headers,
+// the records after it are mirrored, and replay re-delivers it exactly once
+// after the limit is raised.
+func TestTooLargeRecordGoesToDLQ(t *testing.T) {
+	w := newWorld(t, map[string]schema.Mirror{"images": {Partitions: 1, Tier: 1}})
+	w.createTopic("dc1", "images", 1, nil)
+	w.createTopic("dc2", "images", 1, map[string]string{"max.message.bytes": "4000"})
+	w.run()
+	cl := w.client("dc1", kgo.DefaultProduceTopic("images"))
+	var recs []*kgo.Record
+	for i := 0; i < 20; i++ {
+		v := []byte("small " + strconv.Itoa(i))
+		if i == 7 {
+			v = bytes.Repeat([]byte("x"), 10000)
+		}
+		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: v})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	got := w.consume("dc2", "images", 19, 60*time.Second)
+	var keys []string
+	for _, r := range got {
+		keys = append(keys, string(r.Key))
+	}
+	if want := "0 1 2 3 4 5 6 8 9 10 11 12 13 14 15 16 17 18 19"; strings.Join(keys, " ") != want {
+		t.Fatalf("dc2 holds keys %v, want %s", keys, want)
+	}
+	letters := w.consume("dc2", "ferry.dlq", 1, 10*time.Second)
+	if len(letters) != 1 {
+		t.Fatalf("ferry.dlq holds %d records, want 1", len(letters))
+	}
+	want := map[string]string{
+		dlq.HeaderTopic: "images", dlq.HeaderPartition: "0", dlq.HeaderOffset: "7",
+		dlq.HeaderClass: "MESSAGE_TOO_LARGE", dlq.HeaderJob: "mirror:images:dc1-dc2",
+		mirror.HeaderOrigin: "dc1", mirror.HeaderOriginOffset: "7",
+	}
+	for k, v := range want {
+		if got, _ := header(letters[0], k); got != v {
+			t.Errorf("dead letter header %s = %q, want %q", k, got, v)
+		}
+	}
+	if msg, _ := header(letters[0], dlq.HeaderMessage); !strings.Contains(msg, "images") {
+		t.Errorf("dead letter message %q does not name the topic", msg)
+	}
+
+	opts, err := kafkaconn.Options(w.plan.Datacenters["dc2"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	entries, err := dlq.List(ctx, opts, "mirror:images:dc1-dc2")
+	if err != nil || len(entries) != 1 || entries[0].Replayed || entries[0].Offset != 7 {
+		t.Fatalf("dlq.List = %+v, %v; want one pending entry for offset 7", entries, err)
+	}
+	if _, err := kadm.NewClient(w.client("dc2")).AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr("100000")}}, "images"); err != nil {
+		t.Fatal(err)
+	}
+	for i, wantReplayed := range []int{1, 0} {
+		res, err := dlq.Replay(ctx, opts, "mirror:images:dc1-dc2")
+		if err != nil || res.Replayed != wantReplayed || res.Skipped != 1-wantReplayed || len(res.Failed) != 0 {
+			t.Fatalf("replay %d = %+v, %v; want %d replayed", i+1, res, err, wantReplayed)
+		}
+	}
+	all := w.consume("dc2", "images", 20, 10*time.Second)
+	if len(all) != 20 || string(all[19].Key) != "7" || len(all[19].Value) != 10000 {
+		t.Fatalf("after replay dc2 holds %d records, last key %q; want 20 with the large record last", len(all), all[len(all)-1].Key)
+	}
+	if h, _ := header(all[19], dlq.HeaderClass); h != "" {
+		t.Fatalf("replayed record still carries %s", dlq.HeaderClass)
+	}
+	entries, err = dlq.List(ctx, opts, "mirror:images:dc1-dc2")
+	if err != nil || len(entries) != 1 || !entries[0].Replayed {
+		t.Fatalf("after replay dlq.List = %+v, %v; want the entry marked replayed", entries, err)
+	}
+}
+
+// TestPartitionMismatch: a topic with another partition count in one DC
+// stops that topic's jobs with a line naming DC, topic and both counts;
+// the other topics keep mirroring.
+func TestPartitionMismatch(t *testing.T) {
+	w := newWorld(t, map[string]schema.Mirror{"good": {Partitions: 2, Tier: 1}, "bad": {Partitions: 4, Tier: 1}})
+	w.createTopic("dc2", "bad", 2, nil)
+	ex := w.run()
+	w.waitTopic("dc1", "good")
+	w.produce("dc1", "good", 100)
+	if got := w.consume("dc2", "good", 100, 30*time.Second); len(got) != 100 {
+		t.Fatalf("good: dc2 holds %d records, want 100", len(got))
+	}
+	want := "topic bad has 2 partitions in dc2 but the definition declares 4: ferry never changes a partition count; change the definition or recreate the topic"
+	for _, id := range []string{"mirror:bad:dc1-dc2", "mirror:bad:dc2-dc1"} {
+		deadline := time.Now().Add(10 * time.Second)
+		var st metrics.Status
+		for time.Now().Before(deadline) {
+			if st = ex.Registry().Lookup(id).Status(); st.State == metrics.StateError {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if st.State != metrics.StateError || st.Error != want {
+			t.Fatalf("%s: state %s, error %q; want error %q", id, st.State, st.Error, want)
+		}
+	}
+}
+
+// TestKcat checks a real librdkafka client against the embedded clusters:
+// kcat produces to dc1 and, from dc2, consumes the mirrored record with its
+// origin headers.
+func TestKcat(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		if os.Getenv("FERRY_REQUIRE_TOOLS") != "" {
+			t.Fatal("kcat is not installed (make test installs it)")
+		}
+		t.Skip("kcat is not installed")
+	}
+	w := newWorld(t, map[string]schema.Mirror{"kcat.test": {Partitions: 1, Tier: 1}})
+	w.run()
+	w.waitTopic("dc1", "kcat.test")
+	w.waitTopic("dc2", "kcat.test")
+	produce := exec.Command(kcat, "-P", "-b", w.pair.DC1.Addr(), "-t", "kcat.test", "-k", "k1", "-H", "app=demo")
+	produce.Stdin = strings.NewReader("hello from kcat\n")
+	if out, err := produce.CombinedOutput(); err != nil {
+		t.Fatalf("kcat -P: %v\n%s", err, out)
+	}
+	want := "k1=hello from kcat headers=app=demo,ferry.origin=dc1,ferry.origin.offset=0"
+	deadline := time.Now().Add(20 * time.Second)
+	var out []byte
+	for time.Now().Before(deadline) {
+		out, _ = exec.Command(kcat, "-C", "-b", w.pair.DC2.Addr(), "-t", "kcat.test", "-e", "-q",
+			"-X", "isolation.level=read_committed", "-f", "%k=%s headers=%h\n").CombinedOutput()
+		if strings.TrimSpace(string(out)) == want {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("kcat -C on dc2 printed %q, want %q", out, want)
+}
+
+func (w *world) createTopic(dc, topic string, partitions int32, configs map[string]string) {
+	w.t.Helper()
+	cfg := map[string]*string{}
+	for k, v := range configs {
+		cfg[k] = kadm.StringPtr(v)
+	}
+	resp, err := kadm.NewClient(w.client(dc)).CreateTopic(context.Background(), partitions, 1, cfg, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		w.t.Fatal(err)
+	}
+}
