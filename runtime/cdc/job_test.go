@@ -414,7 +414,9 @@ func waitSnapshot(t testing.TB, r *running, table string, rows int64) {
 
 // waitCaughtUp waits until the job's checkpoint reaches the server's
 // current binlog position.
-func (w *world) waitCaughtUp(r *running) {
+func (w *world) waitCaughtUp(r *running) { w.waitCaughtUpJob("cdc:trading-db") }
+
+func (w *world) waitCaughtUpJob(jobID string) {
 	w.t.Helper()
 	rows, err := w.db.Query("SHOW MASTER STATUS")
 	if err != nil {
@@ -425,7 +427,7 @@ func (w *world) waitCaughtUp(r *running) {
 	for {
 		opts, _ := kafkaconn.Options(w.plan.Datacenters["dc1"])
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		st, err := loadState(ctx, opts, "cdc:trading-db")
+		st, err := loadState(ctx, opts, jobID)
 		cancel()
 		want := binlog.Position{File: file}
 		fmt.Sscan(pos, &want.Pos)
@@ -770,3 +772,5 @@ func TestDeadLetter(t *testing.T) {
 		t.Errorf("failed = %d", got)
 	}
 }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -362,7 +362,8 @@ func (r *runner) process(ctx context.Context, txn *binlog.Txn) error {
 			continue
 		}
 		if txn.Next.Compare(tr.st.Since) <= 0 {
-			continue // before the table's capture began
+			r.count(tr.p.Name, metrics.Filtered, 1) // before the table's capture began
+			continue
 		}
 		ch := event.Change{Op: row.Op, Before: row.Before, After: row.After, Source: event.Source{
 			Name: r.job.CDC.TopicPrefix, Time: txn.Time, ServerID: txn.ServerID, GTID: txn.GTID,

@@ -1,0 +1,116 @@
+package cdc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
+	"github.com/ferry-pipelines/ferry/runtime/devenv"
+)
+
+// BenchmarkCDC measures, in one run: row events/s from the binlog into
+// Kafka (goal >= 50,000/s), a raw go-mysql decode loop over the same
+// binlog (the ceiling), and the initial load's rows/s next to mariadb-dump
+// of the same table (goal >= 1.0x). FERRY_CDC_BENCH_ROWS sets the row count
+// (default 200,000; 1,000,000 for the full-size run).
+func BenchmarkCDC(b *testing.B) {
+	n := 200_000
+	if v, err := strconv.Atoi(os.Getenv("FERRY_CDC_BENCH_ROWS")); err == nil && v > 0 {
+		n = v
+	}
+	w := newWorld(b)
+	if err := w.db.Exec("CREATE TABLE trading.bench (id INT PRIMARY KEY, note VARCHAR(40), qty INT, price DECIMAL(10,2), at DATETIME(6))"); err != nil {
+		b.Fatal(err)
+	}
+	pj := w.job(table("trading.bench", "no_data", 2))
+	pj.Client.CommitInterval = 100_000_000 // 100ms, tier 2
+	pj.Client.Compression = "none"
+	r := w.start(pj)
+	r.stop(b)
+	start, err := binlog.MasterStatus(context.Background(), binlog.Config{Addr: w.db.Addr(), User: devenv.FerryUser, Password: devenv.FerryPassword}, "mariadb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for lo := 0; lo < n; lo += 50_000 {
+		hi := min(lo+50_000, n)
+		if err := w.db.Exec(fmt.Sprintf("INSERT INTO trading.bench SELECT seq, CONCAT('row ', seq), seq %% 100, seq / 7, '2024-01-02 03:04:05.123456' FROM trading.seq_%d_to_%d", lo+1, hi)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+
+	// The ceiling: go-mysql decoding the same events, nothing else.
+	t0 := time.Now()
+	rawDecode(b, w.db, start, n)
+	raw := float64(n) / time.Since(t0).Seconds()
+
+	// Streaming: the job resumes at its checkpoint, before the rows.
+	t0 = time.Now()
+	r = w.start(pj)
+	w.waitCaughtUpJob(pj.ID)
+	stream := float64(n) / time.Since(t0).Seconds()
+	r.stop(b)
+
+	// Initial load of the same table by a second job.
+	snap := w.job(table("trading.bench", "initial", 2))
+	snap.ID = "cdc:bench-snapshot"
+	snap.CDC.TopicPrefix = "snap"
+	snap.CDC.Tables[0].Topic = "snap.trading.bench"
+	snap.CDC.Snapshot.ChunkSize = 8192
+	snap.CDC.Snapshot.Parallelism = 4
+	t0 = time.Now()
+	r = w.start(snap)
+	waitSnapshot(b, r, "trading.bench", int64(n))
+	load := float64(n) / time.Since(t0).Seconds()
+	r.stop(b)
+
+	t0 = time.Now()
+	dump := exec.Command("mariadb-dump", "--no-defaults", "--socket="+w.db.Socket, "-uroot", "--single-transaction", "trading", "bench")
+	dump.Stdout = nil
+	if out, err := dump.CombinedOutput(); err != nil {
+		b.Fatalf("mariadb-dump: %v: %.200s", err, out)
+	}
+	dumpRate := float64(n) / time.Since(t0).Seconds()
+	b.StopTimer()
+
+	b.ReportMetric(stream, "stream_events/s")
+	b.ReportMetric(raw, "raw_decode_events/s")
+	b.ReportMetric(load, "snapshot_rows/s")
+	b.ReportMetric(dumpRate, "dump_rows/s")
+	fmt.Printf("CDC %d rows: streaming %.0f events/s (goal 50000: %.2fx), raw go-mysql decode %.0f/s (streaming at %.2fx of it); "+
+		"initial load %.0f rows/s, mariadb-dump %.0f rows/s (%.2fx, goal >= 1.0x)\n",
+		n, stream, stream/50000, raw, stream/raw, load, dumpRate, load/dumpRate)
+}
+
+func rawDecode(b *testing.B, db *devenv.MariaDB, pos binlog.Position, n int) {
+	port, _ := strconv.Atoi(db.Addr()[len("127.0.0.1:"):])
+	s := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID: 9999, Flavor: "mariadb", Host: "127.0.0.1", Port: uint16(port),
+		User: devenv.FerryUser, Password: devenv.FerryPassword, Logger: quietLogger(),
+	})
+	defer s.Close()
+	st, err := s.StartSync(mysql.Position{Name: pos.File, Pos: uint32(pos.Pos)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rows := 0
+	for rows < n {
+		ev, err := st.GetEvent(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if re, ok := ev.Event.(*replication.RowsEvent); ok && string(re.Table.Table) == "bench" {
+			rows += len(re.Rows)
+		}
+	}
+}
