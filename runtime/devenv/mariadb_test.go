@@ -95,3 +95,33 @@ func TestMariaDBExtraArgs(t *testing.T) {
 		t.Fatalf("binlog_format = %s", rows[0][0])
 	}
 }
+
+func TestTradingSchemaAndWriter(t *testing.T) {
+	if _, _, err := MariaDBBinaries(); err != nil {
+		t.Skip(err)
+	}
+	m, err := StartMariaDB(MariaDBOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.CreateTrading(1000); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	n, err := m.TradingWriter(ctx, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 20 {
+		t.Fatalf("only %d transactions", n)
+	}
+	rows, err := m.Query("SELECT (SELECT COUNT(*) FROM trading.orders), (SELECT COUNT(*) FROM trading.fills)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows[0][0] == "1000" || rows[0][1] == "0" {
+		t.Fatalf("orders %s, fills %s after %d transactions", rows[0][0], rows[0][1], n)
+	}
+}
