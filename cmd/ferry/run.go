@@ -17,8 +17,10 @@ import (
 
 	"github.com/ferry-pipelines/ferry/compiler"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/cdc"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/httpapi"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
 )
 
@@ -71,6 +73,7 @@ cleanly.`,
 func kinds() []executor.Option {
 	return []executor.Option{
 		executor.WithKind(plan.KindMirror, mirror.New),
+		executor.WithKind(plan.KindCDC, cdc.New),
 	}
 }
 
@@ -130,6 +133,7 @@ func run(ctx context.Context, args []string, f runFlags) error {
 	}
 	printJobs(os.Stdout, p, f.shard)
 	ex.Apply(ctx, p)
+	defer report(ctx, ex, logger)()
 
 	reload := make(chan os.Signal, 1)
 	signal.Notify(reload, syscall.SIGHUP)
@@ -161,6 +165,17 @@ func run(ctx context.Context, args []string, f runFlags) error {
 		ch := ex.Apply(ctx, next)
 		logger.Info("plan applied", "started", ch.Started, "stopped", ch.Stopped, "restarted", ch.Restarted, "updated", ch.Updated, "kept", len(ch.Kept))
 	}
+}
+
+// report runs the metrics reporter of the executor's jobs until ctx ends;
+// the returned function waits for its last report.
+func report(ctx context.Context, ex *executor.Executor, logger *slog.Logger) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		metrics.NewReporter(ex.Registry(), logger).Run(ctx, ex.Plan)
+	}()
+	return func() { <-done }
 }
 
 // serve starts the HTTP API. It refuses an address that is taken at once

@@ -1,0 +1,121 @@
+package cdc
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
+	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+// TestKill9 runs `ferry run --plan` as a process and kills it with SIGKILL
+// ten times, while it streams one table and loads another under writes;
+// then every row version is in Kafka once and in order, no row is read
+// twice by the load, and the loaded topic folded by key equals the table.
+func TestKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the ferry binary")
+	}
+	w := newWorld(t)
+	bin := filepath.Join(t.TempDir(), "ferry")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/ferry")
+	build.Dir = filepath.Join("..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/ferry: %v\n%s", err, out)
+	}
+	createVersioned(t, w.db, "trading.fills")
+	loadRows(t, w.db, "trading.orders", 40_000)
+	pj := w.job(table("trading.fills", "no_data", 1), table("trading.orders", "initial", 2))
+	pj.CDC.Snapshot = schema.SnapshotSettings{ChunkSize: 500, Parallelism: 3}
+	p := *w.plan
+	p.Shards = map[string]schema.Shard{"default": {Tiers: []int{1, 2, 3, 4}}}
+	p.Tiers = map[string]plan.Duration{"1": plan.Duration(300 * time.Millisecond), "2": plan.Duration(10 * time.Second), "3": plan.Duration(10 * time.Minute), "4": plan.Duration(time.Hour)}
+	p.Metrics = plan.Metrics{Interval: plan.Duration(10 * time.Second)}
+	p.Jobs = []plan.Job{pj}
+	data, err := p.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	planFile := filepath.Join(t.TempDir(), "plan.json")
+	if err := os.WriteFile(planFile, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func() *exec.Cmd {
+		cmd := exec.Command(bin, "run", "--plan", planFile, "--log-level", "warn")
+		cmd.Env = append(os.Environ(), passEnv+"="+devenv.FerryPassword)
+		if os.Getenv("FERRY_TEST_LOG") != "" {
+			cmd.Stderr = os.Stderr
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	opts, _ := kafkaconn.Options(w.plan.Datacenters["dc1"])
+	// The first run records where capture begins; writes start after it.
+	first := run()
+	for deadline := time.Now().Add(time.Minute); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, _ := loadState(ctx, opts, pj.ID)
+		cancel()
+		if st != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint after 1m")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	vw := startVersionWriter(t, w.db, "trading.fills")
+	ow := startWriter(t, w.db, "trading.orders", 41_000)
+	for i := 0; i < 10; i++ {
+		cmd := first
+		if i > 0 {
+			cmd = run()
+		}
+		time.Sleep(time.Duration(400+i*137) * time.Millisecond)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+	}
+	cmd := run()
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// Until the load is done.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := loadState(ctx, opts, pj.ID)
+		cancel()
+		if err == nil && st != nil && st.Tables["trading.orders"] != nil && st.Tables["trading.orders"].Snapshot != nil && st.Tables["trading.orders"].Snapshot.Done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("load not done after 3m: %+v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	n := vw.finish()
+	ow.finish()
+	w.waitCaughtUpJob(pj.ID)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	events := checkVersions(t, w, "trading.fills")
+	rs := w.read("trading.trading.orders")
+	compareState(t, fold(t, rs), tableState(t, w.db, "trading.orders"))
+	reads := map[string]int{}
+	for _, x := range rs {
+		if !x.tomb && decode(t, x).Op == "r" {
+			reads[x.key]++
+			if reads[x.key] > 1 {
+				t.Fatalf("key %s read twice by the load", x.key)
+			}
+		}
+	}
+	t.Logf("10 kills; %d writes, %d row versions checked, %d rows loaded", n, events, len(reads))
+}
