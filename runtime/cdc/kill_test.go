@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
-	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
