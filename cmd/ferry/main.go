@@ -36,6 +36,7 @@ func main() {
 	root.AddCommand(validateCmd(), compileCmd(), planCmd())
 	root.AddCommand(runCmd(), devCmd(), statusCmd(), dlqCmd())
 	root.AddCommand(applyCmd())
+	root.AddCommand(offsetsCmd())
 	err := root.Execute()
 	if err == nil {
 		return

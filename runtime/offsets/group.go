@@ -39,6 +39,12 @@ func (t *Translator) TranslateGroup(ctx context.Context, group string, topics []
 	return t.Translate(ctx, topics, c)
 }
 
+// Inactive returns an *ActiveError when the group has members in the
+// target datacenter, or is rebalancing there.
+func (t *Translator) Inactive(ctx context.Context, group string) error {
+	return t.to.inactive(ctx, group)
+}
+
 // Commit commits the translated partitions to the group in the target
 // datacenter, refusing with an *ActiveError when the group has members
 // there. The commit's metadata names the source datacenter and offset.
