@@ -52,7 +52,7 @@ func (w *world) consume(dc, group string, n int) []*kgo.Record {
 // number of records.
 func (w *world) failover(group string, consumed map[id]bool, res []offsets.Partition) {
 	w.t.Helper()
-	w.mirrorAll()
+	w.catchUp()
 	final := w.read("dc2")
 	var want []*kgo.Record
 	var predicted int64

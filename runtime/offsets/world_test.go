@@ -35,6 +35,9 @@ type world struct {
 	// copied is, per direction ("dc1>dc2") and partition, how many records
 	// of the source's log the mirror has gone past.
 	copied map[string]map[int32]int
+	// catchUp brings mirroring up to date: the test's own mirror by
+	// default, waiting for the real one when the executor mirrors.
+	catchUp func()
 }
 
 var dcs = []string{"dc1", "dc2"}
@@ -60,6 +63,7 @@ func newWorld(t *testing.T, pair *devenv.Pair, topic string, parts int32) *world
 	w := &world{t: t, ctx: context.Background(), pair: pair, topic: topic, parts: parts,
 		clients: map[string]*kgo.Client{}, mirrors: map[string]*kgo.Client{},
 		logs: map[string]map[int32][]*kgo.Record{}, copied: map[string]map[int32]int{}}
+	w.catchUp = w.mirrorAll
 	// One produce request in flight: kfake may handle two concurrent ones
 	// to a never-written partition out of order and refuse the second
 	// sequence (KAFKA-15591), failing the producer.

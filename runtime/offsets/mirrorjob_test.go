@@ -1,0 +1,96 @@
+package offsets_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ferry-pipelines/ferry/compiler"
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/mirror"
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+// TestFailoverWithMirrorJob is the failover with ferry's own mirror job,
+// run by the executor, instead of the test's mirroring: clients write to
+// both datacenters, a group consumes part of dc1, the executor stops while
+// records are still on their way, the group is translated and moved, and
+// after the executor is back and mirroring has caught up the group's
+// consumer in dc2 misses nothing and re-reads what translation predicted.
+func TestFailoverWithMirrorJob(t *testing.T) {
+	w := newWorld(t, nil, "orders.events", 3)
+	p, err := compiler.CompileDefinitions(&schema.Definitions{
+		Datacenters: map[string]schema.Datacenter{
+			"dc1": {Kafka: schema.Kafka{Brokers: []string{w.pair.DC1.Addr()}}},
+			"dc2": {Kafka: schema.Kafka{Brokers: []string{w.pair.DC2.Addr()}}},
+		},
+		Mirrors: map[string]schema.Mirror{w.topic: {Partitions: int(w.parts), Tier: 1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.catchUp = w.waitMirrored
+	stop := w.runExecutor(p)
+	for p := range w.parts {
+		w.write("dc1", p, 10)
+		w.write("dc2", p, 8)
+	}
+	w.waitMirrored()
+	consumed := ids(w.consume("dc1", "billing", 40), "dc1")
+	for p := range w.parts {
+		w.write("dc1", p, 6)
+		w.write("dc2", p, 6)
+	}
+	stop()
+
+	tr := w.translator("dc1")
+	res, err := tr.TranslateGroup(w.ctx, "billing", w.topics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Commit(w.ctx, "billing", res); err != nil {
+		t.Fatal(err)
+	}
+	w.runExecutor(p)
+	w.failover("billing", consumed, res)
+}
+
+// runExecutor runs the mirror jobs of p until the returned stop is called
+// or the test ends.
+func (w *world) runExecutor(p *plan.Plan) (stop func()) {
+	ctx, cancel := context.WithCancel(w.ctx)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ex := executor.New(executor.WithKind(plan.KindMirror, mirror.New), executor.WithLogger(logger))
+	ex.Apply(ctx, p)
+	stop = func() { cancel(); ex.Stop() }
+	w.t.Cleanup(stop)
+	return stop
+}
+
+// waitMirrored waits until both datacenters hold every record the clients
+// wrote.
+func (w *world) waitMirrored() {
+	w.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		done := true
+		for _, dc := range dcs {
+			got := w.read(dc)
+			for p := range w.parts {
+				if len(got[p]) != len(w.logs["dc1"][p])+len(w.logs["dc2"][p]) {
+					done = false
+				}
+			}
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatal("mirroring did not catch up in 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
