@@ -1,0 +1,84 @@
+package provider
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/ferry-pipelines/ferry/runtime/control/api"
+)
+
+// client is the provider's connection to the control API, shared by its
+// resources and data sources for one Terraform run (plan or apply: each
+// run configures a new provider instance).
+//
+// Terraform plans resources one at a time, so checking each planned object
+// alone against what is stored would refuse a valid configuration whose
+// objects refer to each other before any of them exists. client therefore
+// keeps the changes planned so far in this run and checks each new one
+// together with them, in one dry-run batch: a plan fails exactly when the
+// whole planned set would not compile. A change leaves the set once it is
+// applied (the stored objects then hold it).
+type client struct {
+	*api.Client
+
+	mu      sync.Mutex
+	planned map[string]api.Op // by api.Key
+	order   []string          // keys in planning order
+	unknown bool              // a planned object has values known only after apply
+}
+
+func newClient(c *api.Client) *client {
+	return &client{Client: c, planned: map[string]api.Op{}}
+}
+
+// check adds a planned change and dry-runs every change planned so far.
+// A planned deletion is only remembered: Terraform may plan the deletion of
+// a datacenter before that of the mirrors using it, so deletions are left
+// to apply time, when Terraform orders them.
+func (c *client) check(ctx context.Context, op api.Op) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.remember(op)
+	if op.Op == api.OpDelete || c.unknown {
+		return nil
+	}
+	ops := make([]api.Op, 0, len(c.order))
+	for _, key := range c.order {
+		ops = append(ops, c.planned[key])
+	}
+	if _, err := c.Batch(ctx, api.Batch{Ops: ops, DryRun: true}); err != nil {
+		c.forget(api.Key(op.Kind, op.Name)) // so that the objects planned next are not blamed for it
+		return err
+	}
+	return nil
+}
+
+// notKnown records that an object's planned values are not all known yet:
+// later checks of this run would miss it, so they are skipped.
+func (c *client) notKnown() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unknown = true
+}
+
+// applied forgets a planned change that is now stored.
+func (c *client) applied(kind api.Kind, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.forget(api.Key(kind, name))
+}
+
+func (c *client) forget(key string) {
+	delete(c.planned, key)
+	c.order = slices.DeleteFunc(c.order, func(k string) bool { return k == key })
+}
+
+func (c *client) remember(op api.Op) {
+	op.Version = nil // a dry run of the plan checks what would be stored, not versions
+	key := api.Key(op.Kind, op.Name)
+	if _, ok := c.planned[key]; !ok {
+		c.order = append(c.order, key)
+	}
+	c.planned[key] = op
+}

@@ -1,0 +1,259 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
+
+	"github.com/ferry-pipelines/ferry/runtime/control/api"
+)
+
+// model is the Terraform model of one kind of stored object. Every model
+// has the attributes id (the object's name) and version.
+type model interface {
+	// objectName is the stored object's name, from the configured
+	// attributes.
+	objectName() string
+	// spec is the object's spec: its schema type (schema.Mirror, ...).
+	spec() any
+	// load sets the attributes from a stored object's spec and name.
+	load(o *api.Object) error
+	// meta returns the id and version attributes.
+	meta() (id *types.String, version *types.Int64)
+}
+
+// objectResource is a resource of one kind of stored object: create,
+// read, update, delete and import all map to the control API the same way
+// for every kind; the kind's model maps attributes to its spec.
+type objectResource[M any, P interface {
+	*M
+	model
+}] struct {
+	kind     api.Kind
+	typeName string // after "ferry_"
+	schema   schema.Schema
+	client   *client
+}
+
+// newObjectResource builds a resource of kind with the kind's own
+// attributes; id and version are added.
+func newObjectResource[M any, P interface {
+	*M
+	model
+}](kind api.Kind, typeName, description string, attrs map[string]schema.Attribute) *objectResource[M, P] {
+	attrs["id"] = schema.StringAttribute{
+		Computed:            true,
+		MarkdownDescription: "The object's name in the control API, which `terraform import` takes.",
+		PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+	}
+	attrs["version"] = schema.Int64Attribute{
+		Computed: true,
+		MarkdownDescription: "The stored object's version: 1 when created, one more per update. Updates and deletions " +
+			"send the version Terraform last read, so a change made elsewhere since is refused rather than overwritten.",
+	}
+	return &objectResource[M, P]{
+		kind:     kind,
+		typeName: typeName,
+		schema:   schema.Schema{MarkdownDescription: description, Attributes: attrs},
+	}
+}
+
+var (
+	_ resource.ResourceWithConfigure   = (*objectResource[mirrorModel, *mirrorModel])(nil)
+	_ resource.ResourceWithImportState = (*objectResource[mirrorModel, *mirrorModel])(nil)
+	_ resource.ResourceWithModifyPlan  = (*objectResource[mirrorModel, *mirrorModel])(nil)
+)
+
+func (r *objectResource[M, P]) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_" + r.typeName
+}
+
+func (r *objectResource[M, P]) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = r.schema
+}
+
+func (r *objectResource[M, P]) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	if c, ok := req.ProviderData.(*client); ok {
+		r.client = c
+	}
+}
+
+func (r *objectResource[M, P]) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m M
+	if resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...); resp.Diagnostics.HasError() {
+		return
+	}
+	r.put(ctx, &m, 0, &resp.State, &resp.Diagnostics)
+}
+
+// put writes the planned object based on version (0: create only) and
+// sets the new state.
+func (r *objectResource[M, P]) put(ctx context.Context, m *M, base int64, state *tfsdk.State, diags *diag.Diagnostics) {
+	name := P(m).objectName()
+	o, err := r.client.Put(ctx, r.kind, name, P(m).spec(), &base)
+	r.client.applied(r.kind, name)
+	if err != nil {
+		diags.Append(refused(r.kind, name, err))
+		return
+	}
+	id, version := P(m).meta()
+	*id, *version = types.StringValue(name), types.Int64Value(o.Version)
+	diags.Append(state.Set(ctx, m)...)
+}
+
+// Read sets every attribute from the stored object, so the state holds
+// what is stored, whatever changed it; after an import only id is known.
+func (r *objectResource[M, P]) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var stateID types.String
+	if resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("id"), &stateID)...); resp.Diagnostics.HasError() {
+		return
+	}
+	name := stateID.ValueString()
+	o, err := r.client.Get(ctx, r.kind, name)
+	if api.IsNotFound(err) {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.Append(refused(r.kind, name, err))
+		return
+	}
+	if o.Owner != api.OwnerTerraform {
+		resp.Diagnostics.AddError(fmt.Sprintf("%s is not Terraform's", api.Describe(r.kind, name)),
+			fmt.Sprintf("%s is owned by %s; change it there or delete it there first", api.Describe(r.kind, name), o.Owner))
+		return
+	}
+	var m M
+	if err := P(&m).load(o); err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("Unreadable %s", api.Describe(r.kind, name)), err.Error())
+		return
+	}
+	id, version := P(&m).meta()
+	*id, *version = stateID, types.Int64Value(o.Version)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+func (r *objectResource[M, P]) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m, prior M
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	_, priorVersion := P(&prior).meta()
+	r.put(ctx, &m, priorVersion.ValueInt64(), &resp.State, &resp.Diagnostics)
+}
+
+func (r *objectResource[M, P]) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m M
+	if resp.Diagnostics.Append(req.State.Get(ctx, &m)...); resp.Diagnostics.HasError() {
+		return
+	}
+	id, version := P(&m).meta()
+	name := id.ValueString()
+	base := version.ValueInt64()
+	err := r.client.Delete(ctx, r.kind, name, &base)
+	r.client.applied(r.kind, name)
+	if err != nil && !api.IsNotFound(err) {
+		resp.Diagnostics.Append(refused(r.kind, name, err))
+	}
+}
+
+// ImportState takes the object's name ("SOURCE/DB.TABLE" for a CDC table);
+// Read fills in the rest and refuses an object another owner holds.
+func (r *objectResource[M, P]) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// ModifyPlan checks the planned object with the control API's compiler,
+// together with the other changes planned in this run (see client).
+func (r *objectResource[M, P]) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if r.client == nil {
+		return
+	}
+	var prior M
+	priorName := ""
+	if !req.State.Raw.IsNull() {
+		if resp.Diagnostics.Append(req.State.Get(ctx, &prior)...); resp.Diagnostics.HasError() {
+			return
+		}
+		id, _ := P(&prior).meta()
+		priorName = id.ValueString()
+	}
+	if req.Plan.Raw.IsNull() {
+		resp.Diagnostics.Append(r.check(ctx, api.Op{Op: api.OpDelete, Kind: r.kind, Name: priorName}))
+		return
+	}
+	if req.Plan.Raw.Equal(req.State.Raw) {
+		return // unchanged: the stored object holds it already
+	}
+	if !knownExcept(req.Plan.Raw, "id", "version") {
+		r.client.notKnown()
+		return
+	}
+	var m M
+	if resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...); resp.Diagnostics.HasError() {
+		return
+	}
+	name := P(&m).objectName()
+	if priorName != "" && priorName != name { // replaced under a new name
+		resp.Diagnostics.Append(r.check(ctx, api.Op{Op: api.OpDelete, Kind: r.kind, Name: priorName}))
+	}
+	spec, err := jsonOf(P(&m).spec())
+	if err != nil {
+		resp.Diagnostics.AddError("Invalid "+api.Describe(r.kind, name), err.Error())
+		return
+	}
+	resp.Diagnostics.Append(r.check(ctx, api.Op{Op: api.OpPut, Kind: r.kind, Name: name, Spec: spec}))
+}
+
+func (r *objectResource[M, P]) check(ctx context.Context, op api.Op) diag.Diagnostic {
+	if err := r.client.check(ctx, op); err != nil {
+		return refused(op.Kind, op.Name, err)
+	}
+	return nil
+}
+
+// refused turns an API error into a diagnostic whose detail is the API's
+// message: the compiler's problems, the owner, the version conflict.
+func refused(kind api.Kind, name string, err error) diag.Diagnostic {
+	summary := "ferry control API error"
+	switch api.StatusOf(err) {
+	case http.StatusBadRequest, http.StatusForbidden, http.StatusConflict, http.StatusNotFound:
+		summary = "ferry refused " + api.Describe(kind, name)
+	}
+	return diag.NewErrorDiagnostic(summary, err.Error())
+}
+
+// knownExcept reports whether every value of v is known, leaving out the
+// named top-level attributes.
+func knownExcept(v tftypes.Value, skip ...string) bool {
+	known := true
+	_ = tftypes.Walk(v, func(p *tftypes.AttributePath, v tftypes.Value) (bool, error) {
+		if steps := p.Steps(); len(steps) > 0 {
+			if a, ok := steps[0].(tftypes.AttributeName); ok {
+				for _, s := range skip {
+					if string(a) == s {
+						return false, nil
+					}
+				}
+			}
+		}
+		if !v.IsKnown() {
+			known = false
+			return false, nil
+		}
+		return true, nil
+	})
+	return known
+}

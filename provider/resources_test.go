@@ -1,0 +1,322 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+
+	"github.com/ferry-pipelines/ferry/runtime/control/api"
+)
+
+// lifecycle is the step table of one resource type: it is created,
+// imported, updated in place, replaced and deleted, and after every step
+// a fresh plan is empty.
+type lifecycle struct {
+	kind    api.Kind
+	address string // resource address, such as ferry_mirror.orders
+	deps    string // HCL of the objects it needs, kept throughout
+	// The resource's HCL when created, after an in-place update, and after
+	// a change that replaces it; the object names before and after.
+	create, update, replace string
+	name, replacedName      string
+	// An attribute and its value after each of the three steps.
+	attr                       string
+	created, updated, replaced string
+}
+
+const twoDatacenters = `
+resource "ferry_datacenter" "dc1" {
+  name    = "dc1"
+  brokers = ["127.0.0.1:19092"]
+}
+
+resource "ferry_datacenter" "dc2" {
+  name    = "dc2"
+  brokers = ["127.0.0.1:29092"]
+}
+`
+
+const tradingSource = twoDatacenters + `
+resource "ferry_cdc_source" "trading" {
+  name         = "trading-db"
+  datacenter   = ferry_datacenter.dc1.name
+  topic_prefix = "trading"
+  mysql = {
+    address   = "127.0.0.1:13306"
+    user      = "ferry"
+    password  = { env = "TRADING_DB_PASSWORD" }
+    server_id = 5401
+  }
+}
+`
+
+var lifecycles = []lifecycle{
+	{
+		kind: api.Datacenter, address: "ferry_datacenter.dc",
+		create: `resource "ferry_datacenter" "dc" {
+  name    = "dc3"
+  brokers = ["127.0.0.1:39092"]
+}`,
+		update: `resource "ferry_datacenter" "dc" {
+  name    = "dc3"
+  brokers = ["127.0.0.1:39092", "127.0.0.1:39093"]
+  tls     = { ca = "/etc/ferry/ca.pem" }
+  sasl = {
+    mechanism = "SCRAM-SHA-512"
+    user      = "ferry"
+    password  = { file = "/etc/ferry/kafka-password" }
+  }
+}`,
+		replace: `resource "ferry_datacenter" "dc" {
+  name    = "dc4"
+  brokers = ["127.0.0.1:39092"]
+}`,
+		name: "dc3", replacedName: "dc4",
+		attr: "brokers.#", created: "1", updated: "2", replaced: "1",
+	},
+	{
+		kind: api.Shard, address: "ferry_shard.realtime",
+		create: `resource "ferry_shard" "realtime" {
+  name  = "realtime"
+  tiers = [1]
+}`,
+		update: `resource "ferry_shard" "realtime" {
+  name     = "realtime"
+  tiers    = [1, 2]
+  max_jobs = 100
+}`,
+		replace: `resource "ferry_shard" "realtime" {
+  name     = "fast"
+  tiers    = [1, 2]
+  max_jobs = 100
+}`,
+		name: "realtime", replacedName: "fast",
+		attr: "tiers.#", created: "1", updated: "2", replaced: "2",
+	},
+	{
+		kind: api.Mirror, address: "ferry_mirror.orders", deps: twoDatacenters,
+		create: `resource "ferry_mirror" "orders" {
+  name       = "orders.events"
+  partitions = 6
+  tier       = 1
+  depends_on = [ferry_datacenter.dc1, ferry_datacenter.dc2]
+}`,
+		update: `resource "ferry_mirror" "orders" {
+  name        = "orders.events"
+  partitions  = 6
+  tier        = 2
+  datacenters = [ferry_datacenter.dc1.name, ferry_datacenter.dc2.name]
+  config      = { "retention.ms" = "86400000" }
+}`,
+		replace: `resource "ferry_mirror" "orders" {
+  name        = "orders.events"
+  partitions  = 12
+  tier        = 2
+  datacenters = [ferry_datacenter.dc1.name, ferry_datacenter.dc2.name]
+  config      = { "retention.ms" = "86400000" }
+}`,
+		name: "orders.events", replacedName: "orders.events",
+		attr: "partitions", created: "6", updated: "6", replaced: "12",
+	},
+	{
+		kind: api.CDCSource, address: "ferry_cdc_source.trading", deps: twoDatacenters,
+		create: `resource "ferry_cdc_source" "trading" {
+  name         = "trading-db"
+  datacenter   = ferry_datacenter.dc1.name
+  topic_prefix = "trading"
+  mysql = {
+    address   = "127.0.0.1:13306"
+    user      = "ferry"
+    password  = { env = "TRADING_DB_PASSWORD" }
+    server_id = 5401
+  }
+}`,
+		update: `resource "ferry_cdc_source" "trading" {
+  name         = "trading-db"
+  datacenter   = ferry_datacenter.dc1.name
+  topic_prefix = "trading"
+  mysql = {
+    address   = "127.0.0.1:13306"
+    user      = "ferry"
+    password  = { file = "/etc/ferry/trading-db-password" }
+    server_id = 5402
+    flavor    = "mariadb"
+    heartbeat = { interval = "100ms", database = "ferry" }
+  }
+  snapshot = { chunk_size = 1000 }
+}`,
+		replace: `resource "ferry_cdc_source" "trading" {
+  name         = "trading-db"
+  datacenter   = ferry_datacenter.dc2.name
+  topic_prefix = "trading"
+  mysql = {
+    address   = "127.0.0.1:13306"
+    user      = "ferry"
+    password  = { file = "/etc/ferry/trading-db-password" }
+    server_id = 5402
+  }
+}`,
+		name: "trading-db", replacedName: "trading-db",
+		attr: "mysql.server_id", created: "5401", updated: "5402", replaced: "5402",
+	},
+	{
+		kind: api.CDCTable, address: "ferry_cdc_table.orders", deps: tradingSource,
+		create: `resource "ferry_cdc_table" "orders" {
+  source = ferry_cdc_source.trading.name
+  table  = "trading.orders"
+  tier   = 1
+}`,
+		update: `resource "ferry_cdc_table" "orders" {
+  source   = ferry_cdc_source.trading.name
+  table    = "trading.orders"
+  tier     = 2
+  snapshot = "no_data"
+  rate     = 500
+}`,
+		replace: `resource "ferry_cdc_table" "orders" {
+  source   = ferry_cdc_source.trading.name
+  table    = "trading.order_lines"
+  tier     = 2
+  snapshot = "no_data"
+}`,
+		name: "trading-db/trading.orders", replacedName: "trading-db/trading.order_lines",
+		attr: "tier", created: "1", updated: "2", replaced: "2",
+	},
+}
+
+func TestResourceLifecycles(t *testing.T) {
+	for _, lc := range lifecycles {
+		t.Run(string(lc.kind), func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t)
+			empty := resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}
+			step := func(hcl, action string) resource.TestStep {
+				st := resource.TestStep{Config: s.config(lc.deps + hcl), ConfigPlanChecks: empty}
+				st.ConfigPlanChecks.PreApply = []plancheck.PlanCheck{plancheck.ExpectResourceAction(lc.address, plancheck.ResourceActionType(action))}
+				return st
+			}
+			create := step(lc.create, string(plancheck.ResourceActionCreate))
+			create.Check = resource.ComposeAggregateTestCheckFunc(
+				resource.TestCheckResourceAttr(lc.address, lc.attr, lc.created),
+				resource.TestCheckResourceAttr(lc.address, "version", "1"),
+				resource.TestCheckResourceAttr(lc.address, "id", lc.name),
+				s.stored(lc.kind, lc.name, 1),
+			)
+			imported := resource.TestStep{
+				Config:            s.config(lc.deps + lc.create),
+				ResourceName:      lc.address,
+				ImportState:       true,
+				ImportStateVerify: true,
+			}
+			update := step(lc.update, string(plancheck.ResourceActionUpdate))
+			update.Check = resource.ComposeAggregateTestCheckFunc(
+				resource.TestCheckResourceAttr(lc.address, lc.attr, lc.updated),
+				resource.TestCheckResourceAttr(lc.address, "version", "2"),
+				s.stored(lc.kind, lc.name, 2),
+			)
+			replace := step(lc.replace, string(plancheck.ResourceActionDestroyBeforeCreate))
+			replace.Check = resource.ComposeAggregateTestCheckFunc(
+				resource.TestCheckResourceAttr(lc.address, lc.attr, lc.replaced),
+				resource.TestCheckResourceAttr(lc.address, "version", "1"),
+				s.stored(lc.kind, lc.replacedName, 1),
+			)
+			deleted := step("", string(plancheck.ResourceActionDestroy))
+			deleted.ConfigPlanChecks.PreApply = []plancheck.PlanCheck{plancheck.ExpectResourceAction(lc.address, plancheck.ResourceActionDestroy)}
+			deleted.Check = s.gone(lc.kind, lc.replacedName)
+			resource.Test(t, resource.TestCase{
+				ProtoV6ProviderFactories: factories,
+				Steps:                    []resource.TestStep{create, imported, update, replace, deleted},
+			})
+		})
+	}
+}
+
+// stored checks the control API holds the object at the version, owned by
+// Terraform.
+func (s *server) stored(kind api.Kind, name string, version int64) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		o, err := s.client.Get(context.Background(), kind, name)
+		if err != nil {
+			return err
+		}
+		if o.Version != version || o.Owner != api.OwnerTerraform {
+			return fmt.Errorf("%s is at version %d owned by %s, want version %d owned by terraform", api.Describe(kind, name), o.Version, o.Owner, version)
+		}
+		return nil
+	}
+}
+
+// gone checks the control API no longer holds the object.
+func (s *server) gone(kind api.Kind, name string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		if _, err := s.client.Get(context.Background(), kind, name); !api.IsNotFound(err) {
+			return fmt.Errorf("%s: got %v, want it deleted", api.Describe(kind, name), err)
+		}
+		return nil
+	}
+}
+
+// TestPlanFailsWithCompilerMessage: a configuration the compiler refuses
+// fails `terraform plan` with the compiler's own message, before anything
+// is written.
+func TestPlanFailsWithCompilerMessage(t *testing.T) {
+	s := startServer(t)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{{
+			Config: s.config(twoDatacenters + `
+resource "ferry_shard" "realtime" {
+  name  = "realtime"
+  tiers = [1]
+}
+
+resource "ferry_mirror" "audit" {
+  name       = "audit.log"
+  partitions = 3
+  tier       = 4
+  shard      = ferry_shard.realtime.name
+  depends_on = [ferry_datacenter.dc1, ferry_datacenter.dc2]
+}
+`),
+			PlanOnly:    true,
+			ExpectError: message(`mirrors."audit.log".shard: shard "realtime" does not accept tier 4 (it accepts tiers 1)`),
+		}},
+	})
+	if objs, _ := s.client.Objects(context.Background()); len(objs) != 0 {
+		t.Fatalf("a refused plan wrote %d objects", len(objs))
+	}
+}
+
+// TestOwnedByCUE: Terraform neither creates over nor imports an object a
+// CUE directory owns; the error names the owner.
+func TestOwnedByCUE(t *testing.T) {
+	s := startServer(t)
+	cue, err := api.NewClient(s.url, api.WithOwner(api.CUEOwner("pipelines")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, name := range []string{"dc1", "dc2"} {
+		if _, err := cue.Put(ctx, api.Datacenter, name, map[string]any{"kafka": map[string]any{"brokers": []string{"127.0.0.1:19092"}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owned := message(`datacenter "dc1" is owned by cue:pipelines; change it there or delete it there first`)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{Config: s.config(twoDatacenters), PlanOnly: true, ExpectError: owned},
+			{
+				Config:        s.config(twoDatacenters),
+				ResourceName:  "ferry_datacenter.dc1",
+				ImportState:   true,
+				ImportStateId: "dc1",
+				ExpectError:   owned,
+			},
+		},
+	})
+}
