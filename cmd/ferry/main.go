@@ -34,7 +34,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(validateCmd(), compileCmd(), planCmd())
-	root.AddCommand(runCmd(), devCmd(), statusCmd(), dlqCmd())
+	root.AddCommand(runCmd(), devCmd(), statusCmd(), dlqCmd(), demoCmd())
 	root.AddCommand(applyCmd())
 	root.AddCommand(offsetsCmd())
 	err := root.Execute()

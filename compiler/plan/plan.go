@@ -194,3 +194,15 @@ func MirrorJobID(topic, from, to string) string { return "mirror:" + topic + ":"
 
 // CDCJobID names the job that captures a CDC source.
 func CDCJobID(source string) string { return "cdc:" + source }
+
+// Datacenter is the Kafka cluster a job writes to: where its checkpoints,
+// dead letters and metrics go.
+func (j *Job) Datacenter() string {
+	switch {
+	case j.Mirror != nil:
+		return j.Mirror.To
+	case j.CDC != nil:
+		return j.CDC.Datacenter
+	}
+	return ""
+}

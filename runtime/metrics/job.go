@@ -68,6 +68,12 @@ type Job struct {
 	total     *Part
 	parts     map[string]*Part
 	lastReset time.Time
+	// reported holds the counters as of the last interval report, so the
+	// next report carries what happened since.
+	reported map[string]int64
+	// lastCompliance is the judgment of the last complete interval, shown
+	// while the current one has no records yet.
+	lastCompliance string
 }
 
 // Part holds the figures of one partition or table of a job.

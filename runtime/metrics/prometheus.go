@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -96,7 +95,7 @@ func (j *Job) collect(ch chan<- prometheus.Metric) {
 	for _, s := range []string{StateStarting, StateRunning, StateWaiting, StateError, StateStopped} {
 		gauge(descState, boolFloat(j.state == s), s)
 	}
-	c := compliance(j.total, time.Duration(info.Budget))
+	c := j.compliance()
 	for _, s := range []string{Healthy, AtRisk, Breaching} {
 		gauge(descCompliance, boolFloat(c == s), s)
 	}

@@ -69,6 +69,15 @@ func share(within, total int64) float64 {
 	return float64(within) / float64(total)
 }
 
+// compliance judges the job: the current interval when it has records,
+// else the last complete interval, else the whole run.
+func (j *Job) compliance() string {
+	if j.total.interval.TotalCount() == 0 && j.lastCompliance != "" {
+		return j.lastCompliance
+	}
+	return compliance(j.total, j.Info.Budget.D())
+}
+
 // compliance judges the current interval when it has records, else the
 // whole run: breaching when more than 1% of records were over budget,
 // at_risk when the p99 was.
@@ -123,7 +132,7 @@ func (j *Job) Status() Status {
 		Latency:        summarize(j.total.hist),
 		WithinBudget:   share(j.total.within, j.total.hist.TotalCount()),
 		IntervalWithin: share(j.total.intWithin, j.total.interval.TotalCount()),
-		Compliance:     compliance(j.total, budget),
+		Compliance:     j.compliance(),
 		Counters:       copyCounters(j.total.Counters),
 		LastRecord:     timePtr(j.total.LastRecord),
 		Parts:          map[string]PartStatus{},
