@@ -10,11 +10,12 @@ RACE_PATTERNS = $(addsuffix /...,$(RACE_PKGS))
 
 .PHONY: demo test bench lint deps
 
-## demo: compile the example pipelines and show their plan.
-demo:
+## demo: the example pipelines end to end on a local world (two Kafka
+## clusters and a MariaDB), with traffic, a live view and a final check that
+## each datacenter holds the union of both.
+demo: deps
 	$(GO) run ./cmd/ferry validate pipelines
-	$(GO) run ./cmd/ferry compile pipelines -o /tmp/ferry-demo-plan.json
-	$(GO) run ./cmd/ferry plan pipelines --json --from /tmp/ferry-demo-plan.json
+	$(GO) run ./cmd/ferry demo pipelines
 
 ## test: install what the tests need (kcat, MariaDB, PostgreSQL), then run them all.
 test: deps
