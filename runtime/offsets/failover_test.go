@@ -106,31 +106,39 @@ func ids(recs []*kgo.Record, dc string) map[id]bool {
 	return out
 }
 
+// writeAll writes n1 client records to every partition of dc1, n2 to
+// every partition of dc2.
+func (w *world) writeAll(n1, n2 int) {
+	for p := range w.parts {
+		w.write("dc1", p, n1)
+		w.write("dc2", p, n2)
+	}
+}
+
+// move translates the group from dc1 to dc2 and commits the result there.
+func (w *world) move(group string) []offsets.Partition {
+	w.t.Helper()
+	tr := w.translator("dc1")
+	res, err := tr.TranslateGroup(w.ctx, group, w.topics())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := tr.Commit(w.ctx, group, res); err != nil {
+		w.t.Fatal(err)
+	}
+	return res
+}
+
 func TestFailoverBothWays(t *testing.T) {
 	w := newWorld(t, nil, "orders.events", 3)
 	for range 4 {
-		for p := range w.parts {
-			w.write("dc1", p, 4)
-			w.write("dc2", p, 3)
-		}
+		w.writeAll(4, 3)
 		w.mirrorAll()
 	}
 	consumed := ids(w.consume("dc1", "billing", 60), "dc1")
-	for p := range w.parts {
-		w.write("dc1", p, 5)
-		w.write("dc2", p, 5)
-	}
+	w.writeAll(5, 5)
 	w.mirrorAll()
-
-	tr := w.translator("dc1")
-	res, err := tr.TranslateGroup(w.ctx, "billing", w.topics())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Commit(w.ctx, "billing", res); err != nil {
-		t.Fatal(err)
-	}
-	w.failover("billing", consumed, res)
+	w.failover("billing", consumed, w.move("billing"))
 }
 
 // TestFailoverMirrorLags translates while both directions lag: dc1's
@@ -148,25 +156,17 @@ func TestFailoverMirrorLags(t *testing.T) {
 		}
 	}
 	consumed := ids(w.consume("dc1", "billing", 50), "dc1")
+	w.writeAll(3, 3)
 	for p := range w.parts {
-		w.write("dc1", p, 3)
-		w.write("dc2", p, 3)
 		w.mirror("dc2", p, 2, false)
 	}
-	tr := w.translator("dc1")
-	res, err := tr.TranslateGroup(w.ctx, "billing", w.topics())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := w.move("billing")
 	var pending int64
 	for _, r := range res {
 		pending += r.Pending
 	}
 	if pending == 0 {
 		t.Fatalf("the mirror to dc2 lags, yet no consumed record is pending: %+v", res)
-	}
-	if err := tr.Commit(w.ctx, "billing", res); err != nil {
-		t.Fatal(err)
 	}
 	w.failover("billing", consumed, res)
 }

@@ -34,26 +34,12 @@ func TestFailoverWithMirrorJob(t *testing.T) {
 	}
 	w.catchUp = w.waitMirrored
 	stop := w.runExecutor(p)
-	for p := range w.parts {
-		w.write("dc1", p, 10)
-		w.write("dc2", p, 8)
-	}
+	w.writeAll(10, 8)
 	w.waitMirrored()
 	consumed := ids(w.consume("dc1", "billing", 40), "dc1")
-	for p := range w.parts {
-		w.write("dc1", p, 6)
-		w.write("dc2", p, 6)
-	}
+	w.writeAll(6, 6)
 	stop()
-
-	tr := w.translator("dc1")
-	res, err := tr.TranslateGroup(w.ctx, "billing", w.topics())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Commit(w.ctx, "billing", res); err != nil {
-		t.Fatal(err)
-	}
+	res := w.move("billing")
 	w.runExecutor(p)
 	w.failover("billing", consumed, res)
 }
