@@ -39,8 +39,8 @@ func (d *planDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, r
 	}
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "The plan the executor group's stored definitions compile to, as `ferry compile` writes it: " +
-			"every job with its shard, tier and budget. Read when Terraform reads data sources, so it shows the " +
-			"definitions as stored before this run's changes; read it after apply (or in the next plan) for the result.",
+			"every job with its shard, tier and budget. Terraform reads it while planning, before this run's changes; " +
+			"with `depends_on` on the ferry resources it is read after they are applied, so it shows their result.",
 		Attributes: map[string]schema.Attribute{
 			"json": computed("The whole plan as JSON (`ferry compile`'s format): datacenters, shards, tier budgets, metrics settings and jobs."),
 			"jobs": schema.ListNestedAttribute{

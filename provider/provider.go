@@ -7,6 +7,8 @@
 // `terraform plan` fails with the compiler's own messages.
 package provider
 
+//go:generate go test -run TestDocs -update .
+
 import (
 	"context"
 	"os"
