@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -52,10 +51,7 @@ type MariaDB struct {
 	Port    int
 	opts    MariaDBOptions
 	ownDir  bool
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc    process
 }
 
 // Addr is the server's TCP address, host:port.
@@ -90,7 +86,7 @@ func StartMariaDB(opts MariaDBOptions) (*MariaDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &MariaDB{opts: opts}
+	m := &MariaDB{opts: opts, proc: process{name: "mariadbd"}}
 	if opts.Dir == "" {
 		// Unix socket paths are limited to ~100 bytes: keep it short.
 		dir, err := os.MkdirTemp("", "ferry-mariadb-")
@@ -154,6 +150,9 @@ func (m *MariaDB) args() []string {
 		"--innodb-buffer-pool-size=256M",
 		"--innodb-log-file-size=256M",
 		"--innodb-flush-log-at-trx-commit=2",
+		// Many servers at once (parallel test packages) exhaust the
+		// kernel's AIO contexts; synchronous I/O is plenty here.
+		"--innodb-use-native-aio=0",
 		"--sync-binlog=0",
 		"--max-connections=500",
 		"--skip-name-resolve",
@@ -179,11 +178,7 @@ func (m *MariaDB) start() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start mariadbd: %w", err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	m.mu.Lock()
-	m.cmd, m.done = cmd, done
-	m.mu.Unlock()
+	done := m.proc.started(cmd, nil)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
@@ -280,49 +275,13 @@ func ResultStrings(r *mysql.Result) [][]string {
 }
 
 // Running reports whether the server process is alive.
-func (m *MariaDB) Running() bool {
-	m.mu.Lock()
-	done := m.done
-	m.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
-}
+func (m *MariaDB) Running() bool { return m.proc.running() }
 
 // Kill ends the server with SIGKILL, as a crash would, and waits for it.
-func (m *MariaDB) Kill() error { return m.signal(syscall.SIGKILL, 10*time.Second) }
+func (m *MariaDB) Kill() error { return m.proc.signal(syscall.SIGKILL, 10*time.Second) }
 
 // Stop shuts the server down cleanly (SIGTERM) and waits for it.
-func (m *MariaDB) Stop() error { return m.signal(syscall.SIGTERM, 60*time.Second) }
-
-func (m *MariaDB) signal(sig syscall.Signal, wait time.Duration) error {
-	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	m.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
-		return nil
-	}
-	select {
-	case <-done:
-		return nil
-	default:
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-done:
-		return nil
-	case <-time.After(wait):
-		_ = cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("mariadbd did not stop within %s after %v; killed", wait, sig)
-	}
-}
+func (m *MariaDB) Stop() error { return m.proc.signal(syscall.SIGTERM, 60*time.Second) }
 
 // Restart starts the server again on the same port and data directory
 // (after Kill or Stop; a running server is stopped first).
