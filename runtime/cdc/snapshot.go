@@ -312,7 +312,10 @@ func (s *snapshotter) onWatermark(ctx context.Context, token string) error {
 			return nil
 		}
 		c.hwSeen = true
-		return s.emit(ctx, c.t)
+		if err := s.emit(ctx, c.t); err != nil {
+			return err
+		}
+		return s.tick(ctx)
 	}
 	return nil
 }
@@ -332,7 +335,10 @@ func (s *snapshotter) onResult(ctx context.Context, res chunkResult) error {
 		return nil
 	}
 	c.rows = res.rows
-	return s.emit(ctx, c.t)
+	if err := s.emit(ctx, c.t); err != nil {
+		return err
+	}
+	return s.tick(ctx)
 }
 
 // emit sends out the table's chunks that are complete, in order.
@@ -718,7 +724,7 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 	if _, err := c.Execute(fmt.Sprintf(mark, ch.hw)); err != nil {
 		return nil, err
 	}
-	pos, err := binlog.MasterStatus(context.Background(), s.r.cfg, s.r.srv.Flavor)
+	pos, err := binlog.MasterStatusConn(c, s.r.srv.Flavor)
 	if err != nil {
 		return nil, err
 	}
@@ -739,9 +745,13 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 		marker = event.SnapshotIncremental
 	}
 	now := time.Now()
-	out := &chunkRows{recs: make([]event.Record, 0, len(res.Values))}
+	out := &chunkRows{recs: make([]event.Record, len(res.Values))}
 	row := make([]any, len(tbl.Columns))
 	src := event.Source{Name: s.r.job.CDC.TopicPrefix, Time: readAt, File: pos.File, Pos: pos.Pos}
+	// Every record of the chunk goes into one buffer (sized from the first
+	// row), sliced up at the end: a few allocations per chunk, not per row.
+	var arena []byte
+	offs := make([][3]int, len(res.Values))
 	for i := range res.Values {
 		for j := range row {
 			row[j] = res.Values[i][j].Value()
@@ -755,11 +765,24 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 				src.Snapshot = "first_in_data_collection"
 			}
 		}
-		recs, err := tbl.Encode(&event.Change{Op: event.OpRead, After: row, Source: src}, now)
-		if err != nil {
+		start := len(arena)
+		var err error
+		if arena, err = tbl.AppendKey(arena, row); err != nil {
 			return nil, fmt.Errorf("row %d of the chunk: %w", i, err)
 		}
-		out.recs = append(out.recs, recs[0])
+		keyEnd := len(arena)
+		if arena, err = tbl.AppendEnvelope(arena, &event.Change{Op: event.OpRead, After: row, Source: src}, now); err != nil {
+			return nil, fmt.Errorf("row %d of the chunk: %w", i, err)
+		}
+		offs[i] = [3]int{start, keyEnd, len(arena)}
+		if i == 0 {
+			grown := make([]byte, len(arena), (len(arena)+64)*len(res.Values)*11/10)
+			copy(grown, arena)
+			arena = grown
+		}
+	}
+	for i, o := range offs {
+		out.recs[i] = event.Record{Key: arena[o[0]:o[1]:o[1]], Value: arena[o[1]:o[2]:o[2]]}
 	}
 	return out, nil
 }

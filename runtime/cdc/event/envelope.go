@@ -47,11 +47,12 @@ type Change struct {
 	Source Source
 }
 
-// Key writes the event key: the primary key columns as a JSON object.
-// A table without a primary key has a null key (nil).
+// AppendKey writes the event key: the primary key columns as a JSON
+// object. A table without a primary key has a null key: nothing is
+// appended (so AppendKey(nil, row) is nil).
 func (t *Table) AppendKey(buf []byte, row []any) ([]byte, error) {
 	if len(t.Key) == 0 {
-		return nil, nil
+		return buf, nil
 	}
 	buf = append(buf, '{')
 	for i, k := range t.Key {
