@@ -184,7 +184,9 @@ func MasterStatus(ctx context.Context, cfg Config, flavor string) (Position, err
 }
 
 // MasterStatusConn is MasterStatus on an open connection.
-func MasterStatusConn(c *client.Conn, flavor string) (Position, error) { return masterStatus(c, flavor) }
+func MasterStatusConn(c *client.Conn, flavor string) (Position, error) {
+	return masterStatus(c, flavor)
+}
 
 func masterStatus(c *client.Conn, flavor string) (Position, error) {
 	r, err := c.Execute("SHOW MASTER STATUS")
