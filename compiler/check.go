@@ -9,6 +9,8 @@ import (
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/token"
+
+	"github.com/ferry-pipelines/ferry/schema"
 )
 
 // reservedPrefix starts the names of ferry's own topics (ferry.dlq,
@@ -45,6 +47,21 @@ func (c *checker) check() {
 	c.cdc()
 	c.topics()
 	c.serverIDs()
+	c.groups()
+}
+
+// groups reports group patterns that do not compile. Their paths are
+// written as CUE writes list elements in its own messages: groups.1.
+func (c *checker) groups() {
+	for i, p := range c.d.defs.Groups {
+		if _, err := schema.GroupPattern(p); err != nil {
+			c.errs = append(c.errs, &Error{
+				Pos:  c.src.pos(cue.MakePath(cue.Str("groups"), cue.Index(i))),
+				Path: fmt.Sprintf("groups.%d", i),
+				Msg:  fmt.Sprintf("group pattern %v: write a glob (billing-*) or fix the expression", err),
+			})
+		}
+	}
 }
 
 func (c *checker) datacenters() {

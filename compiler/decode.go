@@ -57,6 +57,15 @@ func (s *source) decode(schemaErrs Errors) *decoded {
 			d.defs.Metrics = &metrics
 		}
 	}
+	for i := 0; ; i++ { // one by one: a bad pattern is left empty, the others keep their indices
+		v := s.value.LookupPath(cue.MakePath(cue.Str("groups"), cue.Index(i)))
+		if !v.Exists() {
+			break
+		}
+		var pattern string
+		_ = v.Decode(&pattern)
+		d.defs.Groups = append(d.defs.Groups, pattern)
+	}
 	return d
 }
 

@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -82,12 +83,49 @@ func jobs(defs *schema.Definitions) []*pending {
 			}
 		}
 	}
+	out = append(out, offsetsJobs(defs, out)...)
 	for _, name := range sortedKeys(defs.CDC) {
 		out = append(out, cdcJob(defs, name))
 	}
 	for _, p := range out {
 		p.job.Budget = plan.Duration(budget(defs, p.job.Tier))
 		p.job.Client = clientSettings(p.job.Tier, p.job.Budget.D())
+	}
+	return out
+}
+
+// offsetsJobs builds, when groups are listed, one job per direction that
+// mirrors take: it keeps the groups' offsets translated that way for every
+// topic mirrored so, at the strictest tier of those topics (a group's
+// offsets are as fresh as its most urgent topic needs). mirrors are the
+// mirror jobs, in topic order.
+func offsetsJobs(defs *schema.Definitions, mirrors []*pending) []*pending {
+	if len(defs.Groups) == 0 {
+		return nil
+	}
+	dcs := map[string][]string{} // topic -> its datacenters, sorted
+	for _, m := range mirrors {
+		if j := m.job.Mirror; !slices.Contains(dcs[j.Topic], j.From) {
+			dcs[j.Topic] = append(dcs[j.Topic], j.From) // From runs in sorted order
+		}
+	}
+	byDir := map[string]*pending{}
+	var out []*pending
+	for _, m := range mirrors {
+		j := m.job.Mirror
+		id := plan.OffsetsJobID(j.From, j.To)
+		p := byDir[id]
+		if p == nil {
+			p = &pending{job: plan.Job{ID: id, Kind: plan.KindOffsets, Tier: m.job.Tier, Weight: 1,
+				Offsets: &plan.OffsetsJob{From: j.From, To: j.To, Groups: slices.Clone(defs.Groups)}},
+				section: "mirrors", name: j.Topic}
+			byDir[id] = p
+			out = append(out, p)
+		}
+		if m.job.Tier < p.job.Tier {
+			p.job.Tier, p.name = m.job.Tier, j.Topic
+		}
+		p.job.Offsets.Topics = append(p.job.Offsets.Topics, plan.OffsetsTopic{Topic: j.Topic, Datacenters: dcs[j.Topic]})
 	}
 	return out
 }

@@ -17,6 +17,9 @@ import (
 // objects except metrics.
 var sections = []string{"datacenters", "shards", "tiers", "mirrors", "cdc", "metrics"}
 
+// topLevel are all the top-level fields: the sections and groups, a list.
+var topLevel = append(append([]string(nil), sections...), "groups")
+
 // validate is the second stage: it collects every schema problem. A valid
 // set costs one CUE validation; only an invalid one is searched object by
 // object, because CUE stops reporting missing fields once it has found a
@@ -94,11 +97,11 @@ func (s *source) unknownTopLevel() Errors {
 	var errs Errors
 	for it.Next() {
 		name := it.Selector().String()
-		if !contains(sections, name) {
+		if !contains(topLevel, name) {
 			errs = append(errs, &Error{
 				Pos:  s.pos(cue.MakePath(it.Selector())),
 				Path: name,
-				Msg:  "unknown top-level field (allowed: " + strings.Join(sections, ", ") + ")",
+				Msg:  "unknown top-level field (allowed: " + strings.Join(topLevel, ", ") + ")",
 			})
 		}
 	}

@@ -25,6 +25,7 @@ type Definitions struct {
 	Mirrors     map[string]Mirror       `json:"mirrors,omitempty"`
 	CDC         map[string]CDCSource    `json:"cdc,omitempty"`
 	Metrics     *Metrics                `json:"metrics,omitempty"`
+	Groups      []string                `json:"groups,omitempty"`
 }
 
 // Datacenter is one Kafka cluster ferry reads from and writes to.

@@ -21,8 +21,9 @@ const Version = 1
 
 // Job kinds.
 const (
-	KindMirror = "mirror"
-	KindCDC    = "cdc"
+	KindMirror  = "mirror"
+	KindCDC     = "cdc"
+	KindOffsets = "offsets"
 )
 
 // Plan is a compiled definition set.
@@ -44,15 +45,16 @@ type Metrics struct {
 // Job is one unit of work placed on a shard: a mirror direction of a topic
 // or a CDC source.
 type Job struct {
-	ID     string         `json:"id"`
-	Kind   string         `json:"kind"`
-	Shard  string         `json:"shard"`
-	Tier   int            `json:"tier"`
-	Budget Duration       `json:"budget"`
-	Weight int            `json:"weight"`
-	Client ClientSettings `json:"client"`
-	Mirror *MirrorJob     `json:"mirror,omitempty"`
-	CDC    *CDCJob        `json:"cdc,omitempty"`
+	ID      string         `json:"id"`
+	Kind    string         `json:"kind"`
+	Shard   string         `json:"shard"`
+	Tier    int            `json:"tier"`
+	Budget  Duration       `json:"budget"`
+	Weight  int            `json:"weight"`
+	Client  ClientSettings `json:"client"`
+	Mirror  *MirrorJob     `json:"mirror,omitempty"`
+	CDC     *CDCJob        `json:"cdc,omitempty"`
+	Offsets *OffsetsJob    `json:"offsets,omitempty"`
 }
 
 // ClientSettings are the Kafka client settings derived from the job's tier:
@@ -84,6 +86,23 @@ type CDCJob struct {
 	TopicPrefix string                  `json:"topicPrefix"`
 	Snapshot    schema.SnapshotSettings `json:"snapshot"`
 	Tables      []CDCTable              `json:"tables"`
+}
+
+// OffsetsJob keeps the committed offsets of consumer groups translated from
+// one datacenter to another, for groups inactive in the target, every
+// budget of its tier.
+type OffsetsJob struct {
+	From   string         `json:"from"`
+	To     string         `json:"to"`
+	Groups []string       `json:"groups"` // the patterns of groups:
+	Topics []OffsetsTopic `json:"topics"` // the topics mirrored from From to To
+}
+
+// OffsetsTopic is a mirrored topic and every datacenter it is mirrored
+// between: the origins its records can have.
+type OffsetsTopic struct {
+	Topic       string   `json:"topic"`
+	Datacenters []string `json:"datacenters"`
 }
 
 // CDCTable is one captured table with its topic and its own tier.
@@ -195,6 +214,10 @@ func MirrorJobID(topic, from, to string) string { return "mirror:" + topic + ":"
 // CDCJobID names the job that captures a CDC source.
 func CDCJobID(source string) string { return "cdc:" + source }
 
+// OffsetsJobID names the job that translates group offsets from one
+// datacenter to another.
+func OffsetsJobID(from, to string) string { return "offsets:" + from + "-" + to }
+
 // Datacenter is the Kafka cluster a job writes to: where its checkpoints,
 // dead letters and metrics go.
 func (j *Job) Datacenter() string {
@@ -203,6 +226,8 @@ func (j *Job) Datacenter() string {
 		return j.Mirror.To
 	case j.CDC != nil:
 		return j.CDC.Datacenter
+	case j.Offsets != nil:
+		return j.Offsets.To
 	}
 	return ""
 }
