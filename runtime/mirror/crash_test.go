@@ -35,7 +35,7 @@ var ferryBinary = sync.OnceValues(func() (string, error) {
 
 // executorProcess is `ferry run --plan` as a child process.
 type executorProcess struct {
-	t    *testing.T
+	t    testing.TB
 	plan string
 	cmd  *exec.Cmd
 }

@@ -186,7 +186,7 @@ func label(pairs []*dto.LabelPair, name string) string {
 
 // waitRecords waits until the job has delivered n records and returns its
 // status.
-func waitRecords(t *testing.T, ex *executor.Executor, id string, n int64) metrics.Status {
+func waitRecords(t testing.TB, ex *executor.Executor, id string, n int64) metrics.Status {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	var st metrics.Status

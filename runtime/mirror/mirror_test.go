@@ -22,12 +22,12 @@ import (
 
 // world is two embedded clusters and a plan mirroring topics between them.
 type world struct {
-	t    *testing.T
+	t    testing.TB
 	pair *devenv.Pair
 	plan *plan.Plan
 }
 
-func newWorld(t *testing.T, mirrors map[string]schema.Mirror) *world {
+func newWorld(t testing.TB, mirrors map[string]schema.Mirror) *world {
 	t.Helper()
 	pair, err := devenv.StartPair(0, 0)
 	if err != nil {

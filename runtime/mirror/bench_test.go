@@ -1,0 +1,201 @@
+package mirror_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+// Benchmark sizes: records of benchValueBytes, a backlog of benchRecords,
+// large enough that Tier 4 commits on its transaction size bound rather than
+// waiting for its 5 s commit interval, as it would in steady traffic.
+const (
+	benchRecords    = 1000000
+	benchValueBytes = 200
+	benchPartitions = 6
+)
+
+// backlog fills topic in dc1 with the benchmark's records.
+func (w *world) backlog(topic string) {
+	w.createTopic("dc1", topic, benchPartitions, nil)
+	w.createTopic("dc2", topic, benchPartitions, nil)
+	cl := w.client("dc1", kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5*time.Millisecond))
+	value := make([]byte, benchValueBytes)
+	var failed atomic.Value
+	for i := 0; i < benchRecords; i++ {
+		cl.Produce(context.Background(), &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Store(err)
+			}
+		})
+	}
+	if err := cl.Flush(context.Background()); err != nil || failed.Load() != nil {
+		w.t.Fatalf("backlog: %v %v", err, failed.Load())
+	}
+}
+
+// bareCopy is the baseline: a plain franz-go consume-produce loop from dc1
+// to dc2, same topic and partition, optionally in transactions committed
+// every 10,000 records. It returns the records per second acknowledged (and
+// committed, with transactions) between 10% and 90% of the backlog, measured
+// as mirrorCopy measures.
+func (w *world) bareCopy(topic string, transactional bool) float64 {
+	opts := []kgo.Opt{kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5 * time.Millisecond)}
+	if transactional {
+		opts = append(opts, kgo.TransactionalID("bench-"+topic))
+	}
+	src := w.client("dc1", kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	dst := w.client("dc2", opts...)
+	ctx := context.Background()
+	var acked atomic.Int64
+	w10, w90 := newWindow(benchRecords/10), newWindow(benchRecords*9/10)
+	done := func(n int64) {
+		w10.reach(n)
+		w90.reach(n)
+	}
+	copied, inTxn := 0, 0
+	for copied < benchRecords {
+		src.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if transactional && inTxn == 0 {
+				if err := dst.BeginTransaction(); err != nil {
+					w.t.Fatal(err)
+				}
+			}
+			dst.Produce(ctx, &kgo.Record{Topic: r.Topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					w.t.Error(err)
+				}
+				if n := acked.Add(1); !transactional {
+					done(n)
+				}
+			})
+			copied++
+			inTxn++
+			if transactional && (inTxn == 10000 || copied == benchRecords) {
+				if err := dst.Flush(ctx); err != nil {
+					w.t.Fatal(err)
+				}
+				if err := dst.EndTransaction(ctx, kgo.TryCommit); err != nil {
+					w.t.Fatal(err)
+				}
+				done(int64(copied))
+				inTxn = 0
+			}
+		})
+	}
+	if err := dst.Flush(ctx); err != nil {
+		w.t.Fatal(err)
+	}
+	return benchRecords * 8 / 10 / w90.at.Sub(w10.at).Seconds()
+}
+
+// window records when a count first reached a mark.
+type window struct {
+	mark int64
+	once sync.Once
+	at   time.Time
+}
+
+func newWindow(mark int64) *window { return &window{mark: mark} }
+
+func (w *window) reach(n int64) {
+	if n >= w.mark {
+		w.once.Do(func() { w.at = time.Now() })
+	}
+}
+
+// mirrorCopy runs the world's mirror job of topic over the backlog and
+// returns the records per second it committed in steady state: between the
+// commits of the first 10% and of 90% of the backlog, which leaves out the
+// group join and the wait for the tier's last commit interval.
+func (w *world) mirrorCopy(topic string) float64 {
+	ex := w.run()
+	id := "mirror:" + topic + ":dc1-dc2"
+	waitAssignedJob(ex.Registry(), id)
+	waitRecords(w.t, ex, id, benchRecords/10)
+	start := time.Now()
+	waitRecords(w.t, ex, id, benchRecords*9/10)
+	return benchRecords * 8 / 10 / time.Since(start).Seconds()
+}
+
+// BenchmarkMirrorThroughput copies a 1,000,000-record backlog from dc1 to dc2
+// with a bare franz-go loop (with and without transactions) and with a
+// ferry mirror job at Tier 1 and Tier 4, and prints records/s, MB/s and the
+// ratios design.md names: ferry (always exactly once) >= 0.8x the bare loop
+// with transactions and >= 0.6x the bare loop without.
+func BenchmarkMirrorThroughput(b *testing.B) {
+	rates := map[string]float64{}
+	for _, run := range []struct {
+		name string
+		tier int
+		fn   func(*world, string) float64
+	}{
+		{"bare", 1, func(w *world, topic string) float64 { return w.bareCopy(topic, false) }},
+		{"bare-eos", 1, func(w *world, topic string) float64 { return w.bareCopy(topic, true) }},
+		{"ferry-tier1", 1, (*world).mirrorCopy},
+		{"ferry-tier4", 4, (*world).mirrorCopy},
+	} {
+		w := newWorld(b, map[string]schema.Mirror{"bench": {Partitions: benchPartitions, Tier: run.tier}})
+		w.backlog("bench")
+		rates[run.name] = run.fn(w, "bench")
+		b.ReportMetric(rates[run.name], run.name+"-rec/s")
+		b.Logf("%-12s %9.0f records/s %7.1f MB/s", run.name, rates[run.name], rates[run.name]*benchValueBytes/1e6)
+	}
+	best := max(rates["ferry-tier1"], rates["ferry-tier4"])
+	b.ReportMetric(best/rates["bare-eos"], "ferry/bare-eos")
+	b.ReportMetric(best/rates["bare"], "ferry/bare")
+	b.Logf("ratio ferry (exactly once) / bare loop with transactions: %.2f (goal >= 0.8)", best/rates["bare-eos"])
+	b.Logf("ratio ferry (exactly once) / bare loop without:           %.2f (goal >= 0.6)", best/rates["bare"])
+	b.Logf("ratio Tier 4 / Tier 1 throughput: %.2f (Tier 4 favours throughput)", rates["ferry-tier4"]/rates["ferry-tier1"])
+}
+
+// BenchmarkTierLatency offers 5,000 records/s for 10 s to a Tier 1 and to a
+// Tier 4 mirror job and prints their latency percentiles (goal: Tier 1 p99
+// under 50 ms; Tier 1 p99 below Tier 4's).
+func BenchmarkTierLatency(b *testing.B) {
+	p99 := map[int]float64{}
+	for _, tier := range []int{1, 4} {
+		topic := fmt.Sprintf("latency.t%d", tier)
+		w := newWorld(b, map[string]schema.Mirror{topic: {Partitions: benchPartitions, Tier: tier}})
+		ex := w.run()
+		w.waitTopic("dc1", topic)
+		id := "mirror:" + topic + ":dc1-dc2"
+		waitAssignedJob(ex.Registry(), id)
+		cl := w.client("dc1", kgo.DefaultProduceTopic(topic))
+		const rate, seconds = 5000, 10
+		tick := time.NewTicker(10 * time.Millisecond)
+		value := make([]byte, benchValueBytes)
+		for i := 0; i < rate*seconds/50; i++ {
+			<-tick.C
+			for j := 0; j < 50; j++ {
+				cl.Produce(context.Background(), &kgo.Record{Key: []byte(fmt.Sprint(i, j)), Value: value}, nil)
+			}
+		}
+		tick.Stop()
+		st := waitRecords(w.t, ex, id, rate*seconds)
+		p99[tier] = st.Latency.P99
+		b.ReportMetric(st.Latency.P50, fmt.Sprintf("tier%d-p50-ms", tier))
+		b.ReportMetric(st.Latency.P99, fmt.Sprintf("tier%d-p99-ms", tier))
+		b.ReportMetric(st.Latency.Max, fmt.Sprintf("tier%d-max-ms", tier))
+		b.Logf("tier %d at %d records/s: p50 %.1f ms, p99 %.1f ms, max %.1f ms, within budget %.2f%%", tier, rate, st.Latency.P50, st.Latency.P99, st.Latency.Max, 100*st.WithinBudget)
+	}
+	b.Logf("Tier 1 p99 %.1f ms vs Tier 4 p99 %.1f ms (goal: Tier 1 under 50 ms and lower)", p99[1], p99[4])
+}
+
+func waitAssignedJob(r *metrics.Registry, id string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if j := r.Lookup(id); j != nil && len(j.Status().Partitions) > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
