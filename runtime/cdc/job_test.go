@@ -343,6 +343,10 @@ type writer struct {
 }
 
 func startWriter(t testing.TB, db *devenv.MariaDB, name string, maxID int) *writer {
+	return startWriterFrom(t, db, name, maxID, 0)
+}
+
+func startWriterFrom(t testing.TB, db *devenv.MariaDB, name string, maxID, from int) *writer {
 	w := &writer{stop: make(chan struct{})}
 	w.wg.Add(1)
 	go func() {
@@ -353,7 +357,7 @@ func startWriter(t testing.TB, db *devenv.MariaDB, name string, maxID int) *writ
 			return
 		}
 		defer func() { c.Close() }()
-		for i := 0; ; i++ {
+		for i := from; ; i++ {
 			select {
 			case <-w.stop:
 				return
@@ -442,18 +446,33 @@ func (w *world) waitCaughtUpJob(jobID string) {
 }
 
 // TestSnapshotWhileWriting loads a table while writes hit it; the topic
-// folded by key must equal the table.
+// folded by key must equal the table. FERRY_CDC_LONG=1 makes it the
+// 1,000,000-row table of the issue.
 func TestSnapshotWhileWriting(t *testing.T) {
 	n := 100_000
 	if testing.Short() {
 		n = 20_000
 	}
+	if os.Getenv("FERRY_CDC_LONG") == "1" {
+		n = 1_000_000
+	}
 	w := newWorld(t)
 	loadRows(t, w.db, "trading.orders", n)
-	wr := startWriter(t, w.db, "trading.orders", n+1000)
+	writers := []*writer{startWriter(t, w.db, "trading.orders", n+1000)}
+	if n >= 1_000_000 {
+		// The issue's 1,000 writes/s: more writers on two cores.
+		for i := 0; i < 3; i++ {
+			writers = append(writers, startWriterFrom(t, w.db, "trading.orders", n+1000, (i+1)*100_003))
+		}
+	}
+	started := time.Now()
 	r := w.start(w.job(table("trading.orders", "initial", 1)))
 	waitSnapshot(t, r, "trading.orders", int64(n/2))
-	writes := wr.finish()
+	writes := 0
+	for _, wr := range writers {
+		writes += wr.finish()
+	}
+	took := time.Since(started)
 	w.waitCaughtUp(r)
 	r.stop(t)
 	rs := w.read("trading.trading.orders")
@@ -465,7 +484,7 @@ func TestSnapshotWhileWriting(t *testing.T) {
 			reads++
 		}
 	}
-	t.Logf("%d rows, %d writes during the load, %d records, %d snapshot reads", n, writes, len(rs), reads)
+	t.Logf("%d rows, %d writes during the load (%.0f/s), %d records, %d snapshot reads", n, writes, float64(writes)/took.Seconds(), len(rs), reads)
 }
 
 // The checkpoint's state, for tests.
@@ -774,3 +793,34 @@ func TestDeadLetter(t *testing.T) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestAlterTable reads rows written before an ALTER TABLE with the columns
+// they were written with: the binlog's own column names, not the live
+// schema's, even when the job replays them after the ALTER.
+func TestAlterTable(t *testing.T) {
+	w := newWorld(t)
+	if err := w.db.Exec("CREATE TABLE trading.orders (id INT PRIMARY KEY, note VARCHAR(20), qty INT)"); err != nil {
+		t.Fatal(err)
+	}
+	pj := w.job(table("trading.orders", "no_data", 1))
+	r := w.start(pj)
+	r.stop(t)
+	// While the job is down: a row, then an ALTER that moves columns
+	// around, then a row of the new shape.
+	if err := w.db.Exec(
+		"INSERT INTO trading.orders VALUES (1, 'before', 10)",
+		"ALTER TABLE trading.orders ADD COLUMN venue CHAR(4) FIRST, DROP COLUMN note",
+		"INSERT INTO trading.orders (venue, id, qty) VALUES ('XNYS', 2, 20)",
+	); err != nil {
+		t.Fatal(err)
+	}
+	r = w.start(pj)
+	defer r.stop(t)
+	rs := w.waitFor("trading.trading.orders", "2 records", func(rs []rec) bool { return len(rs) >= 2 })
+	if got, want := rs[0].value[:strings.Index(rs[0].value, `,"source"`)], `{"before":null,"after":{"id":1,"note":"before","qty":10}`; got != want {
+		t.Errorf("row before the ALTER: %s, want %s", got, want)
+	}
+	if got, want := rs[1].value[:strings.Index(rs[1].value, `,"source"`)], `{"before":null,"after":{"venue":"XNYS","id":2,"qty":20}`; got != want {
+		t.Errorf("row after the ALTER: %s, want %s", got, want)
+	}
+}

@@ -189,6 +189,40 @@ func MasterStatusConn(c *client.Conn, flavor string) (Position, error) {
 }
 
 func masterStatus(c *client.Conn, flavor string) (Position, error) {
+	// On MariaDB the GTID position is a separate variable: read it before
+	// and after the file position and retry until no transaction slipped
+	// in between, so the pair is consistent.
+	for attempt := 0; ; attempt++ {
+		var before string
+		if flavor == mysql.MariaDBFlavor {
+			g, err := c.Execute("SELECT @@gtid_binlog_pos")
+			if err != nil {
+				return Position{}, err
+			}
+			before = getString(g, 0, 0)
+			g.Close()
+		}
+		p, err := fileStatus(c)
+		if err != nil {
+			return p, err
+		}
+		if flavor != mysql.MariaDBFlavor {
+			return p, nil
+		}
+		g, err := c.Execute("SELECT @@gtid_binlog_pos")
+		if err != nil {
+			return Position{}, err
+		}
+		after := getString(g, 0, 0)
+		g.Close()
+		if before == after || attempt >= 50 {
+			p.GTID = after
+			return p, nil
+		}
+	}
+}
+
+func fileStatus(c *client.Conn) (Position, error) {
 	r, err := c.Execute("SHOW MASTER STATUS")
 	if err != nil {
 		// MySQL 8.4 renamed it.
@@ -204,13 +238,8 @@ func masterStatus(c *client.Conn, flavor string) (Position, error) {
 	file := getString(r, 0, 0)
 	pos, _ := r.GetUint(0, 1)
 	p := Position{File: file, Pos: pos}
-	if flavor == mysql.MariaDBFlavor {
-		if g, err := c.Execute("SELECT @@gtid_binlog_pos"); err == nil {
-			p.GTID = getString(g, 0, 0)
-			g.Close()
-		}
-	} else if len(r.Fields) >= 5 {
-		p.GTID = getString(r, 0, 4)
+	if len(r.Fields) >= 5 {
+		p.GTID = getString(r, 0, 4) // MySQL's Executed_Gtid_Set
 	}
 	return p, nil
 }
