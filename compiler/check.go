@@ -45,6 +45,7 @@ func (c *checker) check() {
 	c.tiers()
 	c.mirrors()
 	c.cdc()
+	c.sinks()
 	c.topics()
 	c.serverIDs()
 	c.groups()

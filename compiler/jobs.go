@@ -17,12 +17,18 @@ type pending struct {
 	pinned    string // the shard the definition pins, or ""
 	section   string // "mirrors" or "cdc"
 	name      string // the topic or source
-	tierTable string // for a CDC job, the table that gave it its tier
+	tierTable string // for a CDC or sink job, the table that gave it its tier
+	sink      bool   // a sink job: its shard is the table's sink.shard
 }
 
 // shardPath is the definition's shard field. Paths are built only for
 // messages: building 10,000 of them up front is measurable.
-func (p *pending) shardPath() string { return path(p.section, p.name, "shard") }
+func (p *pending) shardPath() string {
+	if p.sink {
+		return path(p.section, p.name, "tables", p.tierTable, "sink", "shard")
+	}
+	return path(p.section, p.name, "shard")
+}
 
 // tierPath is the field that gave the job its tier.
 func (p *pending) tierPath() string {
@@ -86,6 +92,7 @@ func jobs(defs *schema.Definitions) []*pending {
 	out = append(out, offsetsJobs(defs, out)...)
 	for _, name := range sortedKeys(defs.CDC) {
 		out = append(out, cdcJob(defs, name))
+		out = append(out, sinkJobs(defs, name)...)
 	}
 	for _, p := range out {
 		p.job.Budget = plan.Duration(budget(defs, p.job.Tier))
@@ -183,6 +190,58 @@ func cdcJob(defs *schema.Definitions, name string) *pending {
 		name:      name,
 		tierTable: tierTable,
 	}
+}
+
+// sinkJobs builds a job per table of the source that has a sink, at the
+// table's tier. It weighs 1 plus the table's rate / 1000, rounded up.
+func sinkJobs(defs *schema.Definitions, name string) []*pending {
+	src := defs.CDC[name]
+	var out []*pending
+	for _, t := range src.TableNames() {
+		tbl := src.Tables[t]
+		if tbl.Sink == nil {
+			continue
+		}
+		snapshot := tbl.Snapshot
+		if snapshot == "" {
+			snapshot = schema.SnapshotInitial
+		}
+		out = append(out, &pending{
+			job: plan.Job{
+				ID:     plan.SinkJobID(name, t),
+				Kind:   plan.KindSink,
+				Tier:   tbl.Tier,
+				Weight: 1 + (tbl.Rate+999)/1000,
+				Sink: &plan.SinkJob{
+					Source:     name,
+					Table:      t,
+					Topic:      src.TopicPrefix + "." + t,
+					Datacenter: src.Datacenter,
+					MySQL:      src.MySQL,
+					Postgres:   tbl.Sink.Postgres,
+					Target:     sinkTarget(t, tbl.Sink),
+					Columns:    tbl.Sink.Columns,
+					Snapshot:   snapshot,
+				},
+			},
+			pinned:    tbl.Sink.Shard,
+			section:   "cdc",
+			name:      name,
+			tierTable: t,
+			sink:      true,
+		})
+	}
+	return out
+}
+
+// sinkTarget is the sink's target table: the one it names, or the source
+// table's name in schema public.
+func sinkTarget(table string, s *schema.Sink) string {
+	if s.Table != "" {
+		return s.Table
+	}
+	_, name := splitTable(table)
+	return "public." + name
 }
 
 // budget is a tier's latency budget, overridden or default.

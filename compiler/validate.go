@@ -235,6 +235,8 @@ var boundNames = map[string]string{
 	`=~"^[A-Za-z_][A-Za-z0-9_]*$"`:                   `an environment variable name`,
 	`=~"^[a-zA-Z0-9_-]+$"`:                           `a name of letters, digits, "_" and "-"`,
 	`=~"^[^.]+\\.[^.]+$"`:                            `"database.table"`,
+	`=~"^[^.\\s]+\\.[^.\\s]+$"`:                      `"schema.table"`,
+	`=~"^[^\\s]+$"`:                                  `a column name without spaces`,
 }
 
 // tierField matches the paths whose values are tiers: a mirror's or a

@@ -152,6 +152,23 @@ type CDCTable struct {
 	Tier     int    `json:"tier"`
 	Snapshot string `json:"snapshot,omitempty"`
 	Rate     int    `json:"rate,omitempty"`
+	Sink     *Sink  `json:"sink,omitempty"`
+}
+
+// Sink writes a CDC table's events into a PostgreSQL table.
+type Sink struct {
+	Postgres PostgresSink `json:"postgres"`
+	// Table is the target, "schema.table"; empty: public.<source table>.
+	Table string `json:"table,omitempty"`
+	// Columns renames source columns in the target; the others keep their
+	// names.
+	Columns map[string]string `json:"columns,omitempty"`
+	Shard   string            `json:"shard,omitempty"`
+}
+
+// PostgresSink is the connection to the target PostgreSQL database.
+type PostgresSink struct {
+	DSN Secret `json:"dsn"`
 }
 
 // Metrics configures the metrics reporter.

@@ -24,6 +24,7 @@ const (
 	KindMirror  = "mirror"
 	KindCDC     = "cdc"
 	KindOffsets = "offsets"
+	KindSink    = "sink"
 )
 
 // Plan is a compiled definition set.
@@ -55,6 +56,7 @@ type Job struct {
 	Mirror  *MirrorJob     `json:"mirror,omitempty"`
 	CDC     *CDCJob        `json:"cdc,omitempty"`
 	Offsets *OffsetsJob    `json:"offsets,omitempty"`
+	Sink    *SinkJob       `json:"sink,omitempty"`
 }
 
 // ClientSettings are the Kafka client settings derived from the job's tier:
@@ -103,6 +105,22 @@ type OffsetsJob struct {
 type OffsetsTopic struct {
 	Topic       string   `json:"topic"`
 	Datacenters []string `json:"datacenters"`
+}
+
+// SinkJob writes one CDC table's events from its topic into a PostgreSQL
+// table. It carries the source's MySQL connection too: the target table is
+// made from the source's column types, and `ferry load` and `ferry verify`
+// read the source.
+type SinkJob struct {
+	Source     string              `json:"source"`     // the CDC source
+	Table      string              `json:"table"`      // the source table, "db.table"
+	Topic      string              `json:"topic"`      // its events
+	Datacenter string              `json:"datacenter"` // where the topic is
+	MySQL      schema.MySQL        `json:"mysql"`
+	Postgres   schema.PostgresSink `json:"postgres"`
+	Target     string              `json:"target"` // "schema.table"
+	Columns    map[string]string   `json:"columns,omitempty"`
+	Snapshot   string              `json:"snapshot"` // the table's snapshot mode
 }
 
 // CDCTable is one captured table with its topic and its own tier.
@@ -218,8 +236,13 @@ func CDCJobID(source string) string { return "cdc:" + source }
 // datacenter to another.
 func OffsetsJobID(from, to string) string { return "offsets:" + from + "-" + to }
 
+// SinkJobID names the job that writes a CDC table ("db.table") of a source
+// into its sink.
+func SinkJobID(source, table string) string { return "sink:" + source + ":" + table }
+
 // Datacenter is the Kafka cluster a job writes to: where its checkpoints,
-// dead letters and metrics go.
+// dead letters and metrics go. A sink writes to PostgreSQL; its datacenter
+// is the one it consumes from.
 func (j *Job) Datacenter() string {
 	switch {
 	case j.Mirror != nil:
@@ -228,6 +251,8 @@ func (j *Job) Datacenter() string {
 		return j.CDC.Datacenter
 	case j.Offsets != nil:
 		return j.Offsets.To
+	case j.Sink != nil:
+		return j.Sink.Datacenter
 	}
 	return ""
 }
