@@ -824,3 +824,25 @@ func TestAlterTable(t *testing.T) {
 		t.Errorf("row after the ALTER: %s, want %s", got, want)
 	}
 }
+
+// TestLatency measures a Tier 1 table's end-to-end latency from the
+// heartbeat-bounded commit time: well within its 300 ms budget on a quiet
+// machine.
+func TestLatency(t *testing.T) {
+	w := newWorld(t)
+	createVersioned(t, w.db, "trading.fills")
+	r := w.start(w.job(table("trading.fills", "no_data", 1)))
+	vw := startVersionWriter(t, w.db, "trading.fills")
+	time.Sleep(2 * time.Second)
+	vw.finish()
+	w.waitCaughtUp(r)
+	p := r.m.Status().Parts["trading.fills"]
+	r.stop(t)
+	t.Logf("latency p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d events", p.Latency.P50, p.Latency.P99, p.Latency.Max, p.Latency.Count)
+	if p.Latency.Count == 0 || p.Latency.P99 > 300 {
+		t.Fatalf("latency %+v, want p99 within the 300 ms budget", p.Latency)
+	}
+	if p.LastRecord == nil {
+		t.Fatal("no last event time")
+	}
+}

@@ -399,8 +399,9 @@ func (r *runner) process(ctx context.Context, txn *binlog.Txn) error {
 		r.dirty = true
 	}
 	r.st.Position = txn.Next
-	if !txn.Received.IsZero() && !txn.Time.IsZero() {
-		r.readLag = txn.Received.Sub(r.sourceTime(txn))
+	if !txn.Time.IsZero() {
+		// How far behind the commit the loop is (reader and loop delays).
+		r.readLag = time.Since(r.sourceTime(txn))
 	}
 	return nil
 }
