@@ -22,6 +22,7 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/httpapi"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
+	"github.com/ferry-pipelines/ferry/runtime/offsets"
 )
 
 // runFlags are `ferry run`'s flags.
@@ -73,7 +74,8 @@ cleanly.`,
 func kinds() []executor.Option {
 	return []executor.Option{
 		executor.WithKind(plan.KindMirror, mirror.New),
-		executor.WithKind(plan.KindCDC, cdc.New),
+		executor.WithKind(plan.KindCDC, executor.Exclusive(cdc.New)),
+		executor.WithKind(plan.KindOffsets, offsets.NewSync),
 	}
 }
 

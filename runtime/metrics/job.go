@@ -34,6 +34,7 @@ const (
 	StateStarting = "starting"
 	StateRunning  = "running"
 	StateWaiting  = "waiting" // for a datacenter or a server that cannot be reached
+	StateStandby  = "standby" // another process of the shard holds the job
 	StateError    = "error"   // stopped on an error it retries later
 	StateStopped  = "stopped"
 )

@@ -92,7 +92,7 @@ func (j *Job) collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(descLatency, count, sum, buckets, labels...)
 	gauge(descBudget, info.Budget.D().Seconds())
 	gauge(descWithin, share(j.total.within, j.total.hist.TotalCount()))
-	for _, s := range []string{StateStarting, StateRunning, StateWaiting, StateError, StateStopped} {
+	for _, s := range []string{StateStarting, StateRunning, StateWaiting, StateStandby, StateError, StateStopped} {
 		gauge(descState, boolFloat(j.state == s), s)
 	}
 	c := j.compliance()

@@ -37,10 +37,14 @@ var ferryBinary = sync.OnceValues(func() (string, error) {
 type executorProcess struct {
 	t    testing.TB
 	plan string
+	args []string
 	cmd  *exec.Cmd
 }
 
-func (w *world) process() *executorProcess {
+// process prepares `ferry run --plan` on the world's plan with extra
+// arguments (--instance NAME is required: restarts take their work back at
+// once through static group membership).
+func (w *world) process(args ...string) *executorProcess {
 	w.t.Helper()
 	if _, err := ferryBinary(); err != nil {
 		w.t.Fatal(err)
@@ -53,7 +57,7 @@ func (w *world) process() *executorProcess {
 	if err := os.WriteFile(file, b, 0o644); err != nil {
 		w.t.Fatal(err)
 	}
-	p := &executorProcess{t: w.t, plan: file}
+	p := &executorProcess{t: w.t, plan: file, args: args}
 	w.t.Cleanup(func() { p.kill() })
 	return p
 }
@@ -61,7 +65,7 @@ func (w *world) process() *executorProcess {
 func (p *executorProcess) start() {
 	p.t.Helper()
 	bin, _ := ferryBinary()
-	p.cmd = exec.Command(bin, "run", "--plan", p.plan, "--instance", "crash-test", "--log-level", "warn")
+	p.cmd = exec.Command(bin, append([]string{"run", "--plan", p.plan, "--log-level", "warn"}, p.args...)...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
@@ -87,7 +91,7 @@ func TestMirrorExactlyOnceAcrossKills(t *testing.T) {
 		t.Skip("runs the executor as a process")
 	}
 	w := newWorld(t, map[string]schema.Mirror{"trades": {Partitions: 4, Tier: 1}})
-	proc := w.process()
+	proc := w.process("--instance", "crash-test")
 	proc.start()
 	w.waitTopic("dc1", "trades")
 	w.waitTopic("dc2", "trades")

@@ -27,7 +27,9 @@ type world struct {
 	plan *plan.Plan
 }
 
-func newWorld(t testing.TB, mirrors map[string]schema.Mirror) *world {
+// newWorld starts two clusters and compiles a plan mirroring topics between
+// them; edits change the definitions first (to add shards, say).
+func newWorld(t testing.TB, mirrors map[string]schema.Mirror, edits ...func(*schema.Definitions)) *world {
 	t.Helper()
 	pair, err := devenv.StartPair(0, 0)
 	if err != nil {
@@ -40,6 +42,9 @@ func newWorld(t testing.TB, mirrors map[string]schema.Mirror) *world {
 			"dc2": {Kafka: schema.Kafka{Brokers: []string{pair.DC2.Addr()}}},
 		},
 		Mirrors: mirrors,
+	}
+	for _, edit := range edits {
+		edit(defs)
 	}
 	p, err := compiler.CompileDefinitions(defs)
 	if err != nil {

@@ -19,6 +19,10 @@ const (
 	Metrics     = "ferry.metrics"
 	Checkpoints = "ferry.checkpoints"
 	Definitions = "ferry.definitions"
+	// Leases stays empty: the processes of a shard that may run a job that
+	// must run once (a CDC source) join a group on it, and the member given
+	// its one partition holds the job.
+	Leases = "ferry.leases"
 )
 
 // CheckpointPartitions is the partition count of ferry.checkpoints. A job's
@@ -42,6 +46,7 @@ var specs = map[string]spec{
 	Metrics:     {partitions: 3},
 	Checkpoints: {partitions: CheckpointPartitions, configs: map[string]*string{"cleanup.policy": str("compact")}},
 	Definitions: {partitions: 1, configs: map[string]*string{"cleanup.policy": str("compact")}},
+	Leases:      {partitions: 1},
 }
 
 // Ensure creates the named system topics that do not exist yet.
