@@ -52,6 +52,16 @@ func TestTranslateEdges(t *testing.T) {
 		},
 		commit: map[int32]int64{0: 7},
 		want:   offsets.Partition{Source: 7, Target: 2, Rereads: 4, Pending: 4},
+	}, {
+		name:   "README example",
+		setup:  readmeExample,
+		commit: map[int32]int64{0: 7},
+		want:   offsets.Partition{Source: 7, Target: 5, Rereads: 2},
+	}, {
+		name:   "README example, further on",
+		setup:  readmeExample,
+		commit: map[int32]int64{0: 10},
+		want:   offsets.Partition{Source: 10, Target: 9, Rereads: 1, Pending: 1},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, nil, "t", 1)
@@ -73,6 +83,20 @@ func TestTranslateEdges(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readmeExample writes the partitions of README's worked example
+// ("Consumer group failover"): a0 a1 b0 b1 | a5 a6 b5 | a9 b9, mirroring
+// both ways after the first two steps only.
+func readmeExample(w *world) {
+	w.write("dc1", 0, 2) // a0 a1
+	w.write("dc2", 0, 2) // b0 b1
+	w.mirrorAll()
+	w.write("dc1", 0, 2) // a5 a6
+	w.write("dc2", 0, 1) // b5
+	w.mirrorAll()
+	w.write("dc1", 0, 1) // a9
+	w.write("dc2", 0, 1) // b9
 }
 
 // TestTranslateAfterRetention: retention removed the part of dc1 that told

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -22,35 +23,45 @@ import (
 // consumer in dc2 misses nothing and re-reads what translation predicted.
 func TestFailoverWithMirrorJob(t *testing.T) {
 	w := newWorld(t, nil, "orders.events", 3)
-	p, err := compiler.CompileDefinitions(&schema.Definitions{
-		Datacenters: map[string]schema.Datacenter{
-			"dc1": {Kafka: schema.Kafka{Brokers: []string{w.pair.DC1.Addr()}}},
-			"dc2": {Kafka: schema.Kafka{Brokers: []string{w.pair.DC2.Addr()}}},
-		},
-		Mirrors: map[string]schema.Mirror{w.topic: {Partitions: int(w.parts), Tier: 1}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := w.plan()
 	w.catchUp = w.waitMirrored
-	stop := w.runExecutor(p)
+	stop := w.runExecutor(p, plan.KindMirror, mirror.New)
 	w.writeAll(10, 8)
 	w.waitMirrored()
 	consumed := ids(w.consume("dc1", "billing", 40), "dc1")
 	w.writeAll(6, 6)
 	stop()
 	res := w.move("billing")
-	w.runExecutor(p)
+	w.runExecutor(p, plan.KindMirror, mirror.New)
 	w.failover("billing", consumed, res)
 }
 
-// runExecutor runs the mirror jobs of p until the returned stop is called
-// or the test ends.
-func (w *world) runExecutor(p *plan.Plan) (stop func()) {
+// plan compiles the world: its topic mirrored at tier 1, and the groups.
+func (w *world) plan(groups ...string) *plan.Plan {
+	w.t.Helper()
+	p, err := compiler.CompileDefinitions(&schema.Definitions{
+		Datacenters: map[string]schema.Datacenter{
+			"dc1": {Kafka: schema.Kafka{Brokers: []string{w.pair.DC1.Addr()}}},
+			"dc2": {Kafka: schema.Kafka{Brokers: []string{w.pair.DC2.Addr()}}},
+		},
+		Mirrors: map[string]schema.Mirror{w.topic: {Partitions: int(w.parts), Tier: 1}},
+		Groups:  groups,
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return p
+}
+
+// runExecutor runs the jobs of p, of the one kind given, until the
+// returned stop is called or the test ends.
+func (w *world) runExecutor(p *plan.Plan, kind string, k executor.Kind) (stop func()) {
 	ctx, cancel := context.WithCancel(w.ctx)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ex := executor.New(executor.WithKind(plan.KindMirror, mirror.New), executor.WithLogger(logger))
-	ex.Apply(ctx, p)
+	only := *p
+	only.Jobs = slices.DeleteFunc(slices.Clone(p.Jobs), func(j plan.Job) bool { return j.Kind != kind })
+	ex := executor.New(executor.WithKind(kind, k), executor.WithLogger(logger))
+	ex.Apply(ctx, &only)
 	stop = func() { cancel(); ex.Stop() }
 	w.t.Cleanup(stop)
 	return stop

@@ -85,6 +85,14 @@ func (d *datacenter) bounds(ctx context.Context, topic string) (map[int32][2]int
 	return out, nil
 }
 
+// hasRecords reports whether the partition holds a committed record in
+// [from, to).
+func (d *datacenter) hasRecords(ctx context.Context, topic string, part int32, from, to int64) (bool, error) {
+	l := &partLog{dc: d, topic: topic, part: part, start: from, end: to, maxBytes: 64 << 10}
+	_, ok, err := l.first(ctx, from, to, func(entry) bool { return true })
+	return ok, err
+}
+
 // chunk is what one fetch returned: every committed record with an offset
 // in [from, next), control records and aborted transactions left out.
 type chunk struct {
