@@ -3,6 +3,8 @@ package control
 import (
 	"errors"
 	"net/http"
+	"strings"
+	"sync"
 
 	"cuelang.org/go/cue"
 
@@ -75,6 +77,36 @@ func compileError(errs compiler.Errors, skip map[string]bool) *api.Error {
 		Message:  "the definitions would not compile:",
 		Problems: problems,
 	}
+}
+
+// memo remembers the last compilation. A write compiles the set it is
+// about to store, and every executor compiles that same set again when the
+// write comes back from Kafka: this one does not have to.
+type memo struct {
+	mu   sync.Mutex
+	key  string
+	prev *plan.Plan
+	plan *plan.Plan
+	err  *api.Error
+}
+
+// compile is compileObjects, remembered.
+func (m *memo) compile(objs map[string]api.Object, prev *plan.Plan) (*plan.Plan, *api.Error) {
+	var key strings.Builder
+	for _, o := range sorted(objs) { // versions, owners and times do not change a plan
+		key.WriteString(api.Key(o.Kind, o.Name))
+		key.WriteByte(0)
+		key.Write(o.Spec)
+		key.WriteByte(0)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.key == key.String() && m.prev == prev && m.key != "" {
+		return m.plan, m.err
+	}
+	p, aerr := compileObjects(objs, prev)
+	m.key, m.prev, m.plan, m.err = key.String(), prev, p, aerr
+	return p, aerr
 }
 
 // compileSet runs the compiler; a failure other than compiler.Errors (it

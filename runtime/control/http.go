@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"unicode"
 
@@ -188,13 +189,14 @@ func (s *Service) compiledPlan(w http.ResponseWriter, r *http.Request) {
 		reply(w, 0, nil, unavailable(err))
 		return
 	}
-	p, aerr := compileObjects(objs, s.last())
+	p, aerr := s.memo.compile(objs, s.last())
 	if aerr != nil {
-		aerr.Status = http.StatusInternalServerError
-		reply(w, 0, nil, aerr)
+		reply(w, 0, nil, &api.Error{Status: http.StatusInternalServerError, Message: aerr.Message, Problems: aerr.Problems})
 		return
 	}
-	b, err := p.Encode()
+	cp := *p // Encode sorts the jobs in place; p may be the runner's
+	cp.Jobs = slices.Clone(p.Jobs)
+	b, err := cp.Encode()
 	if err != nil {
 		reply(w, 0, nil, api.Errorf(http.StatusInternalServerError, "encode plan: %v", err))
 		return

@@ -30,6 +30,7 @@ package control
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -78,6 +79,8 @@ type Service struct {
 
 	wmu sync.Mutex // serializes this executor's writes
 	w   writer
+
+	memo memo
 
 	mu      sync.Mutex
 	plan    *plan.Plan
@@ -184,7 +187,7 @@ func (s *Service) follow(ctx context.Context, rev uint64) {
 // plan is kept and the problems logged.
 func (s *Service) recompile(objs map[string]api.Object) {
 	prev := s.last()
-	p, aerr := compileObjects(objs, prev)
+	p, aerr := s.memo.compile(objs, prev)
 	s.mu.Lock()
 	s.planErr = aerr
 	s.mu.Unlock()
@@ -205,9 +208,11 @@ func (s *Service) recompile(objs map[string]api.Object) {
 	s.plans <- p
 }
 
+// samePlan compares two plans without Encode, which sorts in place: a
+// published plan is the runner's to read.
 func samePlan(a, b *plan.Plan) bool {
-	ab, err1 := a.Encode()
-	bb, err2 := b.Encode()
+	ab, err1 := json.Marshal(a)
+	bb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && bytes.Equal(ab, bb)
 }
 
@@ -229,7 +234,7 @@ func (s *Service) apply(ctx context.Context, owner string, b api.Batch) (*api.Ba
 		if aerr != nil {
 			return nil, aerr
 		}
-		if _, aerr := compileObjects(c.after, s.last()); aerr != nil {
+		if _, aerr := s.memo.compile(c.after, s.last()); aerr != nil {
 			return nil, aerr
 		}
 		if b.DryRun || len(c.writes) == 0 {
