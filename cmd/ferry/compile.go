@@ -7,22 +7,32 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-pipelines/ferry/compiler"
+	"github.com/ferry-pipelines/ferry/compiler/k8s"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
 func compileCmd() *cobra.Command {
 	var out, from string
+	var asK8s bool
+	var k8sOpts k8s.Options
 	cmd := &cobra.Command{
 		Use:   "compile [DIR]",
 		Short: "Write the plan of DIR as JSON; the same input gives the same bytes",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `Compile writes the plan of DIR as JSON; the same input gives the same bytes.
+With --k8s it writes Kubernetes manifests instead: the plan in a ConfigMap and,
+per shard, a StatefulSet of executors (ferry run --plan --shard) with a
+headless Service.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := compileWith(dirArg(args), from)
 			if err != nil {
 				return err
 			}
 			b, err := p.Encode()
+			if asK8s && err == nil {
+				b, err = k8s.Render(p, k8sOpts)
+			}
 			if err != nil {
 				return exit(1, err)
 			}
@@ -38,6 +48,11 @@ func compileCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the plan to `FILE` instead of stdout")
 	cmd.Flags().StringVar(&from, "from", "", "keep the job placement of the previous plan `FILE`")
+	cmd.Flags().BoolVar(&asK8s, "k8s", false, "write Kubernetes manifests (ConfigMap, StatefulSet and Service per shard) instead of the plan")
+	cmd.Flags().IntVar(&k8sOpts.Replicas, "replicas", 2, "with --k8s: executor processes per shard")
+	cmd.Flags().StringVar(&k8sOpts.Image, "image", "ghcr.io/ferry-pipelines/ferry:latest", "with --k8s: the ferry container `IMAGE`")
+	cmd.Flags().StringVar(&k8sOpts.Namespace, "namespace", "ferry", "with --k8s: the Kubernetes `NAMESPACE`")
+	cmd.Flags().StringVar(&k8sOpts.SecretName, "secret", "ferry-secrets", "with --k8s: the Kubernetes Secret whose keys become the environment (for {env: NAME} secrets)")
 	return cmd
 }
 
