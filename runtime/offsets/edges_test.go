@@ -46,9 +46,9 @@ func TestTranslateEdges(t *testing.T) {
 	}, {
 		name: "consumed but not mirrored yet",
 		setup: func(w *world) {
-			w.write("dc2", 0, 2)          // dc2 0-1
-			w.mirror("dc2", 0, -1, false) // dc1 0-1 + marker 2
-			w.write("dc1", 0, 4)          // dc1 3-6
+			w.write("dc2", 0, 2)                 // dc2 0-1
+			w.mirror("dc2", "dc1", 0, -1, false) // dc1 0-1 + marker 2
+			w.write("dc1", 0, 4)                 // dc1 3-6
 		},
 		commit: map[int32]int64{0: 7},
 		want:   offsets.Partition{Source: 7, Target: 2, Rereads: 4, Pending: 4},
@@ -69,7 +69,7 @@ func TestTranslateEdges(t *testing.T) {
 			if tc.commit != nil {
 				w.commit("dc1", "g", tc.commit)
 			}
-			res, err := w.translator("dc1").TranslateGroup(w.ctx, "g", w.topics())
+			res, err := w.translator().TranslateGroup(w.ctx, "g", w.topics())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,15 +106,15 @@ func readmeExample(w *world) {
 // retention hid are not counted.
 func TestTranslateAfterRetention(t *testing.T) {
 	w := newWorld(t, nil, "t", 1)
-	w.write("dc2", 0, 3)          // dc2 0-2
-	w.mirror("dc2", 0, -1, false) // dc1 0-2 + marker 3
-	w.write("dc1", 0, 10)         // dc1 4-13
-	w.mirrorAll()                 // dc2 3-12 + marker 13
+	w.write("dc2", 0, 3)                 // dc2 0-2
+	w.mirror("dc2", "dc1", 0, -1, false) // dc1 0-2 + marker 3
+	w.write("dc1", 0, 10)                // dc1 4-13
+	w.mirrorAll()                        // dc2 3-12 + marker 13
 	w.commit("dc1", "g", map[int32]int64{0: 10})
 	if _, err := kadm.NewClient(w.clients["dc1"]).DeleteRecords(w.ctx, kadm.Offsets{"t": {0: {Topic: "t", At: 5}}}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := w.translator("dc1").TranslateGroup(w.ctx, "g", w.topics())
+	res, err := w.translator().TranslateGroup(w.ctx, "g", w.topics())
 	if err != nil {
 		t.Fatal(err)
 	}

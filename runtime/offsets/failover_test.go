@@ -118,7 +118,7 @@ func (w *world) writeAll(n1, n2 int) {
 // move translates the group from dc1 to dc2 and commits the result there.
 func (w *world) move(group string) []offsets.Partition {
 	w.t.Helper()
-	tr := w.translator("dc1")
+	tr := w.translator()
 	res, err := tr.TranslateGroup(w.ctx, group, w.topics())
 	if err != nil {
 		w.t.Fatal(err)
@@ -151,14 +151,14 @@ func TestFailoverMirrorLags(t *testing.T) {
 		for p := range w.parts {
 			w.write("dc1", p, 4)
 			w.write("dc2", p, 3)
-			w.mirror("dc1", p, 3, false)
-			w.mirror("dc2", p, 2+round%2, false)
+			w.mirror("dc1", "dc2", p, 3, false)
+			w.mirror("dc2", "dc1", p, 2+round%2, false)
 		}
 	}
 	consumed := ids(w.consume("dc1", "billing", 50), "dc1")
 	w.writeAll(3, 3)
 	for p := range w.parts {
-		w.mirror("dc2", p, 2, false)
+		w.mirror("dc2", "dc1", p, 2, false)
 	}
 	res := w.move("billing")
 	var pending int64
@@ -194,7 +194,7 @@ func TestCommitRefusesActiveGroup(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	tr := w.translator("dc1")
+	tr := w.translator()
 	res, err := tr.TranslateGroup(w.ctx, "billing", w.topics())
 	if err != nil {
 		t.Fatal(err)

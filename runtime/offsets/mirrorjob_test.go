@@ -39,13 +39,14 @@ func TestFailoverWithMirrorJob(t *testing.T) {
 // plan compiles the world: its topic mirrored at tier 1, and the groups.
 func (w *world) plan(groups ...string) *plan.Plan {
 	w.t.Helper()
+	dcs := map[string]schema.Datacenter{}
+	for _, dc := range w.dcs {
+		dcs[dc] = schema.Datacenter{Kafka: schema.Kafka{Brokers: []string{w.kafka[dc].Addr()}}}
+	}
 	p, err := compiler.CompileDefinitions(&schema.Definitions{
-		Datacenters: map[string]schema.Datacenter{
-			"dc1": {Kafka: schema.Kafka{Brokers: []string{w.pair.DC1.Addr()}}},
-			"dc2": {Kafka: schema.Kafka{Brokers: []string{w.pair.DC2.Addr()}}},
-		},
-		Mirrors: map[string]schema.Mirror{w.topic: {Partitions: int(w.parts), Tier: 1}},
-		Groups:  groups,
+		Datacenters: dcs,
+		Mirrors:     map[string]schema.Mirror{w.topic: {Partitions: int(w.parts), Tier: 1}},
+		Groups:      groups,
 	})
 	if err != nil {
 		w.t.Fatal(err)
@@ -74,10 +75,14 @@ func (w *world) waitMirrored() {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		done := true
-		for _, dc := range dcs {
+		for _, dc := range w.dcs {
 			got := w.read(dc)
 			for p := range w.parts {
-				if len(got[p]) != len(w.logs["dc1"][p])+len(w.logs["dc2"][p]) {
+				written := 0
+				for _, from := range w.dcs {
+					written += len(w.logs[from][p])
+				}
+				if len(got[p]) != written {
 					done = false
 				}
 			}

@@ -54,7 +54,7 @@ func TestSyncKeepsInactiveGroupsTranslated(t *testing.T) {
 		}
 	}
 	stop()
-	parts, err := w.translator("dc1").TranslateGroup(w.ctx, "billing-eu", w.topics())
+	parts, err := w.translator().TranslateGroup(w.ctx, "billing-eu", w.topics())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestSyncKeepsInactiveGroupsTranslated(t *testing.T) {
 // targets translates the group from dc1 to dc2, without committing.
 func (w *world) targets(group string) map[int32]int64 {
 	w.t.Helper()
-	res, err := w.translator("dc1").TranslateGroup(w.ctx, group, w.topics())
+	res, err := w.translator().TranslateGroup(w.ctx, group, w.topics())
 	if err != nil {
 		w.t.Fatal(err)
 	}

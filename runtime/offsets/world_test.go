@@ -15,16 +15,17 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/offsets"
 )
 
-// world is two embedded clusters, dc1 and dc2, whose topics the test
-// mirrors itself, exactly as the mirroring contract says: each client
-// record of a partition is copied to the same partition of the other
-// datacenter, in order, in transactions, with ferry.origin and
+// world is embedded clusters, dc1 and dc2 (and more if asked), whose
+// topic the test mirrors itself, exactly as the mirroring contract says:
+// each client record of a partition is copied to the same partition of
+// every other datacenter, in order, in transactions, with ferry.origin and
 // ferry.origin.offset added. The test decides when, so it can interleave
-// client writes and mirroring at will and let either direction lag.
+// client writes and mirroring at will and let any direction lag.
 type world struct {
 	t     *testing.T
 	ctx   context.Context
-	pair  *devenv.Pair
+	dcs   []string
+	kafka map[string]*devenv.Kafka
 	topic string
 	parts int32
 
@@ -40,52 +41,57 @@ type world struct {
 	catchUp func()
 }
 
-var dcs = []string{"dc1", "dc2"}
-
-func other(dc string) string {
-	if dc == "dc1" {
-		return "dc2"
-	}
-	return "dc1"
-}
-
-// newWorld starts dc1 and dc2 and creates the topic with parts partitions
-// in both.
+// newWorld starts dc1 and dc2 (pair, when nil) and creates the topic with
+// parts partitions in both.
 func newWorld(t *testing.T, pair *devenv.Pair, topic string, parts int32) *world {
 	t.Helper()
 	if pair == nil {
-		var err error
-		if pair, err = devenv.StartPair(0, 0); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(pair.Close)
+		pair = startPair(t)
 	}
-	w := &world{t: t, ctx: context.Background(), pair: pair, topic: topic, parts: parts,
+	return build(t, topic, parts, pair.DC1, pair.DC2)
+}
+
+func startPair(t *testing.T) *devenv.Pair {
+	t.Helper()
+	pair, err := devenv.StartPair(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pair.Close)
+	return pair
+}
+
+// build makes a world of the clusters, named by their Name.
+func build(t *testing.T, topic string, parts int32, clusters ...*devenv.Kafka) *world {
+	t.Helper()
+	w := &world{t: t, ctx: context.Background(), kafka: map[string]*devenv.Kafka{}, topic: topic, parts: parts,
 		clients: map[string]*kgo.Client{}, mirrors: map[string]*kgo.Client{},
 		logs: map[string]map[int32][]*kgo.Record{}, copied: map[string]map[int32]int{}}
 	w.catchUp = w.mirrorAll
+	for _, k := range clusters {
+		w.dcs = append(w.dcs, k.Name)
+		w.kafka[k.Name] = k
+	}
 	// One produce request in flight: kfake may handle two concurrent ones
 	// to a never-written partition out of order and refuse the second
 	// sequence (KAFKA-15591), failing the producer.
 	produce := []kgo.Opt{kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.MaxProduceRequestsInflightPerBroker(1)}
-	for _, dc := range dcs {
+	for _, dc := range w.dcs {
 		w.clients[dc] = w.client(dc, produce...)
 		w.mirrors[dc] = w.client(dc, append(produce, kgo.TransactionalID("test-mirror-into-"+dc+"-"+topic))...)
 		if _, err := kadm.NewClient(w.clients[dc]).CreateTopic(w.ctx, parts, 1, nil, topic); err != nil {
 			t.Fatal(err)
 		}
 		w.logs[dc] = map[int32][]*kgo.Record{}
-		w.copied[dc+">"+other(dc)] = map[int32]int{}
+		for _, to := range w.dcs {
+			w.copied[dc+">"+to] = map[int32]int{}
+		}
 	}
 	return w
 }
 
 func (w *world) opts(dc string) []kgo.Opt {
-	k := w.pair.DC1
-	if dc == "dc2" {
-		k = w.pair.DC2
-	}
-	return []kgo.Opt{kgo.SeedBrokers(k.Addr())}
+	return []kgo.Opt{kgo.SeedBrokers(w.kafka[dc].Addr())}
 }
 
 func (w *world) client(dc string, opts ...kgo.Opt) *kgo.Client {
@@ -118,9 +124,9 @@ func (w *world) write(dc string, p int32, n int) {
 // mirror copies up to n (all when n < 0) of the client records of
 // partition p of from that the mirror has not copied yet into to, in one
 // transaction; with abort, the transaction is aborted and nothing counts.
-func (w *world) mirror(from string, p int32, n int, abort bool) {
+func (w *world) mirror(from, to string, p int32, n int, abort bool) {
 	w.t.Helper()
-	to, dir := other(from), from+">"+other(from)
+	dir := from + ">" + to
 	src, at := w.logs[from][p], w.copied[dir][p]
 	var copies []*kgo.Record
 	for ; at < len(src) && n != 0; at++ {
@@ -153,11 +159,15 @@ func (w *world) mirror(from string, p int32, n int, abort bool) {
 	}
 }
 
-// mirrorAll brings both directions of every partition up to date.
+// mirrorAll brings every direction of every partition up to date.
 func (w *world) mirrorAll() {
 	for p := range w.parts {
-		for _, dc := range dcs {
-			w.mirror(dc, p, -1, false)
+		for _, from := range w.dcs {
+			for _, to := range w.dcs {
+				if from != to {
+					w.mirror(from, to, p, -1, false)
+				}
+			}
 		}
 	}
 }
@@ -174,10 +184,10 @@ func (w *world) commit(dc, group string, at map[int32]int64) {
 	}
 }
 
-// translator connects dc1 to dc2.
-func (w *world) translator(from string, opts ...offsets.Option) *offsets.Translator {
+// translator translates from dc1 to dc2.
+func (w *world) translator(opts ...offsets.Option) *offsets.Translator {
 	w.t.Helper()
-	tr, err := offsets.New(from, w.opts(from), other(from), w.opts(other(from)), opts...)
+	tr, err := offsets.New("dc1", w.opts("dc1"), "dc2", w.opts("dc2"), opts...)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -186,7 +196,7 @@ func (w *world) translator(from string, opts ...offsets.Option) *offsets.Transla
 }
 
 func (w *world) topics() []offsets.Topic {
-	return []offsets.Topic{{Name: w.topic, Datacenters: dcs}}
+	return []offsets.Topic{{Name: w.topic, Datacenters: w.dcs}}
 }
 
 // id names an original record: its partition, the datacenter a client
