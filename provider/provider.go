@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
@@ -55,7 +56,8 @@ func (p *ferryProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp
 			"Objects written by `ferry apply` (owned by a CUE directory) cannot be changed here, and the other way round.",
 		Attributes: map[string]schema.Attribute{
 			"endpoint": schema.StringAttribute{
-				Optional: true,
+				Optional:   true,
+				Validators: []validator.String{matching(endpointPattern, "host:port or an http(s):// URL")},
 				MarkdownDescription: "The control API: an executor's `--http` address, `host:port` or an `http(s)://` URL. " +
 					"Default: the `FERRY_ENDPOINT` environment variable, else `" + DefaultEndpoint + "`.",
 			},

@@ -320,3 +320,56 @@ func TestOwnedByCUE(t *testing.T) {
 		},
 	})
 }
+
+// TestValidation: attribute values the schema refuses fail `terraform
+// plan` with the attribute and what a valid value looks like, before the
+// control API is asked.
+func TestValidation(t *testing.T) {
+	s := startServer(t)
+	var steps []resource.TestStep
+	for _, tc := range []struct{ hcl, msg string }{
+		{`resource "ferry_datacenter" "x" {
+  name    = "DC-1"
+  brokers = ["127.0.0.1:19092"]
+}`, `"DC-1" is not a datacenter name ([a-z][a-z0-9_]*)`},
+		{`resource "ferry_datacenter" "x" {
+  name    = "dc1"
+  brokers = ["no-port"]
+}`, `"no-port" is not host:port`},
+		{`resource "ferry_shard" "x" {
+  name  = "s"
+  tiers = [1, 5]
+}`, `5 is not from 1 to 4`},
+		{`resource "ferry_mirror" "x" {
+  name        = "orders.events"
+  partitions  = 0
+  tier        = 1
+}`, `0 is not from 1 to 100000`},
+		{`resource "ferry_mirror" "x" {
+  name        = "orders events"
+  partitions  = 1
+  tier        = 1
+  datacenters = ["dc1"]
+}`, `1 element(s); want at least 2 element(s) when set`},
+		{`resource "ferry_cdc_source" "x" {
+  name         = "db"
+  datacenter   = "dc1"
+  topic_prefix = "db"
+  mysql = {
+    address   = "db:3306"
+    user      = "ferry"
+    password  = { env = "P", file = "/p" }
+    server_id = 1
+  }
+}`, `set exactly one of env, file`},
+		{`resource "ferry_cdc_table" "x" {
+  source   = "db"
+  table    = "orders"
+  tier     = 1
+  snapshot = "sometimes"
+}`, `"orders" is not DB.TABLE`},
+	} {
+		steps = append(steps, resource.TestStep{Config: s.config(tc.hcl), PlanOnly: true, ExpectError: message(tc.msg)})
+	}
+	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: factories, Steps: steps})
+}

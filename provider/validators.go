@@ -24,6 +24,7 @@ var (
 	envPattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	durationPattern = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`)
 	regexpNotEmpty  = regexp.MustCompile(`\S`)
+	endpointPattern = regexp.MustCompile(`^(https?://)?[^/\s]+(/\S*)?$`)
 )
 
 // describe gives a validator the Describer methods.
