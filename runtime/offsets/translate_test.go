@@ -87,7 +87,7 @@ func (tr truth) fewest(end int64) int64 {
 func TestTranslateRandomInterleavings(t *testing.T) {
 	pair := startPair(t)
 	cases := 0
-	for seed := int64(1); seed <= 40; seed++ {
+	for seed := int64(1); seed <= 30; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			cases += checkRandom(t, seed, build(t, fmt.Sprintf("prop-%d", seed), 8, pair.DC1, pair.DC2))
 		})
@@ -106,7 +106,7 @@ func TestTranslateRandomInterleavingsThreeDatacenters(t *testing.T) {
 	}
 	t.Cleanup(dc3.Close)
 	cases := 0
-	for seed := int64(1); seed <= 20; seed++ {
+	for seed := int64(1); seed <= 12; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			cases += checkRandom(t, seed, build(t, fmt.Sprintf("prop3-%d", seed), 6, pair.DC1, pair.DC2, dc3))
 		})
