@@ -126,15 +126,22 @@ type partLog struct {
 	records int64 // records decoded
 }
 
+// firstFetchBytes bounds the first fetch of a scan; each further fetch of
+// the same scan doubles, up to maxBytes. A probe of a binary search mostly
+// needs the next few records only.
+const firstFetchBytes = 16 << 10
+
 // scan calls fn with the committed records of [from, to) in order, until fn
 // returns false, to is reached, or the partition's committed records end.
 func (l *partLog) scan(ctx context.Context, from, to int64, fn func(entry) bool) error {
 	off := max(from, l.start)
+	size := min(firstFetchBytes, l.maxBytes)
 	for off < to {
-		ch, err := l.chunkAt(ctx, off)
+		ch, err := l.chunkAt(ctx, off, size)
 		if err != nil {
 			return err
 		}
+		size = min(2*size, l.maxBytes)
 		for _, e := range ch.entries {
 			if e.offset < off {
 				continue
@@ -174,13 +181,13 @@ func (l *partLog) count(ctx context.Context, from, to int64, match func(entry) b
 	return n, err
 }
 
-func (l *partLog) chunkAt(ctx context.Context, off int64) (chunk, error) {
+func (l *partLog) chunkAt(ctx context.Context, off int64, size int32) (chunk, error) {
 	for _, ch := range l.cache {
 		if ch.from <= off && off < ch.next {
 			return ch, nil
 		}
 	}
-	ch, err := l.fetch(ctx, off)
+	ch, err := l.fetch(ctx, off, size)
 	if err != nil {
 		return ch, err
 	}
@@ -193,10 +200,10 @@ func (l *partLog) chunkAt(ctx context.Context, off int64) (chunk, error) {
 	return ch, nil
 }
 
-// fetch reads the committed records from off on, as many as one Fetch
-// response of maxBytes holds. At the last stable offset it returns an empty
-// chunk ending where it starts.
-func (l *partLog) fetch(ctx context.Context, off int64) (chunk, error) {
+// fetch reads the committed records from off on, as many as a Fetch
+// response of size bytes holds (at least one batch). At the last stable
+// offset it returns an empty chunk ending where it starts.
+func (l *partLog) fetch(ctx context.Context, off int64, size int32) (chunk, error) {
 	end := chunk{from: off, next: off}
 	var last error
 	for attempt := 0; attempt < retries; attempt++ {
@@ -215,7 +222,7 @@ func (l *partLog) fetch(ctx context.Context, off int64) (chunk, error) {
 		if !ok {
 			return end, fmt.Errorf("%s has no partition %d in %s", l.topic, l.part, l.dc.name)
 		}
-		resp, err := l.dc.cl.Broker(int(pd.Leader)).Request(ctx, l.request(td.ID, off))
+		resp, err := l.dc.cl.Broker(int(pd.Leader)).Request(ctx, l.request(td.ID, off, size))
 		if err != nil {
 			if ctx.Err() != nil {
 				return end, ctx.Err()
@@ -259,14 +266,14 @@ func (l *partLog) fetch(ctx context.Context, off int64) (chunk, error) {
 
 var decompressor = kgo.DefaultDecompressor()
 
-func (l *partLog) request(id kadm.TopicID, off int64) *kmsg.FetchRequest {
+func (l *partLog) request(id kadm.TopicID, off int64, size int32) *kmsg.FetchRequest {
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = -1
 	req.MaxWaitMillis = 0
 	// The partition's limit, not the response's, ends the read: kfake
 	// leaves the aborted transactions out of a response cut by its
 	// response limit, and read_committed needs them.
-	req.MaxBytes = 2 * l.maxBytes
+	req.MaxBytes = 2 * size
 	req.IsolationLevel = 1 // read_committed
 	req.SessionEpoch = -1  // a full fetch outside any fetch session
 	t := kmsg.NewFetchRequestTopic()
@@ -275,7 +282,7 @@ func (l *partLog) request(id kadm.TopicID, off int64) *kmsg.FetchRequest {
 	p := kmsg.NewFetchRequestTopicPartition()
 	p.Partition = l.part
 	p.FetchOffset = off
-	p.PartitionMaxBytes = l.maxBytes
+	p.PartitionMaxBytes = size
 	p.CurrentLeaderEpoch = -1
 	p.LastFetchedEpoch = -1
 	p.LogStartOffset = -1

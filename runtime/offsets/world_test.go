@@ -22,7 +22,7 @@ import (
 // ferry.origin.offset added. The test decides when, so it can interleave
 // client writes and mirroring at will and let any direction lag.
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	dcs   []string
 	kafka map[string]*devenv.Kafka
@@ -43,7 +43,7 @@ type world struct {
 
 // newWorld starts dc1 and dc2 (pair, when nil) and creates the topic with
 // parts partitions in both.
-func newWorld(t *testing.T, pair *devenv.Pair, topic string, parts int32) *world {
+func newWorld(t testing.TB, pair *devenv.Pair, topic string, parts int32) *world {
 	t.Helper()
 	if pair == nil {
 		pair = startPair(t)
@@ -51,7 +51,7 @@ func newWorld(t *testing.T, pair *devenv.Pair, topic string, parts int32) *world
 	return build(t, topic, parts, pair.DC1, pair.DC2)
 }
 
-func startPair(t *testing.T) *devenv.Pair {
+func startPair(t testing.TB) *devenv.Pair {
 	t.Helper()
 	pair, err := devenv.StartPair(0, 0)
 	if err != nil {
@@ -62,7 +62,7 @@ func startPair(t *testing.T) *devenv.Pair {
 }
 
 // build makes a world of the clusters, named by their Name.
-func build(t *testing.T, topic string, parts int32, clusters ...*devenv.Kafka) *world {
+func build(t testing.TB, topic string, parts int32, clusters ...*devenv.Kafka) *world {
 	t.Helper()
 	w := &world{t: t, ctx: context.Background(), kafka: map[string]*devenv.Kafka{}, topic: topic, parts: parts,
 		clients: map[string]*kgo.Client{}, mirrors: map[string]*kgo.Client{},
