@@ -75,7 +75,7 @@ func kinds() []executor.Option {
 	return []executor.Option{
 		executor.WithKind(plan.KindMirror, mirror.New),
 		executor.WithKind(plan.KindCDC, cdc.New),
-		executor.WithKind(plan.KindOffsets, offsets.NewSync),
+		executor.WithKind(plan.KindOffsets, executor.Exclusive(offsets.NewSync)),
 	}
 }
 

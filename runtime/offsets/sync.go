@@ -33,6 +33,8 @@ const ownGroups = "ferry."
 // inactive in the target. It only moves a group's offsets forward, so the
 // jobs of the two directions never undo each other: the datacenter where a
 // group last consumed wins. A group active in the target is never touched.
+// ferry run wraps the kind in executor.Exclusive: one process of the shard
+// runs the job at a time.
 type syncJob struct {
 	env      *executor.Env
 	spec     plan.Job
