@@ -161,13 +161,46 @@ func TestFailoverMirrorLags(t *testing.T) {
 		w.mirror("dc2", "dc1", p, 2, false)
 	}
 	res := w.move("billing")
-	var pending int64
+	mustPend(t, res)
+	w.failover("billing", consumed, res)
+}
+
+// mustPend fails unless some consumed records are still on their way to
+// the target: the case the test is about.
+func mustPend(t *testing.T, res []offsets.Partition) {
+	t.Helper()
 	for _, r := range res {
-		pending += r.Pending
+		if r.Pending > 0 {
+			return
+		}
 	}
-	if pending == 0 {
-		t.Fatalf("the mirror to dc2 lags, yet no consumed record is pending: %+v", res)
+	t.Fatalf("no consumed record is on its way to dc2: %+v", res)
+}
+
+// TestFailoverMirrorKilled translates while the mirror into dc2 lies dead
+// mid-transaction: its copies are written but not committed, holding dc2's
+// last stable offset back, and dc2's clients write after them. The
+// successor aborts the transaction and copies again; the group misses
+// nothing and re-reads what was predicted.
+func TestFailoverMirrorKilled(t *testing.T) {
+	w := newWorld(t, nil, "orders.events", 3)
+	for range 3 {
+		w.writeAll(4, 3)
+		w.mirrorAll()
 	}
+	w.writeAll(3, 3)
+	consumed := ids(w.consume("dc1", "billing", 60), "dc1")
+	w.crashMirror("dc1", "dc2")
+	w.writeAll(2, 2)
+	hw, err := kadm.NewClient(w.clients["dc2"]).ListEndOffsets(w.ctx, w.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stable := w.ends("dc2"); stable[0] >= hw[w.topic][0].Offset {
+		t.Fatalf("dc2[0]: last stable offset %d, high watermark %d: no transaction holds it back", stable[0], hw[w.topic][0].Offset)
+	}
+	res := w.move("billing")
+	mustPend(t, res)
 	w.failover("billing", consumed, res)
 }
 

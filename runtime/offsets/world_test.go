@@ -72,13 +72,9 @@ func build(t testing.TB, topic string, parts int32, clusters ...*devenv.Kafka) *
 		w.dcs = append(w.dcs, k.Name)
 		w.kafka[k.Name] = k
 	}
-	// One produce request in flight: kfake may handle two concurrent ones
-	// to a never-written partition out of order and refuse the second
-	// sequence (KAFKA-15591), failing the producer.
-	produce := []kgo.Opt{kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.MaxProduceRequestsInflightPerBroker(1)}
 	for _, dc := range w.dcs {
 		w.clients[dc] = w.client(dc, produce...)
-		w.mirrors[dc] = w.client(dc, append(produce, kgo.TransactionalID("test-mirror-into-"+dc+"-"+topic))...)
+		w.mirrors[dc] = w.mirrorInto(dc)
 		if _, err := kadm.NewClient(w.clients[dc]).CreateTopic(w.ctx, parts, 1, nil, topic); err != nil {
 			t.Fatal(err)
 		}
@@ -88,6 +84,17 @@ func build(t testing.TB, topic string, parts int32, clusters ...*devenv.Kafka) *
 		}
 	}
 	return w
+}
+
+// produce are the producers' options. One produce request in flight: kfake
+// may handle two concurrent ones to a never-written partition out of order
+// and refuse the second sequence (KAFKA-15591), failing the producer.
+var produce = []kgo.Opt{kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.MaxProduceRequestsInflightPerBroker(1)}
+
+// mirrorInto starts a producer of the mirror into dc. Its transactional ID
+// is the mirror's: starting one fences the one before.
+func (w *world) mirrorInto(dc string) *kgo.Client {
+	return w.client(dc, append(produce, kgo.TransactionalID("test-mirror-into-"+dc+"-"+w.topic))...)
 }
 
 func (w *world) opts(dc string) []kgo.Opt {
@@ -126,20 +133,7 @@ func (w *world) write(dc string, p int32, n int) {
 // transaction; with abort, the transaction is aborted and nothing counts.
 func (w *world) mirror(from, to string, p int32, n int, abort bool) {
 	w.t.Helper()
-	dir := from + ">" + to
-	src, at := w.logs[from][p], w.copied[dir][p]
-	var copies []*kgo.Record
-	for ; at < len(src) && n != 0; at++ {
-		r := src[at]
-		if _, mirrored := origin(r); mirrored {
-			continue
-		}
-		headers := append(append([]kgo.RecordHeader(nil), r.Headers...),
-			kgo.RecordHeader{Key: offsets.HeaderOrigin, Value: []byte(from)},
-			kgo.RecordHeader{Key: offsets.HeaderOriginOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))})
-		copies = append(copies, &kgo.Record{Topic: w.topic, Partition: p, Key: r.Key, Value: r.Value, Headers: headers, Timestamp: r.Timestamp})
-		n--
-	}
+	copies, at := w.copies(from, to, p, n)
 	if len(copies) == 0 {
 		return
 	}
@@ -155,8 +149,48 @@ func (w *world) mirror(from, to string, p int32, n int, abort bool) {
 	}
 	if !abort {
 		w.logs[to][p] = append(w.logs[to][p], copies...)
-		w.copied[dir][p] = at
+		w.copied[from+">"+to][p] = at
 	}
+}
+
+// copies returns the copies of up to n (all when n < 0) of the client
+// records of partition p of from that the mirror into to has not copied
+// yet, and how far in from's log they go.
+func (w *world) copies(from, to string, p int32, n int) ([]*kgo.Record, int) {
+	src, at := w.logs[from][p], w.copied[from+">"+to][p]
+	var copies []*kgo.Record
+	for ; at < len(src) && n != 0; at++ {
+		r := src[at]
+		if _, mirrored := origin(r); mirrored {
+			continue
+		}
+		headers := append(append([]kgo.RecordHeader(nil), r.Headers...),
+			kgo.RecordHeader{Key: offsets.HeaderOrigin, Value: []byte(from)},
+			kgo.RecordHeader{Key: offsets.HeaderOriginOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))})
+		copies = append(copies, &kgo.Record{Topic: w.topic, Partition: p, Key: r.Key, Value: r.Value, Headers: headers, Timestamp: r.Timestamp})
+		n--
+	}
+	return copies, at
+}
+
+// crashMirror is the mirror into to killed mid-transaction: it has written
+// the copies of everything from has not had copied yet, in every
+// partition, and never ends the transaction, which holds to's last stable
+// offset back. Its successor starts; its first transaction fences the dead
+// one, aborting the open transaction, and copies everything again.
+func (w *world) crashMirror(from, to string) {
+	w.t.Helper()
+	dead := w.mirrorInto(to)
+	if err := dead.BeginTransaction(); err != nil {
+		w.t.Fatal(err)
+	}
+	for p := range w.parts {
+		copies, _ := w.copies(from, to, p, -1)
+		if err := dead.ProduceSync(w.ctx, copies...).FirstErr(); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	w.mirrors[to] = w.mirrorInto(to)
 }
 
 // mirrorAll brings every direction of every partition up to date.
