@@ -187,6 +187,11 @@ func Decode(data []byte) (*Plan, error) {
 		return nil, fmt.Errorf("invalid plan: %v", err)
 	}
 	sort.Slice(p.Jobs, func(i, j int) bool { return p.Jobs[i].ID < p.Jobs[j].ID })
+	for i := 1; i < len(p.Jobs); i++ {
+		if p.Jobs[i].ID == p.Jobs[i-1].ID {
+			return nil, fmt.Errorf("invalid plan: job %q appears twice", p.Jobs[i].ID)
+		}
+	}
 	return &p, nil
 }
 

@@ -26,6 +26,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"version zero", `{"version": 0}`, "not a ferry plan: version 0"},
 		{"unknown field", `{"version": 1, "jobz": []}`, `invalid plan: json: unknown field "jobz"`},
 		{"bad duration", `{"version": 1, "tiers": {"1": "fast"}}`, `invalid plan: time: invalid duration "fast"`},
+		{"job twice", `{"version": 1, "jobs": [{"id": "cdc:a"}, {"id": "cdc:a"}]}`, `invalid plan: job "cdc:a" appears twice`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -41,11 +41,11 @@ const (
 )
 
 type job struct {
-	env         *executor.Env
-	spec        plan.Job
-	datacenters map[string]bool
-	src, dst    []kgo.Opt
-	maxBytes    int32 // max.message.bytes of the target topic
+	env      *executor.Env
+	spec     plan.Job
+	origins  map[string]bool // the datacenters a record read here may have been mirrored from
+	src, dst []kgo.Opt
+	maxBytes int32 // max.message.bytes of the target topic
 
 	mu      sync.Mutex
 	workers map[int32]*worker
@@ -65,11 +65,7 @@ func New(env *executor.Env, spec plan.Job) (executor.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	dcs := map[string]bool{}
-	for name := range env.Plan.Datacenters {
-		dcs[name] = true
-	}
-	return &job{env: env, spec: spec, datacenters: dcs, src: src, dst: dst}, nil
+	return &job{env: env, spec: spec, origins: origins(env.Plan, spec.Mirror.From), src: src, dst: dst}, nil
 }
 
 // Run provisions the topic in both datacenters, joins the job's group and

@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/compiler/plan"
 )
 
 // Header names of the mirroring contract (design.md).
@@ -20,41 +22,56 @@ const (
 )
 
 // classify applies the loop rule. A record without ferry.origin is a
-// client's and is copied. A record whose ferry.origin names a datacenter of
-// the plan and whose ferry.origin.offset is a non-negative decimal was
-// written by a mirror job and is skipped. Anything else carrying
-// ferry.origin (an unknown datacenter, a missing or malformed offset, the
-// header twice) is forged or corrupt: copying it would pass on a false
-// origin and skipping it would drop a client's record silently, so it goes
-// to the dead letter queue, where `ferry dlq` shows and can replay it.
-func classify(r *kgo.Record, datacenters map[string]bool) (verdict int, why string) {
-	var origins, offsets []string
+// client's and is copied. A record whose ferry.origin names a datacenter it
+// could have been mirrored from (one of the plan's, other than the one it
+// is read in: origins) and whose ferry.origin.offset is a decimal offset as
+// a mirror job writes it (digits only, no sign, no leading zero) was
+// written by a mirror job and is skipped. Anything else carrying either
+// header (an unknown datacenter, a missing or malformed offset, a header
+// twice, an offset without an origin) is forged or corrupt: copying it
+// would pass on a false origin and skipping it would drop a client's record
+// silently, so it goes to the dead letter queue, where `ferry dlq` shows
+// and can replay it.
+func classify(r *kgo.Record, origins map[string]bool) (verdict int, why string) {
+	var origin, offset []string
 	for _, h := range r.Headers {
 		switch h.Key {
 		case HeaderOrigin:
-			origins = append(origins, string(h.Value))
+			origin = append(origin, string(h.Value))
 		case HeaderOriginOffset:
-			offsets = append(offsets, string(h.Value))
+			offset = append(offset, string(h.Value))
 		}
-	}
-	if len(origins) == 0 {
-		if len(offsets) > 0 {
-			return badOrigin, "record has a ferry.origin.offset header but no ferry.origin header"
-		}
-		return copyRecord, ""
 	}
 	switch {
-	case len(origins) > 1 || len(offsets) > 1:
+	case len(origin) == 0 && len(offset) == 0:
+		return copyRecord, ""
+	case len(origin) == 0:
+		return badOrigin, "record has a ferry.origin.offset header but no ferry.origin header"
+	case len(origin) > 1 || len(offset) > 1:
 		return badOrigin, "record carries ferry.origin or ferry.origin.offset more than once"
-	case !datacenters[origins[0]]:
-		return badOrigin, "ferry.origin " + strconv.Quote(origins[0]) + " names no datacenter of the plan"
-	case len(offsets) == 0:
+	case !origins[origin[0]]:
+		return badOrigin, "ferry.origin " + strconv.Quote(origin[0]) + " names no datacenter this record could have been mirrored from"
+	case len(offset) == 0:
 		return badOrigin, "record has ferry.origin but no ferry.origin.offset header"
-	}
-	if off, err := strconv.ParseInt(offsets[0], 10, 64); err != nil || off < 0 {
-		return badOrigin, "ferry.origin.offset " + strconv.Quote(offsets[0]) + " is not a non-negative decimal offset"
+	case !isOffset(offset[0]):
+		return badOrigin, "ferry.origin.offset " + strconv.Quote(offset[0]) + " is not a decimal offset as a mirror writes it"
 	}
 	return skipRecord, ""
+}
+
+// isOffset reports whether s is a non-negative int64 in the form
+// strconv.AppendInt writes it.
+func isOffset(s string) bool {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
 }
 
 // copyOf is the record written to the target: same topic, partition, key,
@@ -74,4 +91,16 @@ func copyOf(r *kgo.Record, origin string) *kgo.Record {
 		Headers:   headers,
 		Timestamp: r.Timestamp,
 	}
+}
+
+// origins are the datacenters a record in from may have been mirrored
+// from: every datacenter of the plan but from itself.
+func origins(p *plan.Plan, from string) map[string]bool {
+	dcs := map[string]bool{}
+	for name := range p.Datacenters {
+		if name != from {
+			dcs[name] = true
+		}
+	}
+	return dcs
 }

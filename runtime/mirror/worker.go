@@ -235,7 +235,7 @@ func (w *worker) settle(ctx context.Context) error {
 // output is what a source record becomes in the target datacenter.
 func (w *worker) output(r *kgo.Record) *kgo.Record {
 	spec := w.m.spec
-	verdict, why := classify(r, w.m.datacenters)
+	verdict, why := classify(r, w.m.origins)
 	switch {
 	case verdict == skipRecord:
 		return nil
@@ -328,7 +328,7 @@ func (w *worker) committed() {
 	mx := w.m.env.Metrics
 	var filtered, dead int64
 	for _, r := range w.pending {
-		verdict, _ := classify(r, w.m.datacenters)
+		verdict, _ := classify(r, w.m.origins)
 		switch {
 		case verdict == skipRecord:
 			filtered++

@@ -88,6 +88,16 @@ func (t *Table) FullName() string { return t.DB + "." + t.Name }
 // binaryCollation is the collation id of the binary character set.
 const binaryCollation = 63
 
+// MySQL's limits on column metadata: BIT(64), BINARY(255) and six
+// fractional second digits. Metadata beyond them (a corrupt or hostile
+// server's) is clamped, so that it cannot make the converter allocate
+// without bound.
+const (
+	maxBits   = 64
+	maxBinary = 255
+	maxFSP    = 6
+)
+
 // ColumnFromBinlog builds a column from a TABLE_MAP event's type code and
 // metadata and from its optional (binlog_row_metadata=FULL) metadata.
 func ColumnFromBinlog(name string, tp byte, meta uint16, unsigned bool, collation uint64, members []string, nullable bool) Column {
@@ -128,14 +138,14 @@ func ColumnFromBinlog(name string, tp byte, meta uint16, unsigned bool, collatio
 		c.Kind = KindSet
 		return c
 	case mysql.MYSQL_TYPE_BIT:
-		c.Size = int((meta>>8)*8 + meta&0xFF)
+		c.Size = min(int((meta>>8)*8+meta&0xFF), maxBits)
 		c.Kind = KindBits
 		if c.Size == 1 {
 			c.Kind = KindBool
 		}
 		return c
 	case mysql.MYSQL_TYPE_TIME2, mysql.MYSQL_TYPE_DATETIME2, mysql.MYSQL_TYPE_TIMESTAMP2:
-		c.Size = int(meta)
+		c.Size = min(int(meta), maxFSP)
 	}
 	c.Kind = kindOf(tp, collation)
 	c.Latin1 = c.Kind == KindString && latin1Collations[collation]
@@ -198,16 +208,16 @@ func ColumnFromField(f *mysql.Field) Column {
 	}
 	switch f.Type {
 	case mysql.MYSQL_TYPE_BIT:
-		c.Size = int(f.ColumnLength)
+		c.Size = int(min(f.ColumnLength, maxBits))
 		c.Kind = KindBits
 		if c.Size == 1 {
 			c.Kind = KindBool
 		}
 		return c
 	case mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_TIMESTAMP:
-		c.Size = int(f.Decimal)
+		c.Size = min(int(f.Decimal), maxFSP)
 	case mysql.MYSQL_TYPE_STRING:
-		if f.Charset == binaryCollation {
+		if f.Charset == binaryCollation && f.ColumnLength <= maxBinary {
 			c.Size, c.Pad = int(f.ColumnLength), true
 		}
 	}

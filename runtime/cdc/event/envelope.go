@@ -54,6 +54,9 @@ func (t *Table) AppendKey(buf []byte, row []any) ([]byte, error) {
 	if len(t.Key) == 0 {
 		return buf, nil
 	}
+	if len(row) != len(t.Columns) {
+		return buf, fmt.Errorf("%s: row has %d values for %d columns", t.FullName(), len(row), len(t.Columns))
+	}
 	buf = append(buf, '{')
 	for i, k := range t.Key {
 		if i > 0 {

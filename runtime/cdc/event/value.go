@@ -28,6 +28,9 @@ func AppendValue(buf []byte, c *Column, v any) ([]byte, error) {
 		if err != nil {
 			return buf, err
 		}
+		if !isDecimal(s) {
+			return buf, fmt.Errorf("column %s: DECIMAL value %q is not a decimal number", c.Name, s)
+		}
 		return appendString(buf, s), nil
 	case KindFloat, KindDouble:
 		return appendFloat(buf, c, v)
@@ -107,21 +110,7 @@ func AppendValue(buf []byte, c *Column, v any) ([]byte, error) {
 		}
 		return strconv.AppendInt(buf, n, 10), nil
 	case KindString, KindJSON:
-		s, err := text(v)
-		if err != nil {
-			return buf, err
-		}
-		if !utf8.ValidString(s) {
-			if !c.Latin1 {
-				return buf, fmt.Errorf("column %s: value is not valid UTF-8 (only utf8, utf8mb4, ascii and latin1 columns are decoded)", c.Name)
-			}
-			d, err := charmap.Windows1252.NewDecoder().String(s)
-			if err != nil {
-				return buf, fmt.Errorf("column %s: latin1 value: %v", c.Name, err)
-			}
-			s = d
-		}
-		return appendString(buf, s), nil
+		return appendText(buf, c, v)
 	case KindBytes:
 		b, err := bytesOf(v)
 		if err != nil {
@@ -146,11 +135,7 @@ func AppendValue(buf []byte, c *Column, v any) ([]byte, error) {
 			}
 			return appendString(buf, c.Members[x-1]), nil
 		}
-		s, err := text(v)
-		if err != nil {
-			return buf, err
-		}
-		return appendString(buf, s), nil
+		return appendText(buf, c, v)
 	case KindSet:
 		switch x := v.(type) {
 		case int64:
@@ -162,13 +147,44 @@ func AppendValue(buf []byte, c *Column, v any) ([]byte, error) {
 			}
 			return appendString(buf, strings.Join(parts, ",")), nil
 		}
-		s, err := text(v)
-		if err != nil {
-			return buf, err
-		}
-		return appendString(buf, s), nil
+		return appendText(buf, c, v)
 	}
 	return buf, fmt.Errorf("column %s: MySQL type %d is not supported", c.Name, c.Type)
+}
+
+// appendText writes a character value (CHAR, TEXT, JSON, an ENUM or SET
+// read as text) as a JSON string: UTF-8 as it is, latin1 decoded, anything
+// else an error.
+func appendText(buf []byte, c *Column, v any) ([]byte, error) {
+	s, err := text(v)
+	if err != nil {
+		return buf, err
+	}
+	if !utf8.ValidString(s) {
+		if !c.Latin1 {
+			return buf, fmt.Errorf("column %s: value is not valid UTF-8 (only utf8, utf8mb4, ascii and latin1 columns are decoded)", c.Name)
+		}
+		if s, err = charmap.Windows1252.NewDecoder().String(s); err != nil {
+			return buf, fmt.Errorf("column %s: latin1 value: %v", c.Name, err)
+		}
+	}
+	return appendString(buf, s), nil
+}
+
+// isDecimal reports whether s is a DECIMAL as MySQL writes it:
+// [-]digits[.digits].
+func isDecimal(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	whole, frac, dot := strings.Cut(s, ".")
+	digits := func(d string) bool {
+		for i := 0; i < len(d); i++ {
+			if d[i] < '0' || d[i] > '9' {
+				return false
+			}
+		}
+		return d != ""
+	}
+	return digits(whole) && (!dot || digits(frac))
 }
 
 // appendZero writes a zero date: null where the column allows it, else
@@ -276,6 +292,9 @@ func appendFloat(buf []byte, c *Column, v any) ([]byte, error) {
 // value, with at least one digit after the point ("1.0"), and computerized
 // scientific notation ("1.0E10", "1.0E-5") outside [10^-3, 10^7).
 func AppendJavaFloat(buf []byte, f float64, bits int) []byte {
+	if bits == 32 {
+		f = float64(float32(f)) // a double out of a float's range is its infinity
+	}
 	switch {
 	case math.IsNaN(f):
 		return append(buf, `"NaN"`...)
@@ -481,6 +500,19 @@ func appendString(buf []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if c >= utf8.RuneSelf {
+			// Names and positions from the server are written as they
+			// are; bytes that are not UTF-8 become U+FFFD, as a Java
+			// string decoded from them holds, so the JSON stays valid.
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				buf = append(buf, s[start:i]...)
+				buf = append(buf, "\ufffd"...)
+				start = i + 1
+			}
+			i += size - 1
+			continue
+		}
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue
 		}

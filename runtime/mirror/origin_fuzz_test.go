@@ -1,0 +1,107 @@
+package mirror
+
+import (
+	"math/big"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// fuzzOrigins is the world of FuzzOriginHeader: a job reading dc1 in a plan
+// of dc1, dc2 and dc3, so a record read there may come from dc2 or dc3.
+var fuzzOrigins = map[string]bool{"dc2": true, "dc3": true}
+
+// parseHeaders reads headers written one per line as key=value (a line
+// without "=" is a key with an empty value).
+func parseHeaders(s string) []kgo.RecordHeader {
+	if s == "" {
+		return nil
+	}
+	var hs []kgo.RecordHeader
+	for _, line := range strings.Split(s, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		hs = append(hs, kgo.RecordHeader{Key: k, Value: []byte(v)})
+	}
+	return hs
+}
+
+var canonicalOffset = regexp.MustCompile(`^(0|[1-9][0-9]*)$`)
+
+// oracle is README's rule ("Mirroring", the loop rule), written apart from
+// classify: no origin header at all is a client's record (copy); exactly one
+// ferry.origin naming a datacenter of the plan other than the one read, and
+// exactly one ferry.origin.offset that is a decimal int64 as a mirror writes
+// it, is a mirrored record (skip); anything else is dead-lettered.
+func oracle(hs []kgo.RecordHeader) int {
+	count := map[string][]string{}
+	for _, h := range hs {
+		count[h.Key] = append(count[h.Key], string(h.Value))
+	}
+	origin, offset := count["ferry.origin"], count["ferry.origin.offset"]
+	if len(origin) == 0 && len(offset) == 0 {
+		return copyRecord
+	}
+	if len(origin) != 1 || len(offset) != 1 || (origin[0] != "dc2" && origin[0] != "dc3") {
+		return badOrigin
+	}
+	n, ok := new(big.Int).SetString(offset[0], 10)
+	if !canonicalOffset.MatchString(offset[0]) || !ok || !n.IsInt64() {
+		return badOrigin
+	}
+	return skipRecord
+}
+
+// FuzzOriginHeader checks the loop rule on forged and malformed origin
+// headers (seeds: testdata/fuzz/FuzzOriginHeader, one per form): the verdict is the oracle's, a dead letter always says why, and a
+// copy carries exactly one origin header pair naming the source and its
+// offset, with everything else of the record unchanged.
+func FuzzOriginHeader(f *testing.F) {
+	f.Fuzz(func(t *testing.T, headers string, offset int64) {
+		hs := parseHeaders(headers)
+		r := &kgo.Record{Topic: "orders", Partition: 3, Offset: offset, Key: []byte("k"), Value: []byte("v"),
+			Headers: hs, Timestamp: time.UnixMilli(1700000000000)}
+		verdict, why := classify(r, fuzzOrigins)
+		if want := oracle(hs); verdict != want {
+			t.Fatalf("headers %q: verdict %d (%s), the rule says %d", headers, verdict, why, want)
+		}
+		if (verdict == badOrigin) != (why != "") {
+			t.Fatalf("headers %q: verdict %d with reason %q", headers, verdict, why)
+		}
+		if verdict != copyRecord {
+			return
+		}
+		c := copyOf(r, "dc1")
+		if c.Topic != r.Topic || c.Partition != r.Partition || string(c.Key) != "k" || string(c.Value) != "v" || !c.Timestamp.Equal(r.Timestamp) {
+			t.Fatalf("copy %+v differs from the source record", c)
+		}
+		if len(c.Headers) != len(hs)+2 {
+			t.Fatalf("copy has %d headers, want the source's %d plus 2", len(c.Headers), len(hs))
+		}
+		for i, h := range hs {
+			if c.Headers[i].Key != h.Key || string(c.Headers[i].Value) != string(h.Value) {
+				t.Fatalf("copy header %d is %+v, want %+v", i, c.Headers[i], h)
+			}
+		}
+		var origins, offsets []string
+		for _, h := range c.Headers {
+			switch h.Key {
+			case HeaderOrigin:
+				origins = append(origins, string(h.Value))
+			case HeaderOriginOffset:
+				offsets = append(offsets, string(h.Value))
+			}
+		}
+		if len(origins) != 1 || len(offsets) != 1 || origins[0] != "dc1" || offsets[0] != strconv.FormatInt(offset, 10) {
+			t.Fatalf("copy carries ferry.origin %q and ferry.origin.offset %q, want one pair dc1/%d", origins, offsets, offset)
+		}
+		// In the target, the copy is a mirrored record: never copied again
+		// (when its offset is one a source partition can have).
+		if v, why := classify(c, map[string]bool{"dc1": true}); offset >= 0 && v != skipRecord {
+			t.Fatalf("the copy of offset %d would be classified %d (%s) in the target, want skipped", offset, v, why)
+		}
+	})
+}
