@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
-	"github.com/ferry-pipelines/ferry/runtime/offsets"
+	"github.com/ferry-pipelines/ferry/runtime/mirror"
 )
 
 // TestOffsetsTranslate runs `ferry offsets translate` against two real
@@ -53,8 +53,8 @@ func TestOffsetsTranslate(t *testing.T) {
 			r := &kgo.Record{Partition: 0, Value: []byte("v")}
 			if origin != "" {
 				r.Headers = []kgo.RecordHeader{
-					{Key: offsets.HeaderOrigin, Value: []byte(origin)},
-					{Key: offsets.HeaderOriginOffset, Value: []byte(strconv.Itoa(from + i))},
+					{Key: mirror.HeaderOrigin, Value: []byte(origin)},
+					{Key: mirror.HeaderOriginOffset, Value: []byte(strconv.Itoa(from + i))},
 				}
 			}
 			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {

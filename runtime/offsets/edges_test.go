@@ -132,3 +132,14 @@ func TestTranslateAfterRetention(t *testing.T) {
 		t.Fatalf("note %q does not say why the target is early", r.Note)
 	}
 }
+
+func TestTranslateMissingTopic(t *testing.T) {
+	w := newWorld(t, nil, "t", 1)
+	if _, err := kadm.NewClient(w.clients["dc1"]).CreateTopic(w.ctx, 1, 1, nil, "only.dc1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := w.translator().Translate(w.ctx, []offsets.Topic{{Name: "only.dc1", Datacenters: w.dcs}}, map[string]map[int32]int64{"only.dc1": {0: 0}})
+	if want := "topic only.dc1 does not exist in dc2"; err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}

@@ -4,12 +4,8 @@ import (
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-)
 
-// Header names of the mirroring contract (design.md).
-const (
-	HeaderOrigin       = "ferry.origin"
-	HeaderOriginOffset = "ferry.origin.offset"
+	"github.com/ferry-pipelines/ferry/runtime/mirror"
 )
 
 // entry is a record as translation sees it: where it sits in the
@@ -36,9 +32,9 @@ func entryOf(r *kgo.Record, here string, origins map[string]bool) entry {
 	var nOrigin, nOffset int
 	for _, h := range r.Headers {
 		switch h.Key {
-		case HeaderOrigin:
+		case mirror.HeaderOrigin:
 			origin, nOrigin = string(h.Value), nOrigin+1
-		case HeaderOriginOffset:
+		case mirror.HeaderOriginOffset:
 			offset, nOffset = string(h.Value), nOffset+1
 		}
 	}

@@ -67,6 +67,9 @@ func (d *datacenter) bounds(ctx context.Context, topic string) (map[int32][2]int
 	if err == nil {
 		err = starts.Error()
 	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return nil, fmt.Errorf("topic %s does not exist in %s", topic, d.name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start offsets of %s in %s: %w", topic, d.name, err)
 	}

@@ -45,6 +45,9 @@ type syncJob struct {
 	// whether records were still on their way then: unchanged offsets with
 	// nothing on its way translate to the same targets.
 	last map[string]translated
+	// failing is, per group, the error last logged: a failure is logged
+	// when it starts or changes, not every round.
+	failing map[string]string
 }
 
 type translated struct {
@@ -58,7 +61,7 @@ func NewSync(env *executor.Env, spec plan.Job) (executor.Job, error) {
 	if o == nil {
 		return nil, fmt.Errorf("%s: not an offsets job", spec.ID)
 	}
-	s := &syncJob{env: env, spec: spec, last: map[string]translated{}}
+	s := &syncJob{env: env, spec: spec, last: map[string]translated{}, failing: map[string]string{}}
 	for _, p := range o.Groups {
 		re, err := schema.GroupPattern(p)
 		if err != nil {
@@ -125,7 +128,12 @@ func (s *syncJob) round(ctx context.Context, tr *Translator) error {
 			return ctx.Err()
 		case err != nil:
 			s.env.Metrics.Count(g, Failed, 1)
-			s.env.Logger.Warn("group offsets not translated", "group", g, "error", err)
+			if s.failing[g] != err.Error() {
+				s.failing[g] = err.Error()
+				s.env.Logger.Warn("group offsets not translated; retrying every round", "group", g, "error", err)
+			}
+		default:
+			delete(s.failing, g)
 		}
 	}
 	return nil

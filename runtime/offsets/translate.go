@@ -25,9 +25,6 @@ import (
 // Option configures a Translator.
 type Option func(*Translator)
 
-// WithParallelism translates up to n partitions at once. Default: 8.
-func WithParallelism(n int) Option { return func(t *Translator) { t.parallel = max(n, 1) } }
-
 // WithFetchBytes bounds each read of a partition, between 1 KiB and 64
 // MiB. Default: 1 MiB. Smaller reads make the binary searches cheaper on
 // partitions of small records, larger ones make long scans cheaper.
@@ -35,10 +32,12 @@ func WithFetchBytes(n int32) Option {
 	return func(t *Translator) { t.fetchBytes = min(max(n, 1<<10), 64<<20) }
 }
 
+// parallel is how many partitions a Translator translates at once.
+const parallel = 8
+
 // Translator translates offsets from one datacenter to another.
 type Translator struct {
 	from, to   *datacenter
-	parallel   int
 	fetchBytes int32
 }
 
@@ -47,7 +46,7 @@ func New(from string, fromOpts []kgo.Opt, to string, toOpts []kgo.Opt, opts ...O
 	if from == to {
 		return nil, fmt.Errorf("cannot translate offsets from %s to itself: name two datacenters", from)
 	}
-	t := &Translator{parallel: 8, fetchBytes: 1 << 20}
+	t := &Translator{fetchBytes: 1 << 20}
 	for _, o := range opts {
 		o(t)
 	}
@@ -67,12 +66,6 @@ func (t *Translator) Close() {
 	t.from.cl.Close()
 	t.to.cl.Close()
 }
-
-// From and To name the datacenters.
-func (t *Translator) From() string { return t.from.name }
-
-// To names the target datacenter.
-func (t *Translator) To() string { return t.to.name }
 
 // Topic is a mirrored topic and the datacenters it is mirrored between:
 // the origins its records can have.
@@ -147,7 +140,7 @@ func (t *Translator) Translate(ctx context.Context, topics []Topic, committed ma
 	}
 	results := make([]Partition, len(todo))
 	errs := make([]error, len(todo))
-	sem := make(chan struct{}, t.parallel)
+	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
 	for i, w := range todo {
 		wg.Add(1)
