@@ -133,13 +133,21 @@ func TestTranslateAfterRetention(t *testing.T) {
 	}
 }
 
-func TestTranslateMissingTopic(t *testing.T) {
+func TestTranslateRefusals(t *testing.T) {
 	w := newWorld(t, nil, "t", 1)
 	if _, err := kadm.NewClient(w.clients["dc1"]).CreateTopic(w.ctx, 1, 1, nil, "only.dc1"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := w.translator().Translate(w.ctx, []offsets.Topic{{Name: "only.dc1", Datacenters: w.dcs}}, map[string]map[int32]int64{"only.dc1": {0: 0}})
-	if want := "topic only.dc1 does not exist in dc2"; err == nil || err.Error() != want {
-		t.Fatalf("got %v, want %q", err, want)
+	for _, tc := range []struct {
+		topic offsets.Topic
+		want  string
+	}{
+		{offsets.Topic{Name: "only.dc1", Datacenters: w.dcs}, "topic only.dc1 does not exist in dc2"},
+		{offsets.Topic{Name: "t", Datacenters: []string{"dc1", "dc3"}}, "topic t is not mirrored between dc1 and dc2 (it is between [dc1 dc3])"},
+	} {
+		_, err := w.translator().Translate(w.ctx, []offsets.Topic{tc.topic}, map[string]map[int32]int64{tc.topic.Name: {0: 0}})
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
 	}
 }

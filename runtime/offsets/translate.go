@@ -91,8 +91,9 @@ type Partition struct {
 	Rereads int64
 	// Pending is how many of Rereads are still to be mirrored.
 	Pending int64
-	// Note says why a partition was not translated, or why its target is
-	// earlier than the exact one (records deleted by retention).
+	// Note says why a partition was not translated, or how retention made
+	// the translation less exact (a target earlier than needed, re-reads
+	// that are estimates).
 	Note string
 	// Read is how many records translation read, in both datacenters.
 	Read int64
@@ -117,6 +118,9 @@ func (t *Translator) Translate(ctx context.Context, topics []Topic, committed ma
 	var todo []work
 	var out []Partition
 	for _, tp := range topics {
+		if !slices.Contains(tp.Datacenters, t.from.name) || !slices.Contains(tp.Datacenters, t.to.name) {
+			return nil, fmt.Errorf("topic %s is not mirrored between %s and %s (it is between %v)", tp.Name, t.from.name, t.to.name, tp.Datacenters)
+		}
 		src, err := t.from.bounds(ctx, tp.Name)
 		if err != nil {
 			return nil, err
@@ -239,6 +243,9 @@ func (t *Translator) partition(ctx context.Context, tp Topic, p int32, c int64, 
 			return res, err
 		}
 		res.Pending += n
+		if n > 0 && first[o].prev < 0 && dst.start > 0 && res.Note == "" {
+			res.Note = fmt.Sprintf("retention removed %s's records before offset %d: some records counted on their way may be gone", t.to.name, dst.start)
+		}
 	}
 	res.Rereads += res.Pending
 	res.Read = src.records + dst.records
