@@ -23,6 +23,9 @@ const (
 	Failed        = "failed"            // rounds that could not translate the group
 )
 
+// minInterval bounds how often the job runs, whatever the plan says.
+const minInterval = 100 * time.Millisecond
+
 // ownGroups is the prefix of ferry's own consumer groups (ferry.<shard>.<job>):
 // each datacenter's executors have theirs, never translated.
 const ownGroups = "ferry."
@@ -93,7 +96,7 @@ func (s *syncJob) Run(ctx context.Context) error {
 	}
 	defer tr.Close()
 	s.env.Metrics.SetState(metrics.StateRunning, nil)
-	tick := time.NewTicker(s.spec.Budget.D())
+	tick := time.NewTicker(max(s.spec.Budget.D(), minInterval))
 	defer tick.Stop()
 	for {
 		if err := s.round(ctx, tr); err != nil {
@@ -114,6 +117,11 @@ func (s *syncJob) round(ctx context.Context, tr *Translator) error {
 	listed, err := tr.from.adm.ListGroups(ctx)
 	if err != nil {
 		return fmt.Errorf("list groups in %s: %w", tr.from.name, err)
+	}
+	for g := range s.last {
+		if _, ok := listed[g]; !ok {
+			delete(s.last, g) // deleted groups are forgotten
+		}
 	}
 	for _, g := range listed.Groups() {
 		if !s.matches(g) {
