@@ -116,7 +116,7 @@ func TestOffsetsTranslate(t *testing.T) {
 		}
 	}
 	ferry(t, dir, "offsets", "translate", "--group", "billing", "--from", "dc1", "--to", "dc2", "--apply").
-		want(t, 1, ptr(""), ptr("group billing is active in dc2 (1 members): stop its consumers there, then translate and apply again\n"))
+		want(t, 1, ptr(""), ptr("group billing is active in dc2 (1 member): stop its consumers there, then translate and apply again\n"))
 }
 
 func TestOffsetsTranslateRefusals(t *testing.T) {

@@ -233,7 +233,7 @@ func TestCommitRefusesActiveGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = tr.Commit(w.ctx, "billing", res)
-	want := "group billing is active in dc2 (1 members): stop its consumers there, then translate and apply again"
+	want := "group billing is active in dc2 (1 member): stop its consumers there, then translate and apply again"
 	if err == nil || err.Error() != want {
 		t.Fatalf("commit to an active group: %v, want %q", err, want)
 	}

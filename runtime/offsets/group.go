@@ -19,7 +19,10 @@ type ActiveError struct {
 
 func (e *ActiveError) Error() string {
 	members := ""
-	if e.Members > 0 {
+	switch {
+	case e.Members == 1:
+		members = " (1 member)"
+	case e.Members > 1:
 		members = fmt.Sprintf(" (%d members)", e.Members)
 	}
 	return fmt.Sprintf("group %s is active in %s%s: stop its consumers there, then translate and apply again", e.Group, e.Datacenter, members)
