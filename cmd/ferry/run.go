@@ -23,6 +23,7 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/runtime/offsets"
+	"github.com/ferry-pipelines/ferry/runtime/sink"
 )
 
 // runFlags are `ferry run`'s flags.
@@ -76,6 +77,7 @@ func kinds() []executor.Option {
 		executor.WithKind(plan.KindMirror, mirror.New),
 		executor.WithKind(plan.KindCDC, cdc.New),
 		executor.WithKind(plan.KindOffsets, executor.Exclusive(offsets.NewSync)),
+		executor.WithKind(plan.KindSink, sink.New),
 	}
 }
 

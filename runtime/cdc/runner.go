@@ -28,6 +28,12 @@ const (
 	watermarkTable = "ferry_watermark"
 )
 
+// SourceTimeHeader carries, on every change record, the commit time
+// lower bound the job measures latency from (see sourceTime), in
+// microseconds since the epoch as decimal text: finer than source.ts_ms
+// where the binlog has whole seconds.
+const SourceTimeHeader = "ferry.source.ts_us"
+
 // errCrash, as the cause of the job's context, stops it without
 // committing, as kill -9 would (tests).
 var errCrash = errors.New("cdc: simulated crash")
@@ -377,9 +383,12 @@ func (r *runner) process(ctx context.Context, txn *binlog.Txn) error {
 			continue
 		}
 		src := r.sourceTime(txn)
+		// The commit time as measured here travels with the change, so a
+		// sink measures its latency from the same, finer, lower bound.
+		srcHeader := kgo.RecordHeader{Key: SourceTimeHeader, Value: strconv.AppendInt(nil, src.UnixMicro(), 10)}
 		for k := range recs {
 			r.snap.touch(tr.p.Name, recs[k].Key)
-			if err := r.produce(ctx, tr.p.Topic, &recs[k]); err != nil {
+			if err := r.produce(ctx, tr.p.Topic, &recs[k], srcHeader); err != nil {
 				return err
 			}
 			if recs[k].Value != nil {
@@ -462,7 +471,7 @@ func (r *runner) promise(_ *kgo.Record, err error) {
 	}
 }
 
-func (r *runner) produce(ctx context.Context, topic string, rec *event.Record) error {
+func (r *runner) produce(ctx context.Context, topic string, rec *event.Record, extra ...kgo.RecordHeader) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
@@ -470,6 +479,7 @@ func (r *runner) produce(ctx context.Context, topic string, rec *event.Record) e
 	for k, v := range rec.Headers {
 		kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: k, Value: v})
 	}
+	kr.Headers = append(kr.Headers, extra...)
 	r.txnBytes += len(rec.Key) + len(rec.Value)
 	r.cl.Produce(ctx, kr, r.promise)
 	return nil

@@ -75,3 +75,21 @@ func TLSConfig(t *schema.TLS) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+
+// GroupConsumer returns the options of a consumer that shares the
+// partitions of topics among the processes of a shard through group, and
+// keeps its progress elsewhere than in the group (nothing is committed):
+// read_committed with transaction markers delivered (so a position can
+// move past them), from the start of a partition without stored progress,
+// cooperative-sticky assignment.
+func GroupConsumer(group string, topics ...string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.DisableAutoCommit(),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	}
+}

@@ -1,0 +1,67 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
+	"github.com/ferry-pipelines/ferry/runtime/secret"
+)
+
+// ConnectSource opens a connection to the sink's source MySQL server,
+// with the password and TLS settings of the CDC source.
+func ConnectSource(ctx context.Context, id string, s *plan.SinkJob) (*client.Conn, error) {
+	cfg, err := SourceConfig(id, s)
+	if err != nil {
+		return nil, err
+	}
+	c, err := binlog.Connect(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: MySQL at %s: %w", id, s.MySQL.Address, err)
+	}
+	return c, nil
+}
+
+// SourceConfig is the source's connection settings, secrets resolved.
+func SourceConfig(id string, s *plan.SinkJob) (binlog.Config, error) {
+	pass, err := secret.Resolve(s.MySQL.Password)
+	if err != nil {
+		return binlog.Config{}, fmt.Errorf("%s: mysql.password: %w", id, err)
+	}
+	cfg := binlog.Config{Addr: s.MySQL.Address, User: s.MySQL.User, Password: pass, ServerID: s.MySQL.ServerID, Flavor: s.MySQL.Flavor}
+	if s.MySQL.TLS != nil {
+		if cfg.TLS, err = kafkaconn.TLSConfig(s.MySQL.TLS); err != nil {
+			return cfg, fmt.Errorf("%s: mysql.tls: %w", id, err)
+		}
+	}
+	return cfg, nil
+}
+
+// ConnectTarget opens a connection to the sink's PostgreSQL database. The
+// DSN is a secret: errors name its reference, never its value.
+func ConnectTarget(ctx context.Context, id string, s *plan.SinkJob) (*pgx.Conn, error) {
+	dsn, err := secret.Resolve(s.Postgres.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("%s: postgres.dsn: %w", id, err)
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: postgres.dsn (%s) is not a PostgreSQL connection string; want postgres://user@host:5432/db or host=... dbname=...", id, secret.Describe(s.Postgres.DSN))
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	// Timestamps read as text (ferry verify) are in UTC.
+	cfg.RuntimeParams["timezone"] = "UTC"
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: PostgreSQL at %s:%d: %w", id, cfg.Host, cfg.Port, err)
+	}
+	return c, nil
+}

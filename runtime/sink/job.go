@@ -1,0 +1,479 @@
+// Package sink is the executor's "sink" job kind: it writes one CDC
+// table's Debezium events from its topic into a PostgreSQL table.
+//
+// Events are applied in PostgreSQL transactions, each holding a batch of
+// events (up to the tier's commit interval or MaxBatch rows) together with
+// the Kafka offsets they bring the job to, in the target's ferry_offsets
+// table. On start, and whenever the consumer group hands this process a
+// partition, the job reads the partition's offset back from PostgreSQL and
+// consumes from there: nothing is committed to Kafka, so a crash never
+// loses an event nor applies one twice. The offset update is conditional on
+// the offset the process read, which fences a process that lost its
+// partition without noticing.
+//
+// Each row also carries the version (binlog position) of the change that
+// wrote it, and every key's newest version, deletes included, is kept in a
+// versions table: an older change never overwrites a newer one. That makes
+// the stream and a bulk load (ferry load) safe to overlap.
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/cdc"
+	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+)
+
+// MaxBatch is the most events one PostgreSQL transaction applies; a batch
+// is committed at the tier's commit interval or when it reaches MaxBatch.
+const MaxBatch = 5000
+
+// Group session settings, as for mirrors: a dead process's partitions move
+// to the others of its shard within sessionTimeout.
+const (
+	sessionTimeout    = 6 * time.Second
+	heartbeatInterval = 500 * time.Millisecond
+)
+
+// errFenced means another process moved a partition's offset: this one
+// lost the partition.
+var errFenced = errors.New("another process applied this partition meanwhile (it was reassigned); restarting from the stored offsets")
+
+type job struct {
+	env  *executor.Env
+	spec plan.Job
+	s    *plan.SinkJob
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	owned map[int32]int64 // partition -> stored next offset (-1: none yet)
+}
+
+// New builds a sink job from its plan entry.
+func New(env *executor.Env, spec plan.Job) (executor.Job, error) {
+	if spec.Sink == nil {
+		return nil, fmt.Errorf("%s: plan entry has no sink block", spec.ID)
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &job{env: env, spec: spec, s: spec.Sink, log: log}, nil
+}
+
+// Run applies the table's events until ctx ends.
+func (j *job) Run(ctx context.Context) error {
+	m := j.env.Metrics
+	m.SetState(metrics.StateStarting, nil)
+	t, pg, err := j.prepare(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return executor.Waiting(err)
+	}
+	defer pg.Close(context.Background())
+	opts, err := j.env.Kafka(j.s.Datacenter)
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.spec.ID, err)
+	}
+	j.owned = map[int32]int64{}
+	c := j.spec.Client
+	copts := append(append([]kgo.Opt(nil), opts...), kafkaconn.GroupConsumer(executor.Group(j.spec.Shard, j.spec.ID), j.s.Topic)...)
+	copts = append(copts,
+		// A rebalance waits while a batch is in flight.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(sessionTimeout),
+		kgo.HeartbeatInterval(heartbeatInterval),
+		kgo.FetchMaxWait(max(c.FetchMaxWait.D(), 10*time.Millisecond)),
+		kgo.FetchMinBytes(c.FetchMinBytes),
+		kgo.AdjustFetchOffsetsFn(func(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+			return j.assigned(ctx, t, offs)
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { j.release(lost) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { j.release(lost) }),
+	)
+	if j.env.Instance != "" {
+		copts = append(copts, kgo.InstanceID(j.env.Instance+"/"+j.spec.ID))
+	}
+	cl, err := kgo.NewClient(copts...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.spec.ID, err)
+	}
+	defer func() {
+		cl.AllowRebalance() // leaving the group waits for a blocked rebalance
+		cl.Close()
+	}()
+	m.SetState(metrics.StateRunning, nil)
+	a := &applier{j: j, t: t, pg: pg, m: m}
+	err = a.loop(ctx, cl)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// prepare connects to both databases, reads the source table's shape and
+// creates the target tables where missing.
+func (j *job) prepare(ctx context.Context) (*Table, *pgx.Conn, error) {
+	my, err := ConnectSource(ctx, j.spec.ID, j.s)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := LoadTable(my, j.s)
+	my.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", j.spec.ID, err)
+	}
+	pg, err := ConnectTarget(ctx, j.spec.ID, j.s)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := t.Ensure(ctx, pg); err != nil {
+		pg.Close(context.Background())
+		return nil, nil, fmt.Errorf("%s: %w", j.spec.ID, err)
+	}
+	return t, pg, nil
+}
+
+// assigned reads the stored offsets of the partitions the group gave this
+// process (on a connection of its own: it runs in the client's goroutine)
+// and starts each there, or at the start of the topic when none is stored.
+func (j *job) assigned(ctx context.Context, t *Table, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	parts := offs[j.s.Topic]
+	if len(parts) == 0 {
+		return offs, nil
+	}
+	pg, err := ConnectTarget(ctx, j.spec.ID, j.s)
+	if err != nil {
+		return nil, err
+	}
+	defer pg.Close(context.Background())
+	stored := map[int32]int64{}
+	for p := range parts {
+		next, err := ReadOffset(ctx, pg, t, j.spec.ID, j.s.Topic, p)
+		if err != nil {
+			return nil, err
+		}
+		stored[p] = next
+		parts[p] = kgo.NewOffset().AtStart()
+		if next >= 0 {
+			parts[p] = kgo.NewOffset().At(next)
+		}
+	}
+	j.mu.Lock()
+	for p, next := range stored {
+		j.owned[p] = next
+	}
+	j.mu.Unlock()
+	j.log.Info("partitions assigned", "partitions", len(stored))
+	return offs, nil
+}
+
+// ReadOffset returns a partition's stored next offset, making its row (-1:
+// from the start of the topic) when there is none.
+func ReadOffset(ctx context.Context, pg *pgx.Conn, t *Table, jobID, topic string, p int32) (int64, error) {
+	if _, err := pg.Exec(ctx, "INSERT INTO "+t.OffsetsIdent()+" (job, topic, partition, next_offset) VALUES ($1, $2, $3, -1) ON CONFLICT DO NOTHING", jobID, topic, p); err != nil {
+		return 0, fmt.Errorf("%s: PostgreSQL: offsets of partition %d: %w", jobID, p, err)
+	}
+	var next int64
+	if err := pg.QueryRow(ctx, "SELECT next_offset FROM "+t.OffsetsIdent()+" WHERE job = $1 AND topic = $2 AND partition = $3", jobID, topic, p).Scan(&next); err != nil {
+		return 0, fmt.Errorf("%s: PostgreSQL: offsets of partition %d: %w", jobID, p, err)
+	}
+	return next, nil
+}
+
+func (j *job) release(lost map[string][]int32) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, p := range lost[j.s.Topic] {
+		delete(j.owned, p)
+	}
+}
+
+// stored returns the offset the process read or last wrote for p, and
+// whether it still owns p.
+func (j *job) stored(p int32) (int64, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n, ok := j.owned[p]
+	return n, ok
+}
+
+func (j *job) setStored(p int32, next int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, ok := j.owned[p]; ok {
+		j.owned[p] = next
+	}
+}
+
+// applier is one run's batching loop.
+type applier struct {
+	j  *job
+	t  *Table
+	pg *pgx.Conn
+	m  *metrics.Job
+
+	batch   []Row
+	byKey   map[string]int
+	obs     []observation
+	counts  map[string]int64
+	next    map[int32]int64   // partition -> offset after the batch
+	newest  map[int32]Version // partition -> newest version in the batch
+	started time.Time
+}
+
+type observation struct {
+	src   time.Time
+	bytes int
+}
+
+func (a *applier) reset() {
+	a.batch = a.batch[:0]
+	a.byKey = map[string]int{}
+	a.obs = a.obs[:0]
+	a.counts = map[string]int64{}
+	a.next = map[int32]int64{}
+	a.newest = map[int32]Version{}
+}
+
+func (a *applier) loop(ctx context.Context, cl *kgo.Client) error {
+	interval := a.j.spec.Client.CommitInterval.D()
+	if interval <= 0 {
+		interval = 100 * time.Millisecond
+	}
+	a.reset()
+	for {
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if len(a.next) > 0 {
+			pctx, cancel = context.WithDeadline(ctx, a.started.Add(interval))
+		}
+		fetches := cl.PollRecords(pctx, MaxBatch-len(a.batch))
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if fetches.IsClientClosed() {
+			return errors.New("consumer closed")
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				a.j.log.Warn("fetch failed; retrying", "topic", topic, "partition", p, "error", err)
+			}
+		})
+		var lag int64
+		var err error
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			for _, r := range fp.Records {
+				if err == nil {
+					err = a.add(r)
+				}
+			}
+			if n := len(fp.Records); n > 0 {
+				lag += max(fp.LastStableOffset-fp.Records[n-1].Offset-1, 0)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		a.m.SetLag(a.t.Source, lag)
+		if len(a.next) > 0 && (len(a.batch) >= MaxBatch || time.Since(a.started) >= interval) {
+			if err := a.commit(ctx); err != nil {
+				return err
+			}
+		}
+		if len(a.next) == 0 {
+			cl.AllowRebalance()
+		}
+	}
+}
+
+// envelope is the part of a Debezium event the sink reads.
+type envelope struct {
+	Before map[string]json.RawMessage `json:"before"`
+	After  map[string]json.RawMessage `json:"after"`
+	Source struct {
+		TsMs int64  `json:"ts_ms"`
+		TsUs int64  `json:"ts_us"`
+		File string `json:"file"`
+		Pos  uint64 `json:"pos"`
+		Row  int    `json:"row"`
+	} `json:"source"`
+	Op string `json:"op"`
+}
+
+// add puts one record into the batch: a change replaces an earlier one of
+// the same key (the later is newer); tombstones and transaction markers
+// only move the offset.
+func (a *applier) add(r *kgo.Record) error {
+	if _, ok := a.j.stored(r.Partition); !ok {
+		return nil // a partition taken away while its records were on the way
+	}
+	if len(a.next) == 0 {
+		a.started = time.Now()
+	}
+	a.next[r.Partition] = r.Offset + 1
+	if r.Attrs.IsControl() || r.Value == nil {
+		return nil
+	}
+	row, ev, err := a.t.decode(r.Value)
+	if err != nil {
+		return fmt.Errorf("%s: record %s/%d@%d: %w", a.j.spec.ID, r.Topic, r.Partition, r.Offset, err)
+	}
+	key := string(r.Key)
+	if i, ok := a.byKey[key]; ok {
+		if a.batch[i].Version.Compare(row.Version) <= 0 {
+			a.batch[i] = row
+		}
+		a.counts[metrics.Filtered]++
+	} else {
+		a.byKey[key] = len(a.batch)
+		a.batch = append(a.batch, row)
+	}
+	if v := a.newest[r.Partition]; v.Compare(row.Version) < 0 {
+		a.newest[r.Partition] = row.Version
+	}
+	switch ev.Op {
+	case "c":
+		a.counts[metrics.Creates]++
+	case "u":
+		a.counts[metrics.Updates]++
+	case "d":
+		a.counts[metrics.Deletes]++
+	case "r":
+		a.counts[metrics.SnapshotRead]++
+		return nil // a snapshot row is counted, not measured against the budget
+	}
+	src := time.UnixMicro(ev.Source.TsUs)
+	if ev.Source.TsUs == 0 {
+		src = time.UnixMilli(ev.Source.TsMs)
+	}
+	for _, h := range r.Headers {
+		if h.Key == cdc.SourceTimeHeader { // finer than source.ts_us on MariaDB
+			if us, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
+				src = time.UnixMicro(us)
+			}
+		}
+	}
+	a.obs = append(a.obs, observation{src: src, bytes: len(r.Key) + len(r.Value)})
+	return nil
+}
+
+// decode turns an event into a row: the after image for c, u and r, the
+// before image's key for d.
+func (t *Table) decode(value []byte) (Row, *envelope, error) {
+	var ev envelope
+	if err := json.Unmarshal(value, &ev); err != nil {
+		return Row{}, nil, fmt.Errorf("not a Debezium event: %v", err)
+	}
+	img := ev.After
+	row := Row{Values: make([]*string, len(t.Columns))}
+	switch ev.Op {
+	case "c", "u", "r":
+	case "d":
+		img, row.Deleted = ev.Before, true
+	default:
+		return Row{}, nil, fmt.Errorf("unknown op %q", ev.Op)
+	}
+	if img == nil {
+		return Row{}, nil, fmt.Errorf("op %q without its row image", ev.Op)
+	}
+	for name := range img {
+		if _, ok := t.index[name]; !ok {
+			return Row{}, nil, fmt.Errorf("column %s is not in the target yet (added at the source); the job restarts to add it", name)
+		}
+	}
+	for i := range t.Columns {
+		if row.Deleted && !t.Columns[i].Key {
+			continue
+		}
+		v, err := t.Columns[i].Text(img[t.Columns[i].Source])
+		if err != nil {
+			return Row{}, nil, err
+		}
+		row.Values[i] = v
+	}
+	if ev.Op != "r" {
+		var err error
+		if row.Version, err = EventVersion(ev.Source.File, ev.Source.Pos, ev.Source.Row); err != nil {
+			return Row{}, nil, err
+		}
+	}
+	return row, &ev, nil
+}
+
+// commit applies the batch and moves the offsets in one PostgreSQL
+// transaction, then reports the batch's figures.
+func (a *applier) commit(ctx context.Context) error {
+	tx, err := a.pg.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: PostgreSQL: %w", a.j.spec.ID, err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit a no-op
+	won, err := a.t.Apply(ctx, tx, a.batch)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.j.spec.ID, err)
+	}
+	b := &pgx.Batch{}
+	for p, next := range a.next {
+		prev, ok := a.j.stored(p)
+		if !ok {
+			return errFenced
+		}
+		var version *string
+		if v, ok := a.newest[p]; ok && v != (Version{}) {
+			s := v.String()
+			version = &s
+		}
+		b.Queue("UPDATE "+a.t.OffsetsIdent()+" SET next_offset = $1, version = COALESCE($2::numeric, version), applied_at = now() WHERE job = $3 AND topic = $4 AND partition = $5 AND next_offset = $6",
+			next, version, a.j.spec.ID, a.j.s.Topic, p, prev)
+	}
+	br := tx.SendBatch(ctx, b)
+	for range a.next {
+		tag, err := br.Exec()
+		if err != nil {
+			br.Close()
+			return fmt.Errorf("%s: PostgreSQL: store offsets: %w", a.j.spec.ID, err)
+		}
+		if tag.RowsAffected() != 1 {
+			br.Close()
+			return fmt.Errorf("%s: %w", a.j.spec.ID, errFenced)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("%s: PostgreSQL: store offsets: %w", a.j.spec.ID, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("%s: PostgreSQL: commit: %w", a.j.spec.ID, err)
+	}
+	now := time.Now()
+	for p, next := range a.next {
+		a.j.setStored(p, next)
+	}
+	budget := a.j.spec.Budget.D()
+	for _, o := range a.obs {
+		a.m.ObserveBudget(a.t.Source, now.Sub(o.src), o.bytes, budget)
+	}
+	a.counts[metrics.Filtered] += int64(len(a.batch) - won)
+	for name, n := range a.counts {
+		if n > 0 {
+			a.m.Count(a.t.Source, name, n)
+		}
+	}
+	a.reset()
+	return nil
+}
