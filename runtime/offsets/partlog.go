@@ -125,7 +125,6 @@ type partLog struct {
 	maxBytes int32
 
 	cache   []chunk
-	fetches int   // Fetch requests issued
 	records int64 // records decoded
 }
 
@@ -243,7 +242,6 @@ func (l *partLog) fetch(ctx context.Context, off int64, size int32) (chunk, erro
 			Topic:          l.topic,
 			Partition:      l.part,
 		}, rp, decompressor, nil)
-		l.fetches++
 		switch {
 		case errors.Is(fp.Err, kerr.OffsetOutOfRange) && rp.LogStartOffset > off:
 			// Retention deleted records since translation began.
