@@ -2,7 +2,6 @@ package executor
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -61,7 +60,7 @@ func (x *exclusive) Run(ctx context.Context) error {
 		return err
 	}
 	if err := ensureLeases(ctx, opts); err != nil {
-		return Waiting(fmt.Errorf("datacenter %s: %w", dc, err))
+		return x.env.Unreachable(ctx, dc, err)
 	}
 	held := make(chan bool, 1)
 	signal := func(v bool) {

@@ -58,6 +58,17 @@ func (e *Env) Kafka(dc string) ([]kgo.Opt, error) {
 	return opts, nil
 }
 
+// Unreachable is the error of a job whose request to datacenter dc failed
+// with err: the datacenter's refusal of ferry's SASL or TLS settings, which
+// the job reports as an error, or else a WaitingError, the datacenter
+// being away.
+func (e *Env) Unreachable(ctx context.Context, dc string, err error) error {
+	if refused := kafkaconn.Diagnose(ctx, dc, e.Plan.Datacenters[dc]); refused != nil {
+		return refused
+	}
+	return Waiting(fmt.Errorf("datacenter %s cannot be reached: %w", dc, err))
+}
+
 // Group is the consumer group through which the processes of a shard share
 // a job's work: ferry.<shard>.<job>.
 func Group(shard, job string) string { return "ferry." + shard + "." + job }

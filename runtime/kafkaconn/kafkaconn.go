@@ -4,14 +4,20 @@
 package kafkaconn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
@@ -92,4 +98,60 @@ func GroupConsumer(group string, topics ...string) []kgo.Opt {
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	}
+}
+
+// Diagnose probes datacenter name after a request to it failed, to tell a
+// datacenter that is away (nil: wait and retry) from one that refuses
+// ferry's credentials or TLS settings, which no wait fixes. Such a refusal
+// is returned as one line naming the datacenter, the mechanism and where
+// the password comes from, never the password.
+func Diagnose(ctx context.Context, name string, dc schema.Datacenter) error {
+	opts, err := Options(dc)
+	if err != nil {
+		return fmt.Errorf("datacenter %s: %w", name, err)
+	}
+	watch := &saslWatch{}
+	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(watch), kgo.RequestRetries(1))...)
+	if err != nil {
+		return fmt.Errorf("datacenter %s: %w", name, err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err = cl.Ping(ctx)
+	if err == nil {
+		return nil
+	}
+	if s := dc.Kafka.SASL; s != nil && (watch.failed.Load() || errors.Is(err, kerr.SaslAuthenticationFailed)) {
+		return fmt.Errorf("datacenter %s: SASL %s authentication of user %s failed: check the user and the password in %s", name, s.Mechanism, s.User, secret.Describe(s.Password))
+	}
+	if tlsRefused(err) {
+		return fmt.Errorf("datacenter %s: TLS handshake failed: %v: check kafka.tls (ca, cert, key, serverName)", name, err)
+	}
+	return nil
+}
+
+// saslWatch notes a connection that failed during SASL authentication:
+// some servers answer wrong credentials by closing the connection, which
+// the client sees as EOF.
+type saslWatch struct{ failed atomic.Bool }
+
+func (w *saslWatch) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if err != nil && (key == int16(kmsg.SASLAuthenticate) || key == int16(kmsg.SASLHandshake)) {
+		w.failed.Store(true)
+	}
+}
+
+// tlsRefused reports TLS errors: a certificate not trusted, a name that
+// does not match, a server that does not speak TLS, or one that refuses
+// ours (an alert, whose type crypto/tls does not export).
+func tlsRefused(err error) bool {
+	var (
+		verify  *tls.CertificateVerificationError
+		header  tls.RecordHeaderError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+	)
+	return errors.As(err, &verify) || errors.As(err, &header) || errors.As(err, &unknown) || errors.As(err, &host) ||
+		strings.Contains(err.Error(), "remote error: tls: ")
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/systopics"
 )
 
@@ -33,7 +32,7 @@ func (m *job) provision(ctx context.Context, dc string, opts []kgo.Opt) (int32, 
 	spec := m.spec.Mirror
 	topics, err := adm.ListTopics(ctx, spec.Topic)
 	if err != nil {
-		return 0, executor.Waiting(fmt.Errorf("datacenter %s cannot be reached: %w", dc, err))
+		return 0, m.env.Unreachable(ctx, dc, err)
 	}
 	if t, ok := topics[spec.Topic]; !ok || errors.Is(t.Err, kerr.UnknownTopicOrPartition) {
 		rf := int16(-1)
@@ -55,7 +54,7 @@ func (m *job) provision(ctx context.Context, dc string, opts []kgo.Opt) (int32, 
 			m.env.Logger.Info("created topic", "topic", spec.Topic, "datacenter", dc, "partitions", spec.Partitions)
 		}
 		if topics, err = waitTopic(ctx, adm, spec.Topic); err != nil {
-			return 0, executor.Waiting(fmt.Errorf("datacenter %s cannot be reached: %w", dc, err))
+			return 0, m.env.Unreachable(ctx, dc, err)
 		}
 	}
 	t := topics[spec.Topic]
