@@ -80,7 +80,8 @@ func NewSync(env *executor.Env, spec plan.Job) (executor.Job, error) {
 }
 
 // Run translates every budget until ctx ends. A round that cannot list the
-// source's groups fails the job, which the executor retries.
+// source's groups ends the job as waiting for the source (or refused by
+// it), and the executor starts it again.
 func (s *syncJob) Run(ctx context.Context) error {
 	from, err := s.env.Kafka(s.spec.Offsets.From)
 	if err != nil {
@@ -103,7 +104,7 @@ func (s *syncJob) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return executor.Waiting(err)
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -116,7 +117,7 @@ func (s *syncJob) Run(ctx context.Context) error {
 func (s *syncJob) round(ctx context.Context, tr *Translator) error {
 	listed, err := tr.from.adm.ListGroups(ctx)
 	if err != nil {
-		return fmt.Errorf("list groups in %s: %w", tr.from.name, err)
+		return s.env.Unreachable(ctx, tr.from.name, err)
 	}
 	for g := range s.last {
 		if _, ok := listed[g]; !ok {
