@@ -8,7 +8,7 @@ export TF_ACC_TERRAFORM_PATH ?= /usr/local/bin/terraform
 RACE_PKGS = $(wildcard ./runtime ./provider)
 RACE_PATTERNS = $(addsuffix /...,$(RACE_PKGS))
 
-.PHONY: demo test bench lint deps
+.PHONY: demo test bench lint deps chaos
 
 ## demo: the example pipelines end to end on a local world (two Kafka
 ## clusters and a MariaDB), with traffic, a live view and a final check that
@@ -21,6 +21,13 @@ demo: deps
 test: deps
 	$(GO) test -count=1 -timeout 14m $$($(GO) list ./... | grep -v -e /runtime -e /provider)
 	$(GO) test -count=1 -race -timeout 14m $(RACE_PATTERNS)
+
+## chaos: the soak under faults (executors killed, Kafka errors and
+## latency, MariaDB restarts, a datacenter paused), 5 minutes unless
+## CHAOS=10m; it proves exactly once at the end. `make test` runs 1 minute.
+CHAOS ?= 5m
+chaos: deps
+	FERRY_CHAOS_DURATION=$(CHAOS) $(GO) test -count=1 -v -run TestChaos -timeout 90m ./runtime/chaos/
 
 ## bench: run the benchmarks and print their figures and ratios.
 bench: deps

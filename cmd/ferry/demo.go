@@ -64,6 +64,13 @@ func demo(ctx context.Context, out io.Writer, dir string, duration time.Duration
 	}
 	defer pair.Close()
 	fmt.Fprintf(out, "dc1 Kafka: %s\ndc2 Kafka: %s\n", pair.DC1.Addr(), pair.DC2.Addr())
+	db, err := startTradingDB(out)
+	if err != nil {
+		return exit(1, err)
+	}
+	if db != nil {
+		defer db.Close()
+	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ex := executor.New(append(kinds(), executor.WithLogger(logger))...)
@@ -85,6 +92,9 @@ func demo(ctx context.Context, out io.Writer, dir string, duration time.Duration
 	defer stopTraffic()
 	produced := make(chan map[string]int, 1)
 	go func() { produced <- produceTraffic(traffic, p, rate) }()
+	if db != nil {
+		go func() { _, _ = db.TradingWriter(traffic, 20) }()
+	}
 	view := time.NewTicker(2 * time.Second)
 	defer view.Stop()
 	for traffic.Err() == nil {
@@ -100,7 +110,51 @@ func demo(ctx context.Context, out io.Writer, dir string, duration time.Duration
 		return nil
 	}
 	fmt.Fprintln(out, "\ntraffic stopped; waiting for the mirrors to catch up")
-	return proveUnion(ctx, out, p, counts)
+	if err := proveUnion(ctx, out, p, counts); err != nil {
+		return err
+	}
+	printCDC(out, ex.Registry())
+	return nil
+}
+
+// printCDC shows what each CDC table captured.
+func printCDC(out io.Writer, r *metrics.Registry) {
+	for _, s := range statuses(r) {
+		if s.Kind != plan.KindCDC {
+			continue
+		}
+		for table, part := range s.Parts {
+			c := part.Counters
+			fmt.Fprintf(out, "%s %s: %d events into Kafka (%d snapshot reads, %d creates, %d updates, %d deletes), p99 %.1f ms, within budget %.2f%%\n",
+				s.ID, table, c[metrics.Records], c[metrics.SnapshotRead], c[metrics.Creates], c[metrics.Updates], c[metrics.Deletes], part.Latency.P99, 100*part.WithinBudget)
+		}
+	}
+}
+
+// demoDBPort is where the example pipelines expect the trading database.
+const demoDBPort = 13306
+
+// startTradingDB starts the demo's MariaDB with the sample trading schema
+// on 127.0.0.1:13306 and gives ferry its password, when MariaDB is
+// installed; without it the demo runs the mirrors only.
+func startTradingDB(out io.Writer) (*devenv.MariaDB, error) {
+	if _, _, err := devenv.MariaDBBinaries(); err != nil {
+		fmt.Fprintf(out, "MariaDB is not installed (%v): the CDC source will wait\n", err)
+		return nil, nil
+	}
+	db, err := devenv.StartMariaDB(devenv.MariaDBOptions{Port: demoDBPort})
+	if err != nil {
+		return nil, err
+	}
+	if err := db.CreateTrading(1000); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if os.Getenv("TRADING_DB_PASSWORD") == "" {
+		os.Setenv("TRADING_DB_PASSWORD", devenv.FerryPassword)
+	}
+	fmt.Fprintf(out, "MariaDB: %s (database trading, 1000 orders)\n", db.Addr())
+	return db, nil
 }
 
 // waitAssigned waits until every mirror job has its partitions, so that
