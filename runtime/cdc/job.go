@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"reflect"
 	"strings"
 	"sync"
@@ -174,6 +175,9 @@ func binlogConfig(job plan.Job, log *slog.Logger) (binlog.Config, error) {
 		t, err := kafkaconn.TLSConfig(my.TLS)
 		if err != nil {
 			return cfg, fmt.Errorf("%s: mysql.tls: %w", job.ID, err)
+		}
+		if t.ServerName == "" { // verify the host of the address, as a Kafka dial does
+			t.ServerName, _, _ = net.SplitHostPort(my.Address)
 		}
 		cfg.TLS = t
 	}
