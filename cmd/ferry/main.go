@@ -37,6 +37,7 @@ func main() {
 	root.AddCommand(runCmd(), devCmd(), statusCmd(), dlqCmd(), demoCmd())
 	root.AddCommand(applyCmd())
 	root.AddCommand(offsetsCmd())
+	root.AddCommand(loadCmd(), verifyCmd())
 	err := root.Execute()
 	if err == nil {
 		return

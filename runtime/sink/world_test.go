@@ -1,11 +1,17 @@
-package sink
+package sink_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +22,7 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/sink"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -160,20 +167,7 @@ func testLogger() *slog.Logger {
 
 // run starts the plan's jobs in an executor of this process and waits
 // until every job runs.
-func (w *world) run(p *plan.Plan) {
-	w.t.Helper()
-	w.plan = p
-	ctx, cancel := context.WithCancel(context.Background())
-	w.stop = cancel
-	w.ex = executor.New(
-		executor.WithKind(plan.KindCDC, cdc.New),
-		executor.WithKind(plan.KindSink, New),
-		executor.WithLogger(testLogger()),
-		executor.WithBackoff(100*time.Millisecond, time.Second),
-	)
-	w.ex.Apply(ctx, p)
-	w.waitRunning(p.Jobs...)
-}
+func (w *world) run(p *plan.Plan) { w.runShard(p, "") }
 
 func (w *world) waitRunning(jobs ...plan.Job) {
 	w.t.Helper()
@@ -250,5 +244,156 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 			t.Fatalf("%s: not after %s; last: %s", what, timeout, last)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// runShard starts the jobs of one shard of the plan ("": all) in an
+// executor of this process and waits until they run.
+func (w *world) runShard(p *plan.Plan, shard string) {
+	w.t.Helper()
+	w.plan = p
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stop = cancel
+	w.ex = executor.New(
+		executor.WithKind(plan.KindCDC, cdc.New),
+		executor.WithKind(plan.KindSink, sink.New),
+		executor.WithShard(shard),
+		executor.WithLogger(testLogger()),
+		executor.WithBackoff(100*time.Millisecond, time.Second),
+	)
+	w.ex.Apply(ctx, p)
+	var jobs []plan.Job
+	for _, j := range p.Jobs {
+		if shard == "" || j.Shard == shard {
+			jobs = append(jobs, j)
+		}
+	}
+	w.waitRunning(jobs...)
+}
+
+// planFile writes the plan for `ferry ... --plan`.
+func (w *world) planFile(p *plan.Plan) string {
+	w.t.Helper()
+	b, err := p.Encode()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	f := filepath.Join(w.t.TempDir(), "plan.json")
+	if err := os.WriteFile(f, b, 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	return f
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// ferryBinary builds cmd/ferry once per test run.
+func ferryBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ferry-sink-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "ferry")
+		build := exec.Command("go", "build", "-o", binPath, "./cmd/ferry")
+		build.Dir = filepath.Join("..", "..")
+		if out, err := build.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build ./cmd/ferry: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// ferryCmd is the ferry binary with the test's secrets in its environment.
+func (w *world) ferryCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(ferryBinary(w.t), args...)
+	cmd.Env = append(os.Environ(), passEnv+"="+devenv.FerryPassword, dsnEnv+"="+w.pg.DSN())
+	return cmd
+}
+
+// ferry runs the ferry binary to its end and returns its output and exit
+// code.
+func (w *world) ferry(args ...string) (string, int) {
+	w.t.Helper()
+	cmd := w.ferryCmd(args...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	case err != nil:
+		w.t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+// writer changes rows of trading.orders at random until stopped: updates,
+// deletes, inserts of new and of deleted keys, several rows per
+// transaction at times.
+type writer struct {
+	stop chan struct{}
+	done chan int
+}
+
+func (w *world) startWriter(keys int, perSecond int) *writer {
+	wr := &writer{stop: make(chan struct{}), done: make(chan int, 1)}
+	go func() {
+		c, err := w.db.Root()
+		if err != nil {
+			wr.done <- 0
+			return
+		}
+		defer c.Close()
+		rng := rand.New(rand.NewPCG(1, 2))
+		n := 0
+		tick := time.NewTicker(time.Second / time.Duration(perSecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-wr.stop:
+				wr.done <- n
+				return
+			case <-tick.C:
+			}
+			id := rng.IntN(keys) + 1
+			var stmt string
+			switch rng.IntN(10) {
+			case 0, 1:
+				stmt = fmt.Sprintf("DELETE FROM trading.orders WHERE id = %d", id)
+			case 2, 3:
+				stmt = fmt.Sprintf("REPLACE INTO trading.orders VALUES (%d, 'w%d', %d, 'replaced')", id, n, n)
+			case 4:
+				stmt = fmt.Sprintf("UPDATE trading.orders SET qty = qty + 1 WHERE id BETWEEN %d AND %d", id, id+5)
+			default:
+				stmt = fmt.Sprintf("UPDATE trading.orders SET qty = %d, note = 'w%d' WHERE id = %d", n, n, id)
+			}
+			if _, err := c.Execute(stmt); err == nil {
+				n++
+			}
+		}
+	}()
+	return wr
+}
+
+func (wr *writer) finish() int {
+	close(wr.stop)
+	return <-wr.done
+}
+
+// ordersTable creates trading.orders with n rows.
+func (w *world) ordersTable(n int) {
+	w.t.Helper()
+	w.mysql("CREATE TABLE trading.orders (id INT PRIMARY KEY, account VARCHAR(20) NOT NULL, qty INT, note VARCHAR(100))")
+	if n > 0 {
+		w.mysql(fmt.Sprintf("INSERT INTO trading.orders SELECT seq, CONCAT('acct', seq), seq, 'seeded' FROM trading.seq_1_to_%d", n))
 	}
 }
