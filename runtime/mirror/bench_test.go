@@ -199,3 +199,44 @@ func waitAssignedJob(r *metrics.Registry, id string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// BenchmarkMirrorProcesses copies the backlog with one mirror job shared by
+// one and by two executors (the job's consumer group splits its partitions)
+// and prints both rates. Both executors run in this process on the same
+// cores as the embedded clusters, so the figure shows the sharing works
+// rather than how far it scales on separate machines.
+func BenchmarkMirrorProcesses(b *testing.B) {
+	rates := map[int]float64{}
+	for _, n := range []int{1, 2} {
+		w := newWorld(b, map[string]schema.Mirror{"bench": {Partitions: benchPartitions, Tier: 1}})
+		w.backlog("bench")
+		var regs []*metrics.Registry
+		for i := 0; i < n; i++ {
+			regs = append(regs, w.run().Registry())
+		}
+		id := "mirror:bench:dc1-dc2"
+		total := func() int64 {
+			var sum int64
+			for _, r := range regs {
+				if j := r.Lookup(id); j != nil {
+					sum += j.Status().Counters[metrics.Records]
+				}
+			}
+			return sum
+		}
+		waitTotal := func(want int64) {
+			for deadline := time.Now().Add(2 * time.Minute); total() < want; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					b.Fatalf("%d processes: %d of %d records after 2m", n, total(), want)
+				}
+			}
+		}
+		waitTotal(benchRecords / 10)
+		start := time.Now()
+		waitTotal(benchRecords * 9 / 10)
+		rates[n] = benchRecords * 8 / 10 / time.Since(start).Seconds()
+		b.ReportMetric(rates[n], fmt.Sprintf("%dproc-rec/s", n))
+		b.Logf("%d executor(s): %.0f records/s", n, rates[n])
+	}
+	b.Logf("ratio 2 processes / 1: %.2f", rates[2]/rates[1])
+}
