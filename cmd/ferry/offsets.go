@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
@@ -85,11 +86,28 @@ func translateGroup(ctx context.Context, out io.Writer, args []string, f transla
 	if err != nil {
 		return exit(1, fmt.Errorf("datacenter %s: %w", f.to, err))
 	}
+	// A broker that takes the connection and never answers holds a request
+	// for the client's timeout overhead whatever the context says.
+	overhead := kgo.RequestTimeoutOverhead(min(f.timeout, 10*time.Second))
+	fromOpts, toOpts = append(fromOpts, overhead), append(toOpts, overhead)
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
+	// giveUp names what went wrong with a datacenter: one refusing ferry's
+	// credentials or TLS settings, or one that did not answer.
 	giveUp := func(err error) error {
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("gave up after %s: %s or %s did not answer in time; check their brokers or raise --timeout", f.timeout, f.from, f.to)
+		var active *offsets.ActiveError
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			return exit(1, fmt.Errorf("gave up after %s: %s or %s did not answer in time; check their brokers or raise --timeout", f.timeout, f.from, f.to))
+		case errors.As(err, &active):
+			return exit(1, err)
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, dc := range []string{f.from, f.to} {
+			if refused := kafkaconn.Diagnose(dctx, dc, p.Datacenters[dc]); refused != nil {
+				return exit(1, refused)
+			}
 		}
 		return exit(1, err)
 	}

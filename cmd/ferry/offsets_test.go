@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,4 +137,42 @@ func TestOffsetsTranslateRefusals(t *testing.T) {
 		args := append([]string{"offsets", "translate", "--group", "billing"}, tc.args...)
 		ferry(t, dir, args...).want(t, 1, ptr(""), ptr(tc.stderr+"\n"))
 	}
+}
+
+// TestOffsetsTranslateUnreachable: datacenters that take connections but
+// never answer give one line after --timeout.
+func TestOffsetsTranslateUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() { // accept, then say nothing
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	addr := ln.Addr().String()
+	dir := t.TempDir()
+	src := fmt.Sprintf("package pipelines\n\ndatacenters: {\n\tdc1: kafka: brokers: [%q]\n\tdc2: kafka: brokers: [%q]\n}\n\nmirrors: \"orders.events\": {partitions: 1, tier: 1}\n", addr, addr)
+	if err := os.WriteFile(filepath.Join(dir, "pipelines.cue"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ferry(t, dir, "offsets", "translate", "--group", "billing", "--from", "dc1", "--to", "dc2", "--timeout", "2s").
+		want(t, 1, ptr(""), ptr("gave up after 2s: dc1 or dc2 did not answer in time; check their brokers or raise --timeout\n"))
 }
