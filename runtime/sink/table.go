@@ -29,8 +29,9 @@ type Table struct {
 	Columns []Column
 	Key     []int // indexes of the primary key columns, in key order
 
-	index map[string]int // source column name -> index
-	apply string
+	index  map[string]int // source column name -> index
+	apply  string
+	delete string
 }
 
 // Row is one row to write: every column's PostgreSQL text (nil is NULL; a
@@ -59,7 +60,7 @@ func LoadTable(my *client.Conn, s *plan.SinkJob) (*Table, error) {
 	for i, c := range cols {
 		t.index[c.Source] = i
 	}
-	t.apply = t.applySQL()
+	t.apply, t.delete = t.applySQL(), t.deleteSQL()
 	return t, nil
 }
 
@@ -132,55 +133,67 @@ func (t *Table) Ensure(ctx context.Context, pg *pgx.Conn) error {
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// applySQL is one statement that applies a batch of rows given as arrays
+// applySQL is the statement that applies a batch of rows given as arrays
 // (one text array per column, the versions as text, the delete flags):
 //
 //  1. the batch's versions go into the versions table where they are newer
 //     than the key's stored version (the row lock on the key serializes
-//     writers of one key: the stream, ferry load, other processes);
-//  2. the rows that won are upserted into the target, or deleted from it.
+//     writers of one key: the stream, ferry load, other processes; keys
+//     are locked in key order, so two writers never deadlock);
+//  2. the upserts that won are written into the target.
+//
+// The deletes that won are done by deleteSQL, a statement of its own: a
+// statement sees the rows committed when it started, and a row that
+// another writer inserted while this one waited for the key's lock must be
+// seen to be deleted.
 //
 // An older change thus never overwrites a newer row, and a delete's version
 // stays behind, so an older insert (a bulk load's row, say) cannot bring
 // the key back.
 func (t *Table) applySQL() string {
 	n := len(t.Columns)
-	var sel, args, cols, sets []string
+	var sel, args, cols, sets, uCols, bCols []string
 	for i, c := range t.Columns {
 		sel = append(sel, fmt.Sprintf("u.c%d::%s AS c%d", i, c.PG, i))
 		args = append(args, fmt.Sprintf("$%d::text[]", i+1))
 		cols = append(cols, q(c.Target))
+		uCols = append(uCols, fmt.Sprintf("c%d", i))
+		bCols = append(bCols, fmt.Sprintf("b.c%d", i))
 		if !c.Key {
 			sets = append(sets, q(c.Target)+" = EXCLUDED."+q(c.Target))
 		}
 	}
 	sets = append(sets, q(VersionColumn)+" = EXCLUDED."+q(VersionColumn))
-	var uCols, bKeys, join, del []string
-	for i := 0; i < n; i++ {
-		uCols = append(uCols, fmt.Sprintf("c%d", i))
-	}
+	var bKeys, join []string
 	for _, k := range t.Key {
 		bKeys = append(bKeys, fmt.Sprintf("b.c%d", k))
 		join = append(join, fmt.Sprintf("w.%s = b.c%d", q(t.Columns[k].Target), k))
-		del = append(del, fmt.Sprintf("t.%s = b.c%d", q(t.Columns[k].Target), k))
-	}
-	var bCols []string
-	for i := 0; i < n; i++ {
-		bCols = append(bCols, fmt.Sprintf("b.c%d", i))
 	}
 	v := q(VersionColumn)
 	return "WITH b AS (SELECT " + strings.Join(sel, ", ") + ", u.fv::numeric(38,0) AS fv, u.fd AS fd FROM unnest(" +
 		strings.Join(args, ", ") + fmt.Sprintf(", $%d::text[], $%d::boolean[]) AS u(", n+1, n+2) + strings.Join(uCols, ", ") + ", fv, fd)),\n" +
 		"w AS (INSERT INTO " + t.VersionsIdent() + " AS vt (" + t.keyList("") + ", " + v + ", " + q(DeletedColumn) + ")" +
-		" SELECT " + strings.Join(bKeys, ", ") + ", b.fv, b.fd FROM b" +
+		" SELECT " + strings.Join(bKeys, ", ") + ", b.fv, b.fd FROM b ORDER BY " + strings.Join(bKeys, ", ") +
 		" ON CONFLICT (" + t.keyList("") + ") DO UPDATE SET " + v + " = EXCLUDED." + v + ", " + q(DeletedColumn) + " = EXCLUDED." + q(DeletedColumn) +
 		" WHERE vt." + v + " < EXCLUDED." + v + " RETURNING " + t.keyList("") + "),\n" +
 		"up AS (INSERT INTO " + t.Ident() + " (" + strings.Join(cols, ", ") + ", " + v + ")" +
 		" SELECT " + strings.Join(bCols, ", ") + ", b.fv FROM b JOIN w ON " + strings.Join(join, " AND ") + " WHERE NOT b.fd" +
-		" ON CONFLICT (" + t.keyList("") + ") DO UPDATE SET " + strings.Join(sets, ", ") + " RETURNING 1),\n" +
-		"del AS (DELETE FROM " + t.Ident() + " AS t USING b JOIN w ON " + strings.Join(join, " AND ") +
-		" WHERE b.fd AND " + strings.Join(del, " AND ") + " RETURNING 1)\n" +
-		"SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM up), (SELECT count(*) FROM del)"
+		" ON CONFLICT (" + t.keyList("") + ") DO UPDATE SET " + strings.Join(sets, ", ") + " RETURNING 1)\n" +
+		"SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM up)"
+}
+
+// deleteSQL deletes the target rows of the given keys (one text array per
+// key column) whose stored version is a delete: the deletes that won.
+func (t *Table) deleteSQL() string {
+	var args, names, conds []string
+	for i, k := range t.Key {
+		c := t.Columns[k]
+		args = append(args, fmt.Sprintf("$%d::text[]", i+1))
+		names = append(names, fmt.Sprintf("k%d", i))
+		conds = append(conds, fmt.Sprintf("vt.%s = d.k%d::%s AND t.%s = vt.%s", q(c.Target), i, c.PG, q(c.Target), q(c.Target)))
+	}
+	return "DELETE FROM " + t.Ident() + " AS t USING unnest(" + strings.Join(args, ", ") + ") AS d(" + strings.Join(names, ", ") + "), " +
+		t.VersionsIdent() + " AS vt WHERE vt." + q(DeletedColumn) + " AND " + strings.Join(conds, " AND ")
 }
 
 // Apply writes rows (at most one per key) in the transaction and returns
@@ -200,32 +213,31 @@ func (t *Table) Apply(ctx context.Context, tx pgx.Tx, rows []Row) (int, error) {
 	}
 	versions := make([]string, len(rows))
 	deleted := make([]bool, len(rows))
+	delKeys := make([][]*string, len(t.Key))
 	for r := range rows {
 		versions[r] = rows[r].Version.String()
 		deleted[r] = rows[r].Deleted
-	}
-	args[n], args[n+1] = versions, deleted
-	var won, up, del int64
-	if err := tx.QueryRow(ctx, t.apply, args...).Scan(&won, &up, &del); err != nil {
-		return 0, fmt.Errorf("PostgreSQL: apply to %s: %w", t.Schema+"."+t.Name, err)
-	}
-	return int(won), nil
-}
-
-// KeyString renders a row's key for messages and de-duplication.
-func (t *Table) KeyString(values []*string) string {
-	parts := make([]string, len(t.Key))
-	for i, k := range t.Key {
-		if values[k] == nil {
-			parts[i] = "NULL"
-		} else {
-			parts[i] = *values[k]
+		if rows[r].Deleted {
+			for i, k := range t.Key {
+				delKeys[i] = append(delKeys[i], rows[r].Values[k])
+			}
 		}
 	}
-	if len(parts) == 1 {
-		return parts[0]
+	args[n], args[n+1] = versions, deleted
+	var won, up int64
+	if err := tx.QueryRow(ctx, t.apply, args...).Scan(&won, &up); err != nil {
+		return 0, fmt.Errorf("PostgreSQL: apply to %s: %w", t.Schema+"."+t.Name, err)
 	}
-	return "(" + strings.Join(parts, ", ") + ")"
+	if len(delKeys[0]) > 0 {
+		dargs := make([]any, len(delKeys))
+		for i := range delKeys {
+			dargs[i] = delKeys[i]
+		}
+		if _, err := tx.Exec(ctx, t.delete, dargs...); err != nil {
+			return 0, fmt.Errorf("PostgreSQL: delete from %s: %w", t.Schema+"."+t.Name, err)
+		}
+	}
+	return int(won), nil
 }
 
 // KeyNames is the key's target column names, joined by ", ".
