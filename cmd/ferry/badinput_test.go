@@ -54,7 +54,7 @@ datacenters: {
 }
 mirrors: "late.events": {partitions: 1, tier: 1}
 `, ports[0], ports[1]))
-	p := startFerry(t, nil, "run", dir)
+	p := startFerry(t, dir, nil, "run", ".")
 
 	p.waitStates(t, 30*time.Second, func(st metrics.Status) bool {
 		return st.State == metrics.StateWaiting && strings.HasPrefix(st.Error, "datacenter dc") && strings.Contains(st.Error, "cannot be reached")
@@ -125,12 +125,13 @@ type process struct {
 }
 
 // startFerry starts ferry with args plus --http on a free loopback port,
-// with env added to its environment, and waits until it answers. It is
-// interrupted when the test ends.
-func startFerry(t *testing.T, env []string, args ...string) *process {
+// in dir with env added to its environment, and waits until it answers.
+// It is interrupted when the test ends.
+func startFerry(t *testing.T, dir string, env []string, args ...string) *process {
 	t.Helper()
 	p := &process{addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(ferryBin, append(args, "--http", p.addr)...)
+	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -185,23 +186,37 @@ func (p *process) get(t *testing.T, path string) string {
 }
 
 // waitStates waits until every job of the process satisfies ok.
-func (p *process) waitStates(t *testing.T, timeout time.Duration, ok func(metrics.Status) bool) []metrics.Status {
+func (p *process) waitStates(t *testing.T, timeout time.Duration, ok func(metrics.Status) bool) {
 	t.Helper()
-	var jobs httpapi.Jobs
+	p.waitFor(t, timeout, "every job in the state wanted", func(jobs map[string]metrics.Status) bool {
+		for _, st := range jobs {
+			if !ok(st) {
+				return false
+			}
+		}
+		return len(jobs) > 0
+	})
+}
+
+// waitFor waits until the process's jobs, by ID, satisfy cond, and returns
+// them.
+func (p *process) waitFor(t *testing.T, timeout time.Duration, what string, cond func(map[string]metrics.Status) bool) map[string]metrics.Status {
+	t.Helper()
+	var jobs map[string]metrics.Status
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		jobs = httpapi.Jobs{}
-		if err := json.Unmarshal([]byte(p.get(t, "/v1/jobs")), &jobs); err != nil {
+		var list httpapi.Jobs
+		if err := json.Unmarshal([]byte(p.get(t, "/v1/jobs")), &list); err != nil {
 			t.Fatal(err)
 		}
-		all := len(jobs.Jobs) > 0
-		for _, st := range jobs.Jobs {
-			all = all && ok(st)
+		jobs = map[string]metrics.Status{}
+		for _, st := range list.Jobs {
+			jobs[st.ID] = st
 		}
-		if all {
-			return jobs.Jobs
+		if cond(jobs) {
+			return jobs
 		}
 	}
-	t.Fatalf("jobs never reached the state wanted within %v: %+v\nlogs:\n%s", timeout, jobs.Jobs, p.logs)
+	t.Fatalf("not reached within %v: %s\njobs: %+v\nlogs:\n%s", timeout, what, jobs, p.logs)
 	return nil
 }
 

@@ -55,6 +55,9 @@ func (e *Env) Kafka(dc string) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datacenter %s: %w", dc, err)
 	}
+	if e.Logger != nil {
+		opts = append(opts, kgo.WithLogger(kafkaconn.Logger(e.Logger.With("datacenter", dc))))
+	}
 	return opts, nil
 }
 
