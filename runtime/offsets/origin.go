@@ -22,8 +22,8 @@ type entry struct {
 
 // entryOf identifies r, read in datacenter here. A record carrying exactly
 // one ferry.origin naming another datacenter of the topic and exactly one
-// ferry.origin.offset that is a non-negative decimal is that datacenter's
-// record at that offset. Any other record is here's own: a client's, or one
+// ferry.origin.offset as a mirror writes it (digits, no sign, no leading
+// zero) is that datacenter's record at that offset. Any other record is here's own: a client's, or one
 // whose origin headers ferry did not write, which the mirror never copies
 // (it dead-letters it), so it exists here only.
 func entryOf(r *kgo.Record, here string, origins map[string]bool) entry {
@@ -42,7 +42,7 @@ func entryOf(r *kgo.Record, here string, origins map[string]bool) entry {
 		return own
 	}
 	seq, err := strconv.ParseInt(offset, 10, 64)
-	if err != nil || seq < 0 {
+	if err != nil || seq < 0 || strconv.FormatInt(seq, 10) != offset {
 		return own
 	}
 	return entry{offset: r.Offset, origin: origin, seq: seq}
