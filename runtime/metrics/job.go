@@ -123,7 +123,18 @@ func (j *Job) Observe(part string, latency time.Duration, bytes int) {
 // ObserveBudget is Observe against a part's own budget (a CDC table's tier
 // may be looser than its source job's); 0 means the job's budget.
 func (j *Job) ObserveBudget(part string, latency time.Duration, bytes int, budget time.Duration) {
-	us := max(latency.Microseconds(), histMin)
+	j.ObserveAll(part, budget, Sample{Latency: latency, Bytes: bytes})
+}
+
+// Sample is one record delivered to the target.
+type Sample struct {
+	Latency time.Duration
+	Bytes   int
+}
+
+// ObserveAll records records delivered together (one transaction's) under
+// one lock, against budget (0: the job's).
+func (j *Job) ObserveAll(part string, budget time.Duration, samples ...Sample) {
 	now := time.Now()
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -131,16 +142,19 @@ func (j *Job) ObserveBudget(part string, latency time.Duration, bytes int, budge
 		budget = j.Info.Budget.D()
 	}
 	for _, p := range [2]*Part{j.total, j.part(part)} {
-		_ = p.hist.RecordValue(min(us, histMax))
-		_ = p.interval.RecordValue(min(us, histMax))
-		if latency <= budget {
-			p.within++
-			p.intWithin++
+		for _, s := range samples {
+			us := min(max(s.Latency.Microseconds(), histMin), histMax)
+			_ = p.hist.RecordValue(us)
+			_ = p.interval.RecordValue(us)
+			if s.Latency <= budget {
+				p.within++
+				p.intWithin++
+			}
+			p.Counters[Bytes] += int64(s.Bytes)
+			p.buckets[bucketOf(s.Latency)]++
 		}
-		p.Counters[Records]++
-		p.Counters[Bytes] += int64(bytes)
+		p.Counters[Records] += int64(len(samples))
 		p.LastRecord = now
-		p.buckets[bucketOf(latency)]++
 	}
 }
 

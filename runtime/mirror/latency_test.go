@@ -30,6 +30,7 @@ func TestLatencyOfInjectedDelay(t *testing.T) {
 	w := newWorld(t, map[string]schema.Mirror{"late": {Partitions: 1, Tier: 1}})
 	ex := w.run()
 	w.waitTopic("dc1", "late")
+	waitAssignedJob(ex.Registry(), "mirror:late:dc1-dc2") // no wait for the group in the latency
 	cl := w.client("dc1", kgo.DefaultProduceTopic("late"))
 	past := time.Now().Add(-2 * time.Second)
 	for i := 0; i < 50; i++ {

@@ -51,11 +51,17 @@ type worker struct {
 	quit chan bool // true: commit what is pending, then stop; false: abort
 	done chan struct{}
 
-	next     int64 // next source offset to take
-	saved    int64 // next offset as of the last committed checkpoint
-	lso      int64
-	inTxn    bool
-	pending  []*kgo.Record // source records of the open transaction
+	next    int64 // next source offset to take
+	saved   int64 // next offset as of the last committed checkpoint
+	lso     int64
+	inTxn   bool
+	pending []*kgo.Record // source records of the open transaction
+	// Of the open transaction's output: the copies (source time and size,
+	// for latency at commit), records filtered by the loop rule, dead
+	// letters.
+	copies   []copied
+	filtered int64
+	dead     int64
 	bytes    int
 	poison   map[int64]error // source offsets that can never be written
 	inflight sync.WaitGroup  // produces whose promise has not run yet
@@ -179,6 +185,7 @@ func (w *worker) begin() error {
 	w.failMu.Lock()
 	w.failure = nil // the failures of an aborted transaction are handled
 	w.failMu.Unlock()
+	w.copies, w.filtered, w.dead = w.copies[:0], 0, 0
 	w.inTxn = true
 	return nil
 }
@@ -238,16 +245,26 @@ func (w *worker) output(r *kgo.Record) *kgo.Record {
 	verdict, why := classify(r, w.m.origins)
 	switch {
 	case verdict == skipRecord:
+		w.filtered++
 		return nil
 	case verdict == badOrigin:
+		w.dead++
 		target := *r
 		target.Headers = append([]kgo.RecordHeader(nil), r.Headers...)
 		return dlq.Record(&target, w.letter(r, "MALFORMED_ORIGIN_HEADER", why))
 	case w.poison[r.Offset] != nil:
+		w.dead++
 		err := w.poison[r.Offset]
 		return dlq.Record(copyOf(r, spec.Mirror.From), w.letter(r, dlq.Class(err), fmt.Sprintf("cannot write to %s in %s: %v", r.Topic, spec.Mirror.To, err)))
 	}
+	w.copies = append(w.copies, copied{at: r.Timestamp, bytes: len(r.Key) + len(r.Value)})
 	return copyOf(r, spec.Mirror.From)
+}
+
+// copied is a copy in the open transaction, for its latency at commit.
+type copied struct {
+	at    time.Time
+	bytes int
 }
 
 // letter says why a source record is dead-lettered.
@@ -326,24 +343,21 @@ func (w *worker) tryCommit(ctx context.Context, rebuild, careful bool) error {
 func (w *worker) committed() {
 	now := time.Now()
 	mx := w.m.env.Metrics
-	var filtered, dead int64
+	samples := make([]metrics.Sample, len(w.copies))
+	for i, c := range w.copies {
+		samples[i] = metrics.Sample{Latency: now.Sub(c.at), Bytes: c.bytes}
+	}
+	if len(samples) > 0 {
+		mx.ObserveAll(w.name, 0, samples...)
+	}
+	if w.filtered > 0 {
+		mx.Count(w.name, metrics.Filtered, w.filtered)
+	}
+	if w.dead > 0 {
+		mx.Count(w.name, metrics.DeadLetters, w.dead)
+	}
 	for _, r := range w.pending {
-		verdict, _ := classify(r, w.m.origins)
-		switch {
-		case verdict == skipRecord:
-			filtered++
-		case verdict == badOrigin || w.poison[r.Offset] != nil:
-			dead++
-			delete(w.poison, r.Offset)
-		default:
-			mx.Observe(w.name, now.Sub(r.Timestamp), len(r.Key)+len(r.Value))
-		}
-	}
-	if filtered > 0 {
-		mx.Count(w.name, metrics.Filtered, filtered)
-	}
-	if dead > 0 {
-		mx.Count(w.name, metrics.DeadLetters, dead)
+		delete(w.poison, r.Offset)
 	}
 	mx.SetLag(w.name, w.lso-w.next)
 	w.inTxn = false
