@@ -114,7 +114,13 @@ func StartMariaDB(opts MariaDBOptions) (*MariaDB, error) {
 		}
 		out, err := exec.Command(install, args...).CombinedOutput()
 		if err != nil {
-			return fail(fmt.Errorf("mariadb-install-db: %v\n%s", err, lastLines(string(out), 20)))
+			// Seen once on a machine under heavy load: try again from an
+			// empty data directory before giving up.
+			_ = os.RemoveAll(m.DataDir)
+			out, err = exec.Command(install, args...).CombinedOutput()
+		}
+		if err != nil {
+			return fail(fmt.Errorf("mariadb-install-db: %v\n%s%s", err, errorLines(string(out)), lastLines(string(out), 20)))
 		}
 	}
 	if m.Port == 0 {
@@ -335,6 +341,18 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// errorLines keeps the lines of a server's output that report errors.
+func errorLines(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "ERROR") {
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 func lastLines(s string, n int) string {
