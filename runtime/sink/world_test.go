@@ -16,11 +16,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/cdc"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/runtime/sink"
 	"github.com/ferry-pipelines/ferry/schema"
@@ -396,4 +399,84 @@ func (w *world) ordersTable(n int) {
 	if n > 0 {
 		w.mysql(fmt.Sprintf("INSERT INTO trading.orders SELECT seq, CONCAT('acct', seq), seq, 'seeded' FROM trading.seq_1_to_%d", n))
 	}
+}
+
+// topicEnd is the sum of a topic's end offsets (read_committed).
+func (w *world) topicEnd(topic string) int64 {
+	w.t.Helper()
+	opts, err := kafkaconn.Options(schema.Datacenter{Kafka: schema.Kafka{Brokers: []string{w.kafka.Addr()}}})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+// pgCount counts a target table's rows; -1 while it does not exist.
+func (w *world) pgCount(table string) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, w.pg.DSN())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var n int64
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+// paced runs statements on the source at rate per second for d, spread
+// over several connections, and returns how many ran.
+func (w *world) paced(rate int, d time.Duration, conns int, stmt func(n int) string) int {
+	w.t.Helper()
+	var mu sync.Mutex
+	sent := 0
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for g := 0; g < conns; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := w.db.Root()
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			tick := time.NewTicker(time.Second * time.Duration(conns) / time.Duration(rate))
+			defer tick.Stop()
+			for deadline := time.Now().Add(d); time.Now().Before(deadline); {
+				<-tick.C
+				mu.Lock()
+				sent++
+				n := sent
+				mu.Unlock()
+				if _, err := c.Execute(stmt(n)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		w.t.Fatal(err)
+	}
+	return sent
 }
