@@ -195,14 +195,8 @@ func (w *world) pgQuery(query string, args ...any) [][]string {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, w.pg.DSN())
-	if err != nil {
-		w.t.Fatal(err)
-	}
+	c := w.pgConn(ctx)
 	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, "SET TIME ZONE 'UTC'"); err != nil {
-		w.t.Fatal(err)
-	}
 	rows, err := c.Query(ctx, query, args...)
 	if err != nil {
 		w.t.Fatalf("%s: %v", query, err)
@@ -428,10 +422,7 @@ func (w *world) topicEnd(topic string) int64 {
 func (w *world) pgCount(table string) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, w.pg.DSN())
-	if err != nil {
-		w.t.Fatal(err)
-	}
+	c := w.pgConn(ctx)
 	defer c.Close(ctx)
 	var n int64
 	if err := c.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
@@ -479,4 +470,17 @@ func (w *world) paced(rate int, d time.Duration, conns int, stmt func(n int) str
 		w.t.Fatal(err)
 	}
 	return sent
+}
+
+// pgConn connects to the target database, in UTC.
+func (w *world) pgConn(ctx context.Context) *pgx.Conn {
+	w.t.Helper()
+	c, err := pgx.Connect(ctx, w.pg.DSN())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "SET TIME ZONE 'UTC'"); err != nil {
+		w.t.Fatal(err)
+	}
+	return c
 }
