@@ -197,9 +197,9 @@ func (s *snapshotter) inFlight() int {
 	return n
 }
 
-// paced reports that new chunks must wait: the binlog reader is behind by
-// more than a third of the strictest captured table's budget, so the load
-// yields to change capture.
+// paced reports that the load must slow down to one chunk at a time: the
+// binlog reader is behind by more than a third of the strictest captured
+// table's budget, so the load yields to change capture.
 func (s *snapshotter) paced() bool {
 	var strictest time.Duration
 	for _, tr := range s.r.tables {
@@ -220,10 +220,16 @@ func (s *snapshotter) tick(_ context.Context) error {
 			}
 		}
 	}
-	if len(s.order) == 0 || s.paced() {
+	if len(s.order) == 0 {
 		return nil
 	}
-	for tries := 0; s.inFlight() < s.parallelism && tries < len(s.order); {
+	// While change capture lags, one chunk at a time: the load yields
+	// without starving.
+	limit := s.parallelism
+	if s.paced() {
+		limit = 1
+	}
+	for tries := 0; s.inFlight() < limit && tries < len(s.order); {
 		name := s.order[s.next%len(s.order)]
 		s.next++
 		t := s.tables[name]
