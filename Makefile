@@ -33,10 +33,11 @@ chaos: deps
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
-## lint: formatting and vet.
+## lint: formatting, vet and govulncheck (offline database: see .ci/govulncheck).
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	./.ci/govulncheck
 
 deps:
 	@./.ci/deps
