@@ -269,8 +269,14 @@ func fold(t testing.TB, rs []rec) map[string]string {
 	return state
 }
 
-// tableState reads a table by SELECT and converts it as events would be.
+// tableState reads a table by SELECT and converts it as events would be
+// (keyed by its first column).
 func tableState(t testing.TB, db *devenv.MariaDB, name string) map[string]string {
+	return tableStateKey(t, db, name, 0)
+}
+
+// tableStateKey is tableState keyed by the first n columns (n 0 is 1).
+func tableStateKey(t testing.TB, db *devenv.MariaDB, name string, n int) map[string]string {
 	c, err := db.Root()
 	if err != nil {
 		t.Fatal(err)
@@ -289,6 +295,9 @@ func tableState(t testing.TB, db *devenv.MariaDB, name string) map[string]string
 		tbl.Columns = append(tbl.Columns, event.ColumnFromField(f))
 	}
 	tbl.Key = []int{0}
+	for i := 1; i < n; i++ {
+		tbl.Key = append(tbl.Key, i)
+	}
 	out := map[string]string{}
 	for i := range res.Values {
 		row := make([]any, len(tbl.Columns))
@@ -851,4 +860,27 @@ func TestLatency(t *testing.T) {
 	if p.LastRecord == nil {
 		t.Fatal("no last event time")
 	}
+}
+
+// TestSnapshotCompositeKey loads a table whose primary key is a string and
+// a number, in a case-insensitive collation, in small chunks.
+func TestSnapshotCompositeKey(t *testing.T) {
+	w := newWorld(t)
+	if err := w.db.Exec(
+		"CREATE TABLE trading.quotes (symbol VARCHAR(12) NOT NULL, seq INT NOT NULL, px DECIMAL(10,4), PRIMARY KEY (symbol, seq)) DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_general_ci",
+		"INSERT INTO trading.quotes SELECT ELT(1 + seq % 5, 'acme', 'Globx', 'INITECH', 'o''brien', 'Zz😀'), seq, seq / 3 FROM trading.seq_1_to_5000",
+	); err != nil {
+		t.Fatal(err)
+	}
+	pj := w.job(table("trading.quotes", "initial", 2))
+	pj.CDC.Snapshot = schema.SnapshotSettings{ChunkSize: 97, Parallelism: 4}
+	r := w.start(pj)
+	waitSnapshot(t, r, "trading.quotes", 5000)
+	w.waitCaughtUp(r)
+	r.stop(t)
+	rs := w.read("trading.trading.quotes")
+	if len(rs) != 5000 {
+		t.Errorf("%d records for 5000 rows", len(rs))
+	}
+	compareState(t, fold(t, rs), tableStateKey(t, w.db, "trading.quotes", 2))
 }
