@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"reflect"
 	"strings"
 	"sync"
@@ -172,12 +171,9 @@ func binlogConfig(job plan.Job, log *slog.Logger) (binlog.Config, error) {
 	}
 	cfg := binlog.Config{Addr: my.Address, User: my.User, Password: pass, ServerID: my.ServerID, Flavor: my.Flavor, Logger: log}
 	if my.TLS != nil {
-		t, err := kafkaconn.TLSConfig(my.TLS)
+		t, err := kafkaconn.TLSConfigFor(my.TLS, my.Address)
 		if err != nil {
 			return cfg, fmt.Errorf("%s: mysql.tls: %w", job.ID, err)
-		}
-		if t.ServerName == "" { // verify the host of the address, as a Kafka dial does
-			t.ServerName, _, _ = net.SplitHostPort(my.Address)
 		}
 		cfg.TLS = t
 	}

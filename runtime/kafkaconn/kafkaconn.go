@@ -100,6 +100,17 @@ func GroupConsumer(group string, topics ...string) []kgo.Opt {
 	}
 }
 
+// TLSConfigFor is TLSConfig for a connection to addr (host:port) made
+// without a TLS dialer, such as a MySQL client's: unless serverName is set,
+// the server's certificate must name addr's host, as a Kafka dial checks.
+func TLSConfigFor(t *schema.TLS, addr string) (*tls.Config, error) {
+	cfg, err := TLSConfig(t)
+	if err == nil && cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	return cfg, err
+}
+
 // Diagnose probes datacenter name after a request to it failed, to tell a
 // datacenter that is away (nil: wait and retry) from one that refuses
 // ferry's credentials or TLS settings, which no wait fixes. Such a refusal

@@ -36,7 +36,7 @@ func SourceConfig(id string, s *plan.SinkJob) (binlog.Config, error) {
 	}
 	cfg := binlog.Config{Addr: s.MySQL.Address, User: s.MySQL.User, Password: pass, ServerID: s.MySQL.ServerID, Flavor: s.MySQL.Flavor}
 	if s.MySQL.TLS != nil {
-		if cfg.TLS, err = kafkaconn.TLSConfig(s.MySQL.TLS); err != nil {
+		if cfg.TLS, err = kafkaconn.TLSConfigFor(s.MySQL.TLS, s.MySQL.Address); err != nil {
 			return cfg, fmt.Errorf("%s: mysql.tls: %w", id, err)
 		}
 	}
