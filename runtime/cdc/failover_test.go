@@ -27,11 +27,9 @@ func TestFailover(t *testing.T) {
 		t.Skip("builds and runs the ferry binary")
 	}
 	w := newWorld(t)
-	bin := filepath.Join(t.TempDir(), "ferry")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/ferry")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/ferry: %v\n%s", err, out)
+	bin, err := devenv.FerryBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	createVersioned(t, w.db, "trading.fills")
 	pj := w.job(table("trading.fills", "initial", 1))

@@ -156,10 +156,9 @@ func newSoak(t *testing.T) *soak {
 	if err := os.WriteFile(planFile, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "ferry")
-	build := exec.Command("go", "build", "-o", bin, "github.com/ferry-pipelines/ferry/cmd/ferry")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := devenv.FerryBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	s := &soak{t: t, pair: pair, db: db, plan: p, planFile: planFile, bin: bin,
 		produced: map[string]map[string]bool{}, actions: map[string]int{}}

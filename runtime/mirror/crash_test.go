@@ -15,23 +15,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/schema"
 )
-
-// ferryBinary builds cmd/ferry once for the tests that run it as a process.
-var ferryBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "ferry-bin")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "ferry")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/ferry-pipelines/ferry/cmd/ferry").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
 
 // executorProcess is `ferry run --plan` as a child process.
 type executorProcess struct {
@@ -46,7 +33,7 @@ type executorProcess struct {
 // once through static group membership).
 func (w *world) process(args ...string) *executorProcess {
 	w.t.Helper()
-	if _, err := ferryBinary(); err != nil {
+	if _, err := devenv.FerryBinary(); err != nil {
 		w.t.Fatal(err)
 	}
 	b, err := w.plan.Encode()
@@ -64,7 +51,7 @@ func (w *world) process(args ...string) *executorProcess {
 
 func (p *executorProcess) start() {
 	p.t.Helper()
-	bin, _ := ferryBinary()
+	bin, _ := devenv.FerryBinary()
 	p.cmd = exec.Command(bin, append([]string{"run", "--plan", p.plan, "--log-level", "warn"}, p.args...)...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
