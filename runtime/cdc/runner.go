@@ -537,13 +537,17 @@ func (r *runner) commit(ctx context.Context) error {
 	now := time.Now()
 	r.inTxn, r.dirty = false, false
 	r.lastCommit = now
+	// One ObserveAll per table: the transaction's records under one lock.
+	byTable := map[string][]metrics.Sample{}
 	for _, o := range r.obs {
-		tr := r.tables[o.table]
+		byTable[o.table] = append(byTable[o.table], metrics.Sample{Latency: now.Sub(o.src), Bytes: o.bytes})
+	}
+	for table, samples := range byTable {
 		budget := r.job.Budget.D()
-		if tr != nil {
+		if tr := r.tables[table]; tr != nil {
 			budget = tr.p.Budget.D()
 		}
-		r.m.ObserveBudget(o.table, now.Sub(o.src), o.bytes, budget)
+		r.m.ObserveAll(table, budget, samples...)
 	}
 	r.obs = r.obs[:0]
 	for table, cs := range r.counts {

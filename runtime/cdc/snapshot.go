@@ -354,7 +354,7 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 		if !c.hwSeen || c.rows == nil {
 			return nil
 		}
-		var n int64
+		var n, bytes int64
 		for i := range c.rows.recs {
 			rec := &c.rows.recs[i]
 			if _, changed := c.changed[string(rec.Key)]; changed {
@@ -364,8 +364,13 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 				return err
 			}
 			n++
+			bytes += int64(len(rec.Key) + len(rec.Value))
 		}
+		// Loaded rows count as records written (throughput), not against
+		// the latency budget: they are not changes with a commit time.
 		s.r.count(t.name, metrics.SnapshotRead, n)
+		s.r.count(t.name, metrics.Records, n)
+		s.r.count(t.name, metrics.Bytes, bytes)
 		t.st.Rows += n
 		if c.rng.last {
 			t.st.Done = true
