@@ -886,3 +886,54 @@ func TestSnapshotCompositeKey(t *testing.T) {
 	}
 	compareState(t, fold(t, rs), tableStateKey(t, w.db, "trading.quotes", 2))
 }
+
+// TestPurgedBinlog: when the checkpoint's binlog file is gone, changes were
+// lost; the job refuses with the fix, unless the tables are when_needed,
+// which are loaded again.
+func TestPurgedBinlog(t *testing.T) {
+	w := newWorld(t)
+	loadRows(t, w.db, "trading.orders", 3000)
+	pj := w.job(table("trading.orders", "no_data", 1))
+	r := w.start(pj)
+	r.stop(t)
+	rows, err := w.db.Query("SHOW MASTER STATUS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := rows[0][0]
+	if err := w.db.Exec("FLUSH BINARY LOGS", "FLUSH BINARY LOGS"); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ = w.db.Query("SHOW MASTER STATUS")
+	if err := w.db.Exec("PURGE BINARY LOGS TO '" + rows[0][0] + "'"); err != nil {
+		t.Fatal(err)
+	}
+	m := w.reg.Job(pj)
+	env := &executor.Env{Plan: w.plan, Logger: quietLogger(), Metrics: m}
+	j, err := New(env, pj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = j.Run(ctx)
+	want := "cdc:trading-db: binlog file " + old + " of the checkpoint is no longer on the server (purged), so changes were lost"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("Run = %v, want %q...", err, want)
+	}
+
+	// when_needed: loaded again from the current position.
+	pj.CDC.Tables[0].Snapshot = schema.SnapshotWhenNeeded
+	r = w.start(pj)
+	waitSnapshot(t, r, "trading.orders", 3000)
+	r.stop(t)
+	reads := 0
+	for _, x := range w.read("trading.trading.orders") {
+		if !x.tomb && decode(t, x).Op == "r" {
+			reads++
+		}
+	}
+	if reads != 3000 {
+		t.Fatalf("%d rows loaded again, want 3000", reads)
+	}
+}
