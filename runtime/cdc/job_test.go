@@ -937,3 +937,37 @@ func TestPurgedBinlog(t *testing.T) {
 		t.Fatalf("%d rows loaded again, want 3000", reads)
 	}
 }
+
+// TestSnapshotNever: Debezium's "never" reads the table's history from the
+// oldest binlog the server has, as changes; "no_data" starts from now.
+func TestSnapshotNever(t *testing.T) {
+	w := newWorld(t)
+	if err := w.db.Exec(
+		"CREATE TABLE trading.orders (id INT PRIMARY KEY, note VARCHAR(20), qty INT)",
+		"CREATE TABLE trading.fills (id INT PRIMARY KEY, note VARCHAR(20), qty INT)",
+		"INSERT INTO trading.orders VALUES (1, 'old', 1), (2, 'old', 2)",
+		"INSERT INTO trading.fills VALUES (1, 'old', 1)",
+	); err != nil {
+		t.Fatal(err)
+	}
+	r := w.start(w.job(table("trading.orders", "never", 1), table("trading.fills", "no_data", 1)))
+	if err := w.db.Exec("INSERT INTO trading.orders VALUES (3, 'new', 3)", "INSERT INTO trading.fills VALUES (2, 'new', 2)"); err != nil {
+		t.Fatal(err)
+	}
+	orders := w.waitFor("trading.trading.orders", "3 creates", func(rs []rec) bool { return len(rs) >= 3 })
+	fills := w.waitFor("trading.trading.fills", "1 create", func(rs []rec) bool { return len(rs) >= 1 })
+	w.waitCaughtUp(r)
+	r.stop(t)
+	fills = w.read("trading.trading.fills")
+	if len(orders) != 3 || len(fills) != 1 || fills[0].key != `{"id":2}` {
+		t.Fatalf("orders %v, fills %v", orders, fills)
+	}
+	for _, x := range orders {
+		if e := decode(t, x); e.Op != "c" {
+			t.Fatalf("history read as %q, want changes (c)", e.Op)
+		}
+	}
+	if f := r.m.Status().Parts["trading.fills"].Counters[metrics.Filtered]; f != 1 {
+		t.Errorf("fills filtered = %d, want 1 (the row before its capture began)", f)
+	}
+}
