@@ -432,7 +432,7 @@ func (a *applier) commit(ctx context.Context) error {
 	for p, next := range a.next {
 		prev, ok := a.j.stored(p)
 		if !ok {
-			return errFenced
+			return fmt.Errorf("%s: partition %d: %w", a.j.spec.ID, p, errFenced)
 		}
 		var version *string
 		if v, ok := a.newest[p]; ok && v != (Version{}) {

@@ -46,7 +46,7 @@ func TestKill9(t *testing.T) {
 		return cmd.Process
 	}
 	applied := func() string {
-		return w.pgQuery("SELECT COALESCE(max(next_offset), -1)::text FROM public.ferry_offsets")[0][0]
+		return w.pgScalar("SELECT COALESCE(max(next_offset), -1)::text FROM public.ferry_offsets")
 	}
 	var offsets []string
 	for i := 0; i < 10; i++ {

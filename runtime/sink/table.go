@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -50,6 +51,11 @@ func LoadTable(my *client.Conn, s *plan.SinkJob) (*Table, error) {
 	cols, err := Columns(my, db, name, s.Columns)
 	if err != nil {
 		return nil, err
+	}
+	for from := range s.Columns {
+		if !slices.ContainsFunc(cols, func(c Column) bool { return c.Source == from }) {
+			return nil, fmt.Errorf("sink.columns renames %s, which table %s does not have: fix the name or drop the rename", from, s.Table)
+		}
 	}
 	key, err := keyColumns(my, db, name, cols)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -420,15 +421,38 @@ func (w *world) topicEnd(topic string) int64 {
 
 // pgCount counts a target table's rows; -1 while it does not exist.
 func (w *world) pgCount(table string) int64 {
+	n, err := strconv.ParseInt(w.pgScalar("SELECT count(*)::text FROM "+table), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// pgScalar runs a query of one text value on the target; "" when it fails
+// (a table not made yet).
+func (w *world) pgScalar(query string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := w.pgConn(ctx)
 	defer c.Close(ctx)
-	var n int64
-	if err := c.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
-		return -1
+	var v string
+	if err := c.QueryRow(ctx, query).Scan(&v); err != nil {
+		return ""
 	}
-	return n
+	return v
+}
+
+// pgConn connects to the target database, in UTC.
+func (w *world) pgConn(ctx context.Context) *pgx.Conn {
+	w.t.Helper()
+	c, err := pgx.Connect(ctx, w.pg.DSN())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "SET TIME ZONE 'UTC'"); err != nil {
+		w.t.Fatal(err)
+	}
+	return c
 }
 
 // paced runs statements on the source at rate per second for d, spread
@@ -470,17 +494,4 @@ func (w *world) paced(rate int, d time.Duration, conns int, stmt func(n int) str
 		w.t.Fatal(err)
 	}
 	return sent
-}
-
-// pgConn connects to the target database, in UTC.
-func (w *world) pgConn(ctx context.Context) *pgx.Conn {
-	w.t.Helper()
-	c, err := pgx.Connect(ctx, w.pg.DSN())
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	if _, err := c.Exec(ctx, "SET TIME ZONE 'UTC'"); err != nil {
-		w.t.Fatal(err)
-	}
-	return c
 }
