@@ -162,6 +162,16 @@ func (j *Job) Run(ctx context.Context) error {
 	return err
 }
 
+// accessDenied returns the server's message when err is its refusal of
+// the user's credentials (ERROR 1045), else "".
+func accessDenied(err error) string {
+	var my *mysql.MyError
+	if errors.As(err, &my) && my.Code == mysql.ER_ACCESS_DENIED_ERROR {
+		return my.Message
+	}
+	return ""
+}
+
 // binlogConfig resolves the source's connection settings.
 func binlogConfig(job plan.Job, log *slog.Logger) (binlog.Config, error) {
 	my := job.CDC.MySQL
@@ -226,6 +236,10 @@ func (j *Job) start(ctx context.Context) (*runner, error) {
 		var ref *binlog.Refusal
 		if err == nil || errors.As(err, &ref) {
 			break
+		}
+		if denied := accessDenied(err); denied != "" {
+			// Wrong credentials: no wait fixes them.
+			return nil, fmt.Errorf("%s: MySQL at %s refused user %s (%s): check mysql.user and the password in %s", job.ID, cfg.Addr, cfg.User, denied, secret.Describe(job.CDC.MySQL.Password))
 		}
 		m.SetState(metrics.StateWaiting, fmt.Errorf("%s: MySQL at %s: %v", job.ID, cfg.Addr, err))
 		if !backoff.wait(ctx) {

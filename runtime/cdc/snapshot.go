@@ -763,17 +763,24 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 	// row), sliced up at the end: a few allocations per chunk, not per row.
 	var arena []byte
 	offs := make([][3]int, len(res.Values))
+	// The source block and times are the chunk's: formatted once per
+	// marker (middle, first and last row of the table).
+	var tails [3][]byte
+	for k, m := range []string{marker, "first_in_data_collection", "last_in_data_collection"} {
+		src.Snapshot = m
+		tails[k] = tbl.Tail(event.OpRead, &src, now)
+	}
 	for i := range res.Values {
 		for j := range row {
 			row[j] = res.Values[i][j].Value()
 		}
-		src.Snapshot = marker
+		tail := tails[0]
 		if !t.st.Incremental {
 			switch {
 			case ch.rng.last && i == len(res.Values)-1:
-				src.Snapshot = "last_in_data_collection"
+				tail = tails[2]
 			case ch.rng.lo == nil && i == 0:
-				src.Snapshot = "first_in_data_collection"
+				tail = tails[1]
 			}
 		}
 		start := len(arena)
@@ -782,7 +789,7 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 			return nil, fmt.Errorf("row %d of the chunk: %w", i, err)
 		}
 		keyEnd := len(arena)
-		if arena, err = tbl.AppendEnvelope(arena, &event.Change{Op: event.OpRead, After: row, Source: src}, now); err != nil {
+		if arena, err = tbl.AppendWithTail(arena, row, tail); err != nil {
 			return nil, fmt.Errorf("row %d of the chunk: %w", i, err)
 		}
 		offs[i] = [3]int{start, keyEnd, len(arena)}

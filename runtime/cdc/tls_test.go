@@ -2,12 +2,17 @@ package cdc
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/schema"
 )
@@ -82,4 +87,29 @@ func TestMySQLTLS(t *testing.T) {
 		}
 		return len(notes) == 2 && notes[`{"id":1}`] == "loaded" && notes[`{"id":2}`] == "streamed"
 	})
+}
+
+// TestMySQLWrongPassword: a password the server refuses stops the job with
+// one line naming the source, the server, the user and where the password
+// comes from (never the password), rather than waiting for the server.
+func TestMySQLWrongPassword(t *testing.T) {
+	w := newWorld(t)
+	const wrong = "wrong-4c1e9a-password"
+	t.Setenv(passEnv, wrong)
+	pj := w.job(table("trading.orders", "initial", 1))
+	env := &executor.Env{Plan: w.plan, Shard: "default", Process: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: w.reg.Job(pj)}
+	j, err := New(env, pj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = j.Run(ctx)
+	want := fmt.Sprintf("cdc:trading-db: MySQL at %s refused user ferry (Access denied for user 'ferry'@'127.0.0.1' (using password: YES)): check mysql.user and the password in env %s", w.db.Addr(), passEnv)
+	if err == nil || err.Error() != want {
+		t.Fatalf("Run = %v, want %q", err, want)
+	}
+	if strings.Contains(err.Error(), wrong) {
+		t.Fatal("the error shows the password")
+	}
 }

@@ -238,3 +238,29 @@ func (t *Table) one(ch *Change, keyRow []any, now time.Time) ([]Record, error) {
 	}
 	return []Record{{Key: key, Value: val}}, nil
 }
+
+// Tail returns the part of an envelope after "after": the source block,
+// transaction, op and the processing times. Rows that share all of these
+// (an initial load's chunk) format it once and append it with
+// AppendWithTail.
+func (t *Table) Tail(op byte, src *Source, now time.Time) []byte {
+	buf := append([]byte(nil), `,"source":`...)
+	buf = t.appendSource(buf, src)
+	buf = append(buf, `,"transaction":null,"op":"`...)
+	buf = append(buf, op)
+	buf = append(buf, `","ts_ms":`...)
+	buf = appendTimes(buf, now, `,"ts_us":`, `,"ts_ns":`)
+	return append(buf, '}')
+}
+
+// AppendWithTail writes the envelope of a row without a before image (a
+// create or a read) whose tail came from Tail: the same bytes as
+// AppendEnvelope.
+func (t *Table) AppendWithTail(buf []byte, after []any, tail []byte) ([]byte, error) {
+	buf = append(buf, `{"before":null,"after":`...)
+	buf, err := t.AppendRow(buf, after)
+	if err != nil {
+		return buf, err
+	}
+	return append(buf, tail...), nil
+}

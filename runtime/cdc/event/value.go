@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"golang.org/x/text/encoding/charmap"
 )
@@ -196,12 +197,15 @@ func appendZero(buf []byte, c *Column) []byte {
 	return append(buf, '0')
 }
 
+// text returns a value as a string. A []byte becomes a view of the same
+// memory, not a copy: every caller parses the string or appends it to the
+// output, and none keeps it.
 func text(v any) (string, error) {
 	switch x := v.(type) {
 	case string:
 		return x, nil
 	case []byte:
-		return string(x), nil
+		return unsafe.String(unsafe.SliceData(x), len(x)), nil
 	case time.Time:
 		return x.UTC().Format("2006-01-02 15:04:05.999999"), nil
 	case fmt.Stringer:
@@ -452,8 +456,18 @@ func fraction(s string) (int64, error) {
 	if s[0] != '.' || len(s) > 7 {
 		return 0, fmt.Errorf("fraction %q", s)
 	}
-	digits := s[1:] + strings.Repeat("0", 7-len(s))
-	return strconv.ParseInt(digits, 10, 64)
+	var n int64
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("fraction %q", s)
+		}
+		n = n*10 + int64(c-'0')
+	}
+	for i := len(s); i < 7; i++ {
+		n *= 10
+	}
+	return n, nil
 }
 
 // parseTime reads "[-]HHH:MM:SS[.ffffff]" into microseconds.
