@@ -165,7 +165,7 @@ cdc: "wrong-db": {
 		"ferry.metrics in dc2":                  `"job":"mirror:orders.events:dc1-dc2"`,
 		"ferry.dlq in dc2":                      "MALFORMED_ORIGIN_HEADER",
 		"ferry dlq list":                        "MALFORMED_ORIGIN_HEADER",
-		"error of cdc:wrong-db":                 "capture",
+		"error of cdc:wrong-db":                 "refused user capture (Access denied",
 		"error of mirror:denied.events:dc1-dc3": "datacenter dc3: SASL SCRAM-SHA-512 authentication of user ferry failed",
 	} {
 		if !strings.Contains(outputs[what], want) {
