@@ -14,7 +14,6 @@ package cdc
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -403,9 +402,6 @@ func (b *backoff) wait(ctx context.Context) bool {
 }
 
 func (b *backoff) reset() { b.d = 100 * time.Millisecond }
-
-// tlsOf is a helper for tests.
-var _ = (*tls.Config)(nil)
 
 func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)

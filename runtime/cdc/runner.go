@@ -85,12 +85,12 @@ type tableRun struct {
 	st *TableState
 }
 
+// observation is a change event awaiting its commit, when its latency is
+// recorded against its table's budget.
 type observation struct {
 	table string
 	src   time.Time
 	bytes int
-	// mysql marks a change event (observed against the budget); snapshot
-	// rows are counted, not observed.
 }
 
 type readMsg struct {
@@ -319,8 +319,6 @@ func (r *runner) readerFailed(err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
-	var ref *binlog.Refusal
-	_ = ref
 	r.waiting = true
 	r.m.SetState(metrics.StateWaiting, fmt.Errorf("%s: binlog of %s at %s: %v", r.job.ID, r.cfg.Addr, r.st.Position.String(), err))
 	r.log.Warn("binlog connection lost; reconnecting", "err", err, "at", r.st.Position.String())
@@ -556,7 +554,6 @@ func (r *runner) commit(ctx context.Context) error {
 		}
 		delete(r.counts, table)
 	}
-	r.snap.committed()
 	return nil
 }
 

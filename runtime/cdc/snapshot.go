@@ -429,9 +429,6 @@ func (s *snapshotter) finish(t *snapTable) {
 	}
 }
 
-// committed is called after each Kafka commit.
-func (s *snapshotter) committed() {}
-
 // sqlConn opens a session for the load: UTC, utf8mb4.
 func (s *snapshotter) sqlConn(ctx context.Context) (*client.Conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -124,15 +124,14 @@ type Reader struct {
 	tables map[uint64]*event.Table
 	want   func(db, table string) bool
 	cur    *Txn
-	inTxn  bool
 	out    chan *Txn
 	errc   chan error
 	done   chan struct{}
 	stop   context.CancelFunc
 }
 
-// HandleEvent takes each event in go-mysql's reading goroutine, while the
-// packet buffer its values point into is still valid (see addRows).
+// HandleEvent takes each event in go-mysql's reading goroutine (no extra
+// queue of raw events); rows are copied out of the packet data (see own).
 func (r *Reader) HandleEvent(ev *replication.BinlogEvent) error {
 	txn, err := r.handle(ev)
 	if err != nil {
@@ -219,12 +218,9 @@ func (r *Reader) Close() {
 // Position is where the next transaction starts.
 func (r *Reader) Position() Position { return r.pos }
 
-// Event kinds Next returns besides transactions.
-type Heartbeat struct{ Pos Position }
-
-// Next returns the next committed transaction that touched a wanted table,
-// or, when the stream is idle, a *Heartbeat (nil Txn) so the caller can
-// commit its own work; errors mean the connection is gone.
+// Next returns the next committed transaction, or, when the stream is idle
+// (a server heartbeat), a Txn without rows carrying the position; an error
+// means the connection is gone.
 func (r *Reader) Next(ctx context.Context) (*Txn, error) {
 	// Transactions already read come before the error that ended the stream.
 	select {
@@ -253,7 +249,6 @@ func (r *Reader) Next(ctx context.Context) (*Txn, error) {
 
 func (r *Reader) begin(h *replication.EventHeader) {
 	r.cur = &Txn{File: r.pos.File, ServerID: h.ServerID, Time: time.Unix(int64(h.Timestamp), 0).UTC()}
-	r.inTxn = true
 }
 
 func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
@@ -263,7 +258,7 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 	}
 	switch e := ev.Event.(type) {
 	case *replication.RotateEvent:
-		r.pos.File = string(e.NextLogName) // a copy: the event points into a reused buffer
+		r.pos.File = string(e.NextLogName) // a copy of the packet's bytes
 		r.pos.Pos = e.Position
 		return nil, nil
 	case *replication.FormatDescriptionEvent:
@@ -345,7 +340,8 @@ func shapeChanged(t *event.Table, e *replication.TableMapEvent) bool {
 }
 
 // own copies a row's strings and byte slices: go-mysql's decoded values
-// point into the packet buffer, which the next packet reuses.
+// point into the event's packet data, which a transaction's rows must not
+// keep alive (or share) while they wait to be committed.
 func own(row []any) []any {
 	for i, v := range row {
 		switch x := v.(type) {
@@ -392,7 +388,7 @@ func (r *Reader) addRows(t *event.Table, et replication.EventType, e *replicatio
 
 func (r *Reader) commit(h *replication.EventHeader) *Txn {
 	txn := r.cur
-	r.cur, r.inTxn = nil, false
+	r.cur = nil
 	if h.LogPos > 0 {
 		r.pos.Pos = uint64(h.LogPos)
 	}
