@@ -29,6 +29,7 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/runtime/systopics"
 )
@@ -85,14 +86,8 @@ func (m *job) Run(ctx context.Context) error {
 	m.workers = map[int32]*worker{}
 
 	c := m.spec.Client
-	opts := append(append([]kgo.Opt(nil), m.src...),
-		kgo.ConsumerGroup(executor.Group(m.spec.Shard, m.spec.ID)),
-		kgo.ConsumeTopics(m.spec.Mirror.Topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-		kgo.DisableAutoCommit(),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	opts := append(append(append([]kgo.Opt(nil), m.src...),
+		kafkaconn.GroupConsumer(executor.Group(m.spec.Shard, m.spec.ID), m.spec.Mirror.Topic)...),
 		kgo.SessionTimeout(sessionTimeout),
 		kgo.HeartbeatInterval(heartbeatInterval),
 		kgo.FetchMaxWait(max(c.FetchMaxWait.D(), 10*time.Millisecond)),
