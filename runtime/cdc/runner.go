@@ -215,18 +215,19 @@ func (r *runner) loop(ctx context.Context) error {
 	defer tick.Stop()
 	r.lastCommit = time.Now()
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
+			// A stop wins over pending messages (select picks at random).
 			if errors.Is(context.Cause(ctx), errCrash) {
 				return nil // as kill -9: the open Kafka transaction is left to be fenced
 			}
 			// Commit the whole MySQL transactions already in the Kafka
-			// transaction; a crash instead would abort them and they would
-			// be read again.
-			cctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-			err := r.commit(cctx)
-			c()
-			return err
+			// transaction; a crash instead would abort them and they
+			// would be read again.
+			return r.commit(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			continue // the check above stops
 		case msg := <-r.readerCh:
 			if msg.err != nil {
 				r.readerFailed(msg.err)
@@ -479,36 +480,46 @@ func (r *runner) produce(ctx context.Context, topic string, rec *event.Record, e
 	}
 	kr.Headers = append(kr.Headers, extra...)
 	r.txnBytes += len(rec.Key) + len(rec.Value)
-	r.cl.Produce(ctx, kr, r.promise)
+	// Records are produced under a context a stop does not cancel: a
+	// clean stop commits them (or a crash leaves them to be fenced), never
+	// half-fails a transaction.
+	r.cl.Produce(context.WithoutCancel(ctx), kr, r.promise)
 	return nil
 }
 
 // deadLetter sends a row that cannot be converted to ferry.dlq, in the same
 // transaction, and capture goes on.
 func (r *runner) deadLetter(ctx context.Context, tr *tableRun, txn *binlog.Txn, row *binlog.Rows, cause error) error {
+	raw := mustJSON(map[string]any{"op": string(row.Op), "before": row.Before, "after": row.After})
+	return r.deadLetterRaw(ctx, tr, raw, cause, []kgo.RecordHeader{
+		{Key: "ferry.error.binlog.file", Value: []byte(txn.File)},
+		{Key: "ferry.error.binlog.pos", Value: []byte(strconv.FormatUint(row.Pos, 10))},
+		{Key: "ferry.error.binlog.row", Value: []byte(strconv.Itoa(row.Row))},
+		{Key: "ferry.error.binlog.gtid", Value: []byte(txn.GTID)},
+	})
+}
+
+// deadLetterRaw sends a row (as JSON of its raw values) to ferry.dlq.
+func (r *runner) deadLetterRaw(ctx context.Context, tr *tableRun, raw []byte, cause error, extra []kgo.RecordHeader) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
-	raw := mustJSON(map[string]any{"op": string(row.Op), "before": row.Before, "after": row.After})
 	rec := dlq.Record(&kgo.Record{Topic: tr.p.Topic, Value: raw}, dlq.Failure{
 		Job: r.job.ID, Topic: tr.p.Topic, Partition: -1, Offset: -1,
-		Class: "conversion", Message: cause.Error(),
-		Extra: []kgo.RecordHeader{
-			{Key: "ferry.error.binlog.file", Value: []byte(txn.File)},
-			{Key: "ferry.error.binlog.pos", Value: []byte(strconv.FormatUint(row.Pos, 10))},
-			{Key: "ferry.error.binlog.row", Value: []byte(strconv.Itoa(row.Row))},
-			{Key: "ferry.error.binlog.gtid", Value: []byte(txn.GTID)},
-		},
+		Class: "conversion", Message: cause.Error(), Extra: extra,
 	})
-	r.cl.Produce(ctx, rec, r.promise)
+	r.cl.Produce(context.WithoutCancel(ctx), rec, r.promise)
 	r.count(tr.p.Name, metrics.Failed, 1)
 	r.count(tr.p.Name, metrics.DeadLetters, 1)
-	r.log.Warn("row sent to ferry.dlq", "table", tr.p.Name, "err", cause, "file", txn.File, "pos", row.Pos)
+	r.log.Warn("row sent to ferry.dlq", "table", tr.p.Name, "err", cause)
 	return nil
 }
 
 // commit ends the Kafka transaction with the checkpoint in it.
-func (r *runner) commit(ctx context.Context) error {
+func (r *runner) commit(parent context.Context) error {
+	// Not cancelled by a stop, but bounded: a commit is finished or fails.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
+	defer cancel()
 	if !r.inTxn && !r.dirty {
 		return nil
 	}

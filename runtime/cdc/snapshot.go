@@ -13,6 +13,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/schollz/progressbar/v3"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
 
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
@@ -100,7 +101,15 @@ type chunk struct {
 }
 
 type chunkRows struct {
-	recs []event.Record
+	recs   []event.Record
+	failed []failedRow // rows that cannot be converted: dead letters
+	pos    binlog.Position
+}
+
+type failedRow struct {
+	key string // the key, where it could be written, for the window check
+	raw []byte
+	err error
 }
 
 type chunkResult struct {
@@ -365,6 +374,17 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 			}
 			n++
 			bytes += int64(len(rec.Key) + len(rec.Value))
+		}
+		for _, f := range c.rows.failed {
+			if _, changed := c.changed[f.key]; changed && f.key != "" {
+				continue
+			}
+			if err := s.r.deadLetterRaw(ctx, s.r.tables[t.name], f.raw, f.err, []kgo.RecordHeader{
+				{Key: "ferry.error.binlog.file", Value: []byte(c.rows.pos.File)},
+				{Key: "ferry.error.binlog.pos", Value: []byte(strconv.FormatUint(c.rows.pos.Pos, 10))},
+			}); err != nil {
+				return err
+			}
 		}
 		// Loaded rows count as records written (throughput), not against
 		// the latency budget: they are not changes with a commit time.
@@ -782,12 +802,22 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 		}
 		start := len(arena)
 		var err error
-		if arena, err = tbl.AppendKey(arena, row); err != nil {
-			return nil, fmt.Errorf("row %d of the chunk: %w", i, err)
-		}
+		arena, err = tbl.AppendKey(arena, row)
 		keyEnd := len(arena)
-		if arena, err = tbl.AppendWithTail(arena, row, tail); err != nil {
-			return nil, fmt.Errorf("row %d of the chunk: %w", i, err)
+		if err == nil {
+			arena, err = tbl.AppendWithTail(arena, row, tail)
+		}
+		if err != nil {
+			key := ""
+			if keyEnd > start && err != nil {
+				if k, kerr := tbl.AppendKey(nil, row); kerr == nil {
+					key = string(k)
+				}
+			}
+			out.failed = append(out.failed, failedRow{key: key, raw: mustJSON(map[string]any{"op": "r", "after": row}), err: fmt.Errorf("initial load: %w", err)})
+			arena = arena[:start]
+			offs[i] = [3]int{-1, -1, -1}
+			continue
 		}
 		offs[i] = [3]int{start, keyEnd, len(arena)}
 		if i == 0 {
@@ -796,8 +826,13 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 			arena = grown
 		}
 	}
-	for i, o := range offs {
-		out.recs[i] = event.Record{Key: arena[o[0]:o[1]:o[1]], Value: arena[o[1]:o[2]:o[2]]}
+	out.recs = out.recs[:0]
+	for _, o := range offs {
+		if o[0] < 0 {
+			continue
+		}
+		out.recs = append(out.recs, event.Record{Key: arena[o[0]:o[1]:o[1]], Value: arena[o[1]:o[2]:o[2]]})
 	}
+	out.pos = pos
 	return out, nil
 }
