@@ -28,12 +28,12 @@ type checker struct {
 }
 
 func (c *checker) errorf(p string, format string, args ...any) {
-	c.errs = append(c.errs, &Error{Pos: c.src.pos(cue.ParsePath(p)), Path: p, Msg: fmt.Sprintf(format, args...)})
+	c.errs = append(c.errs, &Error{Pos: c.src.pos(parsePath(p)), Path: p, Msg: fmt.Sprintf(format, args...)})
 }
 
 // at prints where a field was declared, for messages naming a second place.
 func (c *checker) at(p string) string {
-	pos := c.src.pos(cue.ParsePath(p))
+	pos := c.src.pos(parsePath(p))
 	if !pos.IsValid() {
 		return p
 	}
@@ -217,7 +217,7 @@ func duplicates[K comparable](c *checker, decls []decl[K], report func(d, first 
 		g := groups[k]
 		pos := make([]token.Pos, len(g))
 		for i, d := range g {
-			pos[i] = c.src.pos(cue.ParsePath(d.path()))
+			pos[i] = c.src.pos(parsePath(d.path()))
 		}
 		idx := make([]int, len(g))
 		for i := range idx {

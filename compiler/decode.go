@@ -99,7 +99,7 @@ func decodeSection[T any](s *source, sec string, bad map[string]bool) map[string
 // objectOf returns the object an error path belongs to: its first two
 // selectors, such as mirrors."orders.events".
 func objectOf(path string) string {
-	sels := cue.ParsePath(path).Selectors()
+	sels := parsePath(path).Selectors()
 	if len(sels) > 2 {
 		sels = sels[:2]
 	}

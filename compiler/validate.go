@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
@@ -69,7 +70,7 @@ func (s *source) badKeys() Errors {
 		for it.Next() {
 			if !allowed.Allows(it.Selector()) {
 				p := selectorsString(append(section.Selectors(), it.Selector()))
-				errs = append(errs, &Error{Pos: s.pos(cue.ParsePath(p)), Path: p, Msg: s.notAllowed(p)})
+				errs = append(errs, &Error{Pos: s.pos(parsePath(p)), Path: p, Msg: s.notAllowed(p)})
 			}
 		}
 	}
@@ -211,7 +212,7 @@ func (s *source) otherPlaces(e cueerrors.Error, at token.Pos) string {
 // user's files (a missing field, say), at the nearest enclosing field.
 func (s *source) errorAt(path string, pos token.Pos, msg string) *Error {
 	if !pos.IsValid() {
-		pos = s.pos(cue.ParsePath(path))
+		pos = s.pos(parsePath(path))
 	}
 	return &Error{Pos: pos, Path: path, Msg: msg}
 }
@@ -332,23 +333,13 @@ func (s *source) pos(path cue.Path) token.Pos {
 // notAllowed words a field the schema does not have, listing the fields it
 // does; where the parent is a map, the key did not match its pattern.
 func (s *source) notAllowed(path string) string {
-	sels := cue.ParsePath(path).Selectors()
+	sels := parsePath(path).Selectors()
 	if len(sels) == 0 {
 		return "unknown field"
 	}
 	parentPath := cue.MakePath(sels[:len(sels)-1]...)
-	switch selectorsString(parentPath.Selectors()) {
-	case "datacenters", "shards":
-		return `invalid name (want a lowercase name such as "dc1": letters, digits, "_")`
-	case "tiers":
-		return "unknown tier (tiers are \"1\" to \"4\")"
-	case "mirrors":
-		return `invalid topic name (want letters, digits, ".", "_", "-")`
-	case "cdc":
-		return `invalid source name (want letters, digits, "_", "-")`
-	}
-	if len(sels) >= 2 && sels[len(sels)-2].String() == "tables" {
-		return `invalid table name (want "database.table")`
+	if msg := badName(selectorsString(parentPath.Selectors())); msg != "" {
+		return msg
 	}
 	it, err := s.value.LookupPath(parentPath).Fields(cue.Optional(true))
 	if err != nil {
@@ -365,9 +356,61 @@ func (s *source) notAllowed(path string) string {
 	return "unknown field (allowed: " + strings.Join(allowed, ", ") + ")"
 }
 
+// badName words a key that the pattern of the map at parent refuses; ""
+// when parent is not a map of names.
+func badName(parent string) string {
+	switch parent {
+	case "datacenters", "shards":
+		return `invalid name (want a lowercase name such as "dc1": letters, digits, "_")`
+	case "tiers":
+		return "unknown tier (tiers are \"1\" to \"4\")"
+	case "mirrors":
+		return `invalid topic name (want letters, digits, ".", "_", "-")`
+	case "cdc":
+		return `invalid source name (want letters, digits, "_", "-")`
+	}
+	if strings.HasSuffix(parent, ".tables") {
+		return `invalid table name (want "database.table")`
+	}
+	return ""
+}
+
+// parsePath reads a path as messages print it. CUE's path parser refuses
+// some labels CUE prints, such as "", so a path it refuses is read here:
+// identifiers and quoted labels between dots.
+func parsePath(path string) cue.Path {
+	if p := cue.ParsePath(path); p.Err() == nil {
+		return p
+	}
+	var sels []cue.Selector
+	for rest := path; rest != ""; rest = strings.TrimPrefix(rest, ".") {
+		end := strings.IndexByte(rest, '.')
+		if rest[0] == '"' {
+			end = 1
+			for end < len(rest) && rest[end] != '"' {
+				if rest[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			end = min(end+1, len(rest))
+		}
+		if end < 0 {
+			end = len(rest)
+		}
+		label := rest[:end]
+		if unq, err := strconv.Unquote(label); err == nil {
+			label = unq
+		}
+		sels = append(sels, cue.Str(label))
+		rest = rest[end:]
+	}
+	return cue.MakePath(sels...)
+}
+
 // parentPath drops the last selector of a path.
 func parentPath(path string) string {
-	sels := cue.ParsePath(path).Selectors()
+	sels := parsePath(path).Selectors()
 	if len(sels) == 0 {
 		return ""
 	}
