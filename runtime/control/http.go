@@ -32,6 +32,9 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/definitions", s.definitions)
 	mux.HandleFunc("GET /v1/plan", s.compiledPlan)
 	mux.HandleFunc("POST /v1/batch", s.batch)
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 0, nil, api.Errorf(http.StatusNotFound, "%s %q is not a method and path of the control API (README.md, \"Endpoints\", lists them)", r.Method, r.URL.Path))
+	})
 	if s.token == "" {
 		return mux
 	}
