@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -306,8 +307,15 @@ func (p *Postgres) Restart() error {
 		}
 	}
 	// A killed postmaster leaves its pid file; the server removes a stale
-	// one itself when no process holds the shared memory any more.
-	return p.start()
+	// one itself when no process holds the shared memory any more. Its
+	// backends notice their postmaster's death only within a moment, and
+	// until they are gone a new server refuses to start: try again.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err := p.start()
+		if err == nil || !strings.Contains(err.Error(), "pre-existing shared memory block") || time.Now().After(deadline) {
+			return err
+		}
+	}
 }
 
 // Close stops the server and removes the directory StartPostgres made.
