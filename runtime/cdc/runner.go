@@ -78,6 +78,10 @@ type runner struct {
 
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
+	// pctx is the context records are produced under: it outlives a stop
+	// by 30 s, so a clean stop commits what is buffered, and a stop while
+	// Kafka is away still ends.
+	pctx context.Context
 }
 
 type tableRun struct {
@@ -199,6 +203,11 @@ func (r *runner) close() {
 func (r *runner) loop(ctx context.Context) error {
 	bgCtx, cancel := context.WithCancel(ctx)
 	r.bgCancel = cancel
+	pctx, pcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer pcancel()
+	stopLate := context.AfterFunc(ctx, func() { time.AfterFunc(30*time.Second, pcancel) })
+	defer stopLate()
+	r.pctx = pctx
 	r.readerCh = make(chan readMsg, 256)
 	r.bg.Add(1)
 	go r.heartbeat(bgCtx)
@@ -480,10 +489,9 @@ func (r *runner) produce(ctx context.Context, topic string, rec *event.Record, e
 	}
 	kr.Headers = append(kr.Headers, extra...)
 	r.txnBytes += len(rec.Key) + len(rec.Value)
-	// Records are produced under a context a stop does not cancel: a
-	// clean stop commits them (or a crash leaves them to be fenced), never
-	// half-fails a transaction.
-	r.cl.Produce(context.WithoutCancel(ctx), kr, r.promise)
+	// Records are produced under r.pctx, which a stop does not cancel at
+	// once: a clean stop commits them, never half-fails a transaction.
+	r.cl.Produce(r.pctx, kr, r.promise)
 	return nil
 }
 
@@ -508,7 +516,7 @@ func (r *runner) deadLetterRaw(ctx context.Context, tr *tableRun, raw []byte, ca
 		Job: r.job.ID, Topic: tr.p.Topic, Partition: -1, Offset: -1,
 		Class: "conversion", Message: cause.Error(), Extra: extra,
 	})
-	r.cl.Produce(context.WithoutCancel(ctx), rec, r.promise)
+	r.cl.Produce(r.pctx, rec, r.promise)
 	r.count(tr.p.Name, metrics.Failed, 1)
 	r.count(tr.p.Name, metrics.DeadLetters, 1)
 	r.log.Warn("row sent to ferry.dlq", "table", tr.p.Name, "err", cause)
