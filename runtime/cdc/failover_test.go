@@ -4,18 +4,13 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ferry-pipelines/ferry/compiler/plan"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/httpapi"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
-	"github.com/ferry-pipelines/ferry/schema"
 )
 
 // TestFailover runs a CDC source in a shard of two `ferry run` processes:
@@ -27,24 +22,9 @@ func TestFailover(t *testing.T) {
 		t.Skip("builds and runs the ferry binary")
 	}
 	w := newWorld(t)
-	bin, err := devenv.FerryBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
 	createVersioned(t, w.db, "trading.fills")
 	pj := w.job(table("trading.fills", "initial", 1))
-	p := *w.plan
-	p.Shards = map[string]schema.Shard{"default": {Tiers: []int{1, 2, 3, 4}}}
-	p.Metrics = plan.Metrics{Interval: plan.Duration(10 * time.Second)}
-	p.Jobs = []plan.Job{pj}
-	data, err := p.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	planFile := filepath.Join(t.TempDir(), "plan.json")
-	if err := os.WriteFile(planFile, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	planFile := w.planFile(pj)
 	type proc struct {
 		cmd  *exec.Cmd
 		addr string
@@ -56,16 +36,7 @@ func TestFailover(t *testing.T) {
 		}
 		addr := ln.Addr().String()
 		ln.Close()
-		cmd := exec.Command(bin, "run", "--plan", planFile, "--log-level", "warn", "--instance", name, "--http", addr)
-		cmd.Env = append(os.Environ(), passEnv+"="+devenv.FerryPassword)
-		if os.Getenv("FERRY_TEST_LOG") != "" {
-			cmd.Stderr = os.Stderr
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return &proc{cmd: cmd, addr: addr}
+		return &proc{cmd: runFerry(t, planFile, "--instance", name, "--http", addr), addr: addr}
 	}
 	procs := []*proc{start("a"), start("b")}
 	holder := func() (running, standby int) {

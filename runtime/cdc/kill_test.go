@@ -2,15 +2,11 @@ package cdc
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ferry-pipelines/ferry/compiler/plan"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/schema"
 )
@@ -24,12 +20,6 @@ func TestKill9(t *testing.T) {
 		t.Skip("builds and runs the ferry binary")
 	}
 	w := newWorld(t)
-	bin := filepath.Join(t.TempDir(), "ferry")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/ferry")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/ferry: %v\n%s", err, out)
-	}
 	createVersioned(t, w.db, "trading.fills")
 	rows := 20_000
 	if raceEnabled {
@@ -38,32 +28,10 @@ func TestKill9(t *testing.T) {
 	loadRows(t, w.db, "trading.orders", rows)
 	pj := w.job(table("trading.fills", "no_data", 1), table("trading.orders", "initial", 2))
 	pj.CDC.Snapshot = schema.SnapshotSettings{ChunkSize: 1000, Parallelism: 3}
-	p := *w.plan
-	p.Shards = map[string]schema.Shard{"default": {Tiers: []int{1, 2, 3, 4}}}
-	p.Tiers = map[string]plan.Duration{"1": plan.Duration(300 * time.Millisecond), "2": plan.Duration(10 * time.Second), "3": plan.Duration(10 * time.Minute), "4": plan.Duration(time.Hour)}
-	p.Metrics = plan.Metrics{Interval: plan.Duration(10 * time.Second)}
-	p.Jobs = []plan.Job{pj}
-	data, err := p.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	planFile := filepath.Join(t.TempDir(), "plan.json")
-	if err := os.WriteFile(planFile, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run := func() *exec.Cmd {
-		// A stable instance name: a restarted process takes its place in the
-		// shard at once instead of waiting for the killed one to time out.
-		cmd := exec.Command(bin, "run", "--plan", planFile, "--log-level", "warn", "--instance", "kill9")
-		cmd.Env = append(os.Environ(), passEnv+"="+devenv.FerryPassword)
-		if os.Getenv("FERRY_TEST_LOG") != "" {
-			cmd.Stderr = os.Stderr
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
+	planFile := w.planFile(pj)
+	// A stable instance name: a restarted process takes its place in the
+	// shard at once instead of waiting for the killed one to time out.
+	run := func() *exec.Cmd { return runFerry(t, planFile, "--instance", "kill9") }
 	began := time.Now()
 	opts, _ := kafkaconn.Options(w.plan.Datacenters["dc1"])
 	// The first run records where capture begins; writes start after it.
@@ -116,16 +84,6 @@ func TestKill9(t *testing.T) {
 	_ = cmd.Wait()
 	t.Logf("stopped after %v", time.Since(began))
 	events := checkVersions(t, w, "trading.fills")
-	rs := w.read("trading.trading.orders")
-	compareState(t, fold(t, rs), tableState(t, w.db, "trading.orders"))
-	reads := map[string]int{}
-	for _, x := range rs {
-		if !x.tomb && decode(t, x).Op == "r" {
-			reads[x.key]++
-			if reads[x.key] > 1 {
-				t.Fatalf("key %s read twice by the load", x.key)
-			}
-		}
-	}
-	t.Logf("10 kills; %d writes, %d row versions checked, %d rows loaded", n, events, len(reads))
+	loaded := checkLoadedOnce(t, w, "trading.orders")
+	t.Logf("10 kills; %d writes, %d row versions checked, %d rows loaded", n, events, loaded)
 }
