@@ -2,7 +2,9 @@ package compiler
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -72,7 +74,7 @@ func (c *checker) datacenters() {
 }
 
 func (c *checker) tiers() {
-	for _, name := range sortedKeys(c.d.defs.Tiers) {
+	for _, name := range slices.Sorted(maps.Keys(c.d.defs.Tiers)) {
 		if d, err := time.ParseDuration(c.d.defs.Tiers[name].Budget); err != nil || d <= 0 {
 			c.errorf(path("tiers", name, "budget"), "budget must be a positive duration, not %q", c.d.defs.Tiers[name].Budget)
 		}
@@ -85,7 +87,7 @@ func (c *checker) tiers() {
 }
 
 func (c *checker) mirrors() {
-	for _, name := range sortedKeys(c.d.defs.Mirrors) {
+	for _, name := range slices.Sorted(maps.Keys(c.d.defs.Mirrors)) {
 		m := c.d.defs.Mirrors[name]
 		c.shardRef(path("mirrors", name, "shard"), m.Shard)
 		if m.Datacenters == nil { // not given: every declared datacenter
@@ -118,7 +120,7 @@ func (c *checker) mirrors() {
 }
 
 func (c *checker) cdc() {
-	for _, name := range sortedKeys(c.d.defs.CDC) {
+	for _, name := range slices.Sorted(maps.Keys(c.d.defs.CDC)) {
 		src := c.d.defs.CDC[name]
 		c.shardRef(path("cdc", name, "shard"), src.Shard)
 		c.datacenterRef(path("cdc", name, "datacenter"), src.Datacenter)
@@ -137,10 +139,10 @@ func (c *checker) cdc() {
 // a mirror and a CDC table, and names that Kafka or ferry do not allow.
 func (c *checker) topics() {
 	var decls []decl[string]
-	for _, name := range sortedKeys(c.d.defs.Mirrors) {
+	for _, name := range slices.Sorted(maps.Keys(c.d.defs.Mirrors)) {
 		decls = append(decls, decl[string]{name, "mirrors", []string{name}})
 	}
-	for _, name := range sortedKeys(c.d.defs.CDC) {
+	for _, name := range slices.Sorted(maps.Keys(c.d.defs.CDC)) {
 		src := c.d.defs.CDC[name]
 		if reserved(src.TopicPrefix + ".") {
 			// One report at the prefix, rather than one per table.
@@ -172,7 +174,7 @@ func (c *checker) topics() {
 // would keep disconnecting each other.
 func (c *checker) serverIDs() {
 	var decls []decl[uint32]
-	for _, name := range sortedKeys(c.d.defs.CDC) {
+	for _, name := range slices.Sorted(maps.Keys(c.d.defs.CDC)) {
 		decls = append(decls, decl[uint32]{c.d.defs.CDC[name].MySQL.ServerID, "cdc", []string{name, "mysql", "serverID"}})
 	}
 	duplicates(c, decls, func(d, first decl[uint32]) {
@@ -259,13 +261,4 @@ func before(a, b token.Pos) bool {
 	return a.Column() < b.Column()
 }
 
-func sortedKeys[T any](m map[string]T) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func sortedSet(m map[string]bool) []string { return sortedKeys(m) }
+func sortedSet(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }

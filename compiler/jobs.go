@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -53,8 +54,8 @@ func (p *pending) tierNote() string {
 // source, each with its tier, budget, weight and client settings.
 func jobs(defs *schema.Definitions) []*pending {
 	var out []*pending
-	allDCs := sortedKeys(defs.Datacenters)
-	for _, topic := range sortedKeys(defs.Mirrors) {
+	allDCs := slices.Sorted(maps.Keys(defs.Datacenters))
+	for _, topic := range slices.Sorted(maps.Keys(defs.Mirrors)) {
 		m := defs.Mirrors[topic]
 		dcs := m.Datacenters
 		if len(dcs) == 0 {
@@ -90,7 +91,7 @@ func jobs(defs *schema.Definitions) []*pending {
 		}
 	}
 	out = append(out, offsetsJobs(defs, out)...)
-	for _, name := range sortedKeys(defs.CDC) {
+	for _, name := range slices.Sorted(maps.Keys(defs.CDC)) {
 		out = append(out, cdcJob(defs, name))
 		out = append(out, sinkJobs(defs, name)...)
 	}

@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -49,7 +50,7 @@ func place(c *checker, defs *schema.Definitions, pend []*pending, prev *plan.Pla
 	if len(c.d.declared["shards"]) == 0 {
 		shards = map[string]schema.Shard{DefaultShard: {Tiers: []int{1, 2, 3, 4}}}
 	}
-	p := &placer{c: c, shards: shards, names: sortedKeys(shards), jobs: map[string]int{}, weight: map[string]int{}}
+	p := &placer{c: c, shards: shards, names: slices.Sorted(maps.Keys(shards)), jobs: map[string]int{}, weight: map[string]int{}}
 	var rest []*pending
 	for _, j := range pend {
 		if j.pinned == "" {

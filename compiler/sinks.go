@@ -1,6 +1,10 @@
 package compiler
 
-import "strings"
+import (
+	"maps"
+	"slices"
+	"strings"
+)
 
 // PostgreSQL truncates names past 63 bytes; ferry's versions table is
 // named <table>_ferry_versions, so a target table name leaves room for it.
@@ -15,7 +19,7 @@ const (
 func (c *checker) sinks() {
 	var targets []decl[string]
 	names := map[string]string{} // decl key -> target table
-	for _, name := range sortedKeys(c.d.defs.CDC) {
+	for _, name := range slices.Sorted(maps.Keys(c.d.defs.CDC)) {
 		src := c.d.defs.CDC[name]
 		for _, t := range src.TableNames() {
 			s := src.Tables[t].Sink
@@ -54,7 +58,7 @@ func (c *checker) sinks() {
 // long for PostgreSQL and two columns renamed to one.
 func (c *checker) sinkColumns(p string, cols map[string]string) {
 	seen := map[string]string{}
-	for _, from := range sortedKeys(cols) {
+	for _, from := range slices.Sorted(maps.Keys(cols)) {
 		to := cols[from]
 		switch {
 		case strings.HasPrefix(to, "_ferry_"):

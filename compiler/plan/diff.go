@@ -3,6 +3,8 @@ package plan
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -60,12 +62,12 @@ func Compare(old, new *Plan) *Diff {
 	}
 	d := &Diff{Added: []JobSummary{}, Removed: []JobSummary{}, Changed: []JobChange{}, Moved: []JobMove{}}
 	oldJobs, newJobs := index(old), index(new)
-	for _, id := range sortedIDs(oldJobs) {
+	for _, id := range slices.Sorted(maps.Keys(oldJobs)) {
 		if _, ok := newJobs[id]; !ok {
 			d.Removed = append(d.Removed, summary(oldJobs[id]))
 		}
 	}
-	for _, id := range sortedIDs(newJobs) {
+	for _, id := range slices.Sorted(maps.Keys(newJobs)) {
 		nj := newJobs[id]
 		oj, ok := oldJobs[id]
 		if !ok {
@@ -139,15 +141,6 @@ func index(p *Plan) map[string]*Job {
 		m[j.ID] = &j
 	}
 	return m
-}
-
-func sortedIDs(m map[string]*Job) []string {
-	ids := make([]string, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
 }
 
 // fieldChanges compares two values by their JSON form, so that fields are

@@ -126,14 +126,13 @@ func (x *exclusive) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case err := <-failed:
-			running = false
 			return err // the executor restarts us; the group keeps or moves the lease
 		case h := <-held:
 			switch {
 			case h && !running:
 				x.env.Logger.Info("holding the job's lease; starting")
-				var jctx context.Context
-				jctx, stop = context.WithCancel(ctx)
+				jctx, cancel := context.WithCancel(ctx)
+				stop = cancel
 				running = true
 				wg.Add(1)
 				go func() {

@@ -11,8 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -121,7 +122,7 @@ func (e *Executor) Apply(ctx context.Context, p *plan.Plan) Change {
 			want[j.ID] = j
 		}
 	}
-	for _, id := range sortedIDs(e.running) {
+	for _, id := range slices.Sorted(maps.Keys(e.running)) {
 		if _, ok := want[id]; !ok {
 			e.stop(id)
 			e.registry.Remove(id)
@@ -129,7 +130,7 @@ func (e *Executor) Apply(ctx context.Context, p *plan.Plan) Change {
 		}
 	}
 	e.plan = p
-	for _, id := range sortedIDs(want) {
+	for _, id := range slices.Sorted(maps.Keys(want)) {
 		spec := want[id]
 		r, ok := e.running[id]
 		switch {
@@ -161,7 +162,7 @@ func updates(impl Job, spec plan.Job) bool {
 func (e *Executor) Stop() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, id := range sortedIDs(e.running) {
+	for _, id := range slices.Sorted(maps.Keys(e.running)) {
 		e.stop(id)
 	}
 }
@@ -263,13 +264,4 @@ func jobUses(j plan.Job, dc string) bool {
 		return j.CDC.Datacenter == dc
 	}
 	return true
-}
-
-func sortedIDs[T any](m map[string]T) []string {
-	ids := make([]string, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
 }

@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/ferry-pipelines/ferry/schema"
 )
@@ -77,17 +78,17 @@ func Split(d *schema.Definitions) ([]Object, error) {
 		objs = append(objs, Object{Kind: kind, Name: name, Spec: b})
 		return nil
 	}
-	for _, name := range sortedKeys(d.Datacenters) {
+	for _, name := range slices.Sorted(maps.Keys(d.Datacenters)) {
 		if err := add(Datacenter, name, d.Datacenters[name]); err != nil {
 			return nil, err
 		}
 	}
-	for _, name := range sortedKeys(d.Shards) {
+	for _, name := range slices.Sorted(maps.Keys(d.Shards)) {
 		if err := add(Shard, name, d.Shards[name]); err != nil {
 			return nil, err
 		}
 	}
-	for _, name := range sortedKeys(d.Tiers) {
+	for _, name := range slices.Sorted(maps.Keys(d.Tiers)) {
 		if err := add(Tier, name, d.Tiers[name]); err != nil {
 			return nil, err
 		}
@@ -97,13 +98,13 @@ func Split(d *schema.Definitions) ([]Object, error) {
 			return nil, err
 		}
 	}
-	for _, name := range sortedKeys(d.Mirrors) {
+	for _, name := range slices.Sorted(maps.Keys(d.Mirrors)) {
 		if err := add(Mirror, name, d.Mirrors[name]); err != nil {
 			return nil, err
 		}
 	}
 	var tables []Object
-	for _, name := range sortedKeys(d.CDC) {
+	for _, name := range slices.Sorted(maps.Keys(d.CDC)) {
 		src := d.CDC[name]
 		for _, t := range src.TableNames() {
 			b, err := json.Marshal(src.Tables[t])
@@ -188,13 +189,4 @@ func decodeInto[T any](o Object, into map[string]T) error {
 	}
 	into[o.Name] = v
 	return nil
-}
-
-func sortedKeys[T any](m map[string]T) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
