@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -48,17 +51,40 @@ func startHome(ctx context.Context, args []string, f runFlags, logger *slog.Logg
 	return svc, map[string]http.Handler{"/v1/": svc.Handler()}, nil
 }
 
-// parseHome reads --home NAME=HOST:PORT[,HOST:PORT...].
+// parseHome reads --home NAME=HOST:PORT[,HOST:PORT...], or NAME=@FILE
+// where FILE holds the datacenter's kafka settings as JSON, in the shape of
+// the definitions' kafka block (brokers, tls, sasl with its password as a
+// secret reference), for a home datacenter that requires TLS or SASL.
 func parseHome(s string) (string, schema.Datacenter, error) {
 	name, brokers, ok := strings.Cut(s, "=")
 	var dc schema.Datacenter
+	if file, isFile := strings.CutPrefix(brokers, "@"); ok && isFile && name != "" {
+		return name, dc, readHomeKafka(name, file, &dc.Kafka)
+	}
 	for _, b := range strings.Split(brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			dc.Kafka.Brokers = append(dc.Kafka.Brokers, b)
 		}
 	}
 	if !ok || name == "" || len(dc.Kafka.Brokers) == 0 {
-		return "", dc, fmt.Errorf("--home %q: want NAME=HOST:PORT[,HOST:PORT...], such as dc1=127.0.0.1:19092", s)
+		return "", dc, fmt.Errorf("--home %q: want NAME=HOST:PORT[,HOST:PORT...], such as dc1=127.0.0.1:19092, or NAME=@FILE with the kafka settings as JSON", s)
 	}
 	return name, dc, nil
+}
+
+// readHomeKafka reads --home NAME=@FILE's settings.
+func readHomeKafka(name, file string, k *schema.Kafka) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("--home %s: %w", name, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(k); err != nil {
+		return fmt.Errorf(`--home %s: %s is not kafka settings as JSON ({"brokers": [...], "tls": {...}, "sasl": {...}}): %v`, name, file, err)
+	}
+	if len(k.Brokers) == 0 {
+		return fmt.Errorf("--home %s: %s lists no brokers", name, file)
+	}
+	return nil
 }

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/ferry-pipelines/ferry/runtime/control/api"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/schema"
 )
 
 // TestTokenScope runs `ferry run --home` with --token-file: /healthz,
@@ -63,5 +69,49 @@ func TestTokenScope(t *testing.T) {
 	p.stop()
 	if strings.Contains(p.logs.String(), token) {
 		t.Fatalf("ferry run printed the token:\n%s", p.logs)
+	}
+}
+
+// TestSecureHome runs `ferry run --home dc1=@FILE` against a home cluster
+// that requires TLS with a client certificate and SCRAM-SHA-512: the
+// control API stores a definition there and reads it back.
+func TestSecureHome(t *testing.T) {
+	dir := t.TempDir()
+	certs, err := devenv.NewCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := certs.ServerTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	password := secretString(t, "home")
+	home, err := devenv.StartKafka("dc1", 0, kfake.TLS(server), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "ferry", password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(home.Close)
+	settings, _ := json.Marshal(schema.Kafka{
+		Brokers: []string{home.Addr()},
+		TLS:     &schema.TLS{CA: certs.CA, Cert: certs.ClientCert, Key: certs.ClientKey},
+		SASL:    &schema.SASL{Mechanism: "SCRAM-SHA-512", User: "ferry", Password: schema.Secret{Env: "HOME_PASSWORD"}},
+	})
+	writeFile(t, dir, "home.json", string(settings))
+	p := startFerry(t, dir, []string{"HOME_PASSWORD=" + password}, "run", "--home", "dc1=@home.json")
+
+	c, err := api.NewClient(p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Put(ctx, api.Shard, "realtime", schema.Shard{Tiers: []int{1}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := c.Get(ctx, api.Shard, "realtime"); err != nil || o.Version != 1 {
+		t.Fatalf("read back %+v, %v", o, err)
+	}
+	p.stop()
+	if strings.Contains(p.logs.String(), password) {
+		t.Fatalf("ferry run printed the home's password:\n%s", p.logs)
 	}
 }
