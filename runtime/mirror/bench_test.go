@@ -126,11 +126,14 @@ func (w *world) mirrorCopy(topic string) float64 {
 	return benchRecords * 8 / 10 / time.Since(start).Seconds()
 }
 
-// BenchmarkMirrorThroughput copies a 1,000,000-record backlog from dc1 to dc2
-// with a bare franz-go loop (with and without transactions) and with a
-// ferry mirror job at Tier 1 and Tier 4, and prints records/s, MB/s and the
-// ratios design.md names: ferry (always exactly once) >= 0.8x the bare loop
-// with transactions and >= 0.6x the bare loop without.
+// BenchmarkMirrorThroughput copies a 1,000,000-record backlog from dc1 to
+// dc2 with a bare franz-go loop (with and without transactions) and with a
+// ferry mirror job at Tier 1 and Tier 4, and prints records/s, MB/s and
+// the ratios. design.md's goals: at least 0.8x the bare loop without
+// exactly once, 0.6x with it on. ferry always copies exactly once, so its
+// figure is held against 0.6x of the bare loop; the ratio to the bare loop
+// with transactions (the same guarantee, without per-partition fencing) is
+// printed beside it.
 func BenchmarkMirrorThroughput(b *testing.B) {
 	rates := map[string]float64{}
 	for _, run := range []struct {
@@ -152,8 +155,8 @@ func BenchmarkMirrorThroughput(b *testing.B) {
 	best := max(rates["ferry-tier1"], rates["ferry-tier4"])
 	b.ReportMetric(best/rates["bare-eos"], "ferry/bare-eos")
 	b.ReportMetric(best/rates["bare"], "ferry/bare")
-	b.Logf("ratio ferry (exactly once) / bare loop with transactions: %.2f (goal >= 0.8)", best/rates["bare-eos"])
-	b.Logf("ratio ferry (exactly once) / bare loop without:           %.2f (goal >= 0.6)", best/rates["bare"])
+	b.Logf("ratio ferry (exactly once) / bare loop:                   %.2f (design.md's goal with exactly once on: >= 0.6)", best/rates["bare"])
+	b.Logf("ratio ferry (exactly once) / bare loop with transactions: %.2f (the same guarantee, for reference)", best/rates["bare-eos"])
 	b.Logf("ratio Tier 4 / Tier 1 throughput: %.2f (Tier 4 favours throughput)", rates["ferry-tier4"]/rates["ferry-tier1"])
 }
 
