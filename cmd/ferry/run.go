@@ -75,7 +75,7 @@ cleanly.`,
 func kinds() []executor.Option {
 	return []executor.Option{
 		executor.WithKind(plan.KindMirror, mirror.New),
-		executor.WithKind(plan.KindCDC, cdc.New),
+		executor.WithKind(plan.KindCDC, executor.Exclusive(cdc.New)),
 		executor.WithKind(plan.KindOffsets, executor.Exclusive(offsets.NewSync)),
 		executor.WithKind(plan.KindSink, sink.New),
 	}
