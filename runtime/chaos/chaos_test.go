@@ -544,6 +544,7 @@ func (s *soak) verifyCDC(dead int) (r tally) {
 			case n > 1:
 				r.duplicated += n - 1
 				r.delivered++
+				s.t.Logf("row %s version %d arrived %d times: %s", id, v, n, describeVersion(recs, id, v))
 			default:
 				r.delivered++
 			}
@@ -589,4 +590,24 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// describeVersion lists the records of a row version, to see where a
+// duplicate came from.
+func describeVersion(recs []*kgo.Record, id string, ver int) string {
+	var out []string
+	for _, x := range recs {
+		var e struct {
+			Op     string         `json:"op"`
+			After  map[string]any `json:"after"`
+			Source map[string]any `json:"source"`
+		}
+		if x.Value == nil || json.Unmarshal(x.Value, &e) != nil || e.After == nil {
+			continue
+		}
+		if fmt.Sprint(e.After["id"]) == id && int(e.After["ver"].(float64)) == ver {
+			out = append(out, fmt.Sprintf("[offset %d op %s file %v pos %v row %v snapshot %v ts %v]", x.Offset, e.Op, e.Source["file"], e.Source["pos"], e.Source["row"], e.Source["snapshot"], e.Source["ts_ms"]))
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -53,6 +53,7 @@ func TestSlowTargetBreaches(t *testing.T) {
 	w := newWorld(t, map[string]schema.Mirror{"slow": {Partitions: 1, Tier: 1}})
 	ex := w.run()
 	w.waitTopic("dc1", "slow")
+	waitAssignedJob(ex.Registry(), "mirror:slow:dc1-dc2") // no wait for the group in the latency
 	w.produce("dc1", "slow", 10)
 	if st := waitRecords(t, ex, "mirror:slow:dc1-dc2", 10); st.Compliance != metrics.Healthy {
 		t.Fatalf("before the delay: compliance %s, want healthy (p99 %.1f ms)", st.Compliance, st.Latency.P99)
