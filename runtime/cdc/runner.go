@@ -68,8 +68,13 @@ type runner struct {
 	lastCommit time.Time
 	obs        []observation
 	counts     map[string]map[string]int64
-	prodMu     sync.Mutex
-	prodErr    error
+	// inflight counts records whose promise has not run: kgo calls the
+	// promise of a record that fails before it is buffered (one too large,
+	// say) after Flush may already have returned, so a commit waits for
+	// every promise, not only for Flush.
+	inflight sync.WaitGroup
+	prodMu   sync.Mutex
+	prodErr  error
 
 	hbLast  time.Time // the newest heartbeat value read from the binlog
 	readLag time.Duration
@@ -470,6 +475,7 @@ func (r *runner) begin() error {
 }
 
 func (r *runner) promise(_ *kgo.Record, err error) {
+	defer r.inflight.Done()
 	if err != nil {
 		r.prodMu.Lock()
 		if r.prodErr == nil {
@@ -491,6 +497,7 @@ func (r *runner) produce(ctx context.Context, topic string, rec *event.Record, e
 	r.txnBytes += len(rec.Key) + len(rec.Value)
 	// Records are produced under r.pctx, which a stop does not cancel at
 	// once: a clean stop commits them, never half-fails a transaction.
+	r.inflight.Add(1)
 	r.cl.Produce(r.pctx, kr, r.promise)
 	return nil
 }
@@ -516,6 +523,7 @@ func (r *runner) deadLetterRaw(ctx context.Context, tr *tableRun, raw []byte, ca
 		Job: r.job.ID, Topic: tr.p.Topic, Partition: -1, Offset: -1,
 		Class: "conversion", Message: cause.Error(), Extra: extra,
 	})
+	r.inflight.Add(1)
 	r.cl.Produce(r.pctx, rec, r.promise)
 	r.count(tr.p.Name, metrics.Failed, 1)
 	r.count(tr.p.Name, metrics.DeadLetters, 1)
@@ -534,10 +542,12 @@ func (r *runner) commit(parent context.Context) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
+	r.inflight.Add(1)
 	r.cl.Produce(ctx, checkpoint.Record(r.job.ID, checkpointKey, r.st.encode()), r.promise)
 	if err := r.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("%s: flush: %w", r.job.ID, err)
 	}
+	r.inflight.Wait()
 	r.prodMu.Lock()
 	perr := r.prodErr
 	r.prodErr = nil
