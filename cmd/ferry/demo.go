@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"syscall"
@@ -123,7 +125,8 @@ func printCDC(out io.Writer, r *metrics.Registry) {
 		if s.Kind != plan.KindCDC {
 			continue
 		}
-		for table, part := range s.Parts {
+		for _, table := range slices.Sorted(maps.Keys(s.Parts)) {
+			part := s.Parts[table]
 			c := part.Counters
 			fmt.Fprintf(out, "%s %s: %d events into Kafka (%d snapshot reads, %d creates, %d updates, %d deletes), p99 %.1f ms, within budget %.2f%%\n",
 				s.ID, table, c[metrics.Records], c[metrics.SnapshotRead], c[metrics.Creates], c[metrics.Updates], c[metrics.Deletes], part.Latency.P99, 100*part.WithinBudget)

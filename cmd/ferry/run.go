@@ -171,15 +171,17 @@ func run(ctx context.Context, args []string, f runFlags) error {
 	}
 }
 
-// report runs the metrics reporter of the executor's jobs until ctx ends;
-// the returned function waits for its last report.
-func report(ctx context.Context, ex *executor.Executor, logger *slog.Logger) (wait func()) {
+// report runs the metrics reporter of the executor's jobs until ctx ends
+// or the returned function is called, which stops it and waits for its
+// last report.
+func report(ctx context.Context, ex *executor.Executor, logger *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		metrics.NewReporter(ex.Registry(), logger).Run(ctx, ex.Plan)
 	}()
-	return func() { <-done }
+	return func() { cancel(); <-done }
 }
 
 // serve starts the HTTP API. It refuses an address that is taken at once
