@@ -97,7 +97,7 @@ func jobs(defs *schema.Definitions) []*pending {
 	}
 	for _, p := range out {
 		p.job.Budget = plan.Duration(budget(defs, p.job.Tier))
-		p.job.Client = clientSettings(p.job.Tier, p.job.Budget.D())
+		p.job.Client = ClientSettings(p.job.Tier, p.job.Budget.D())
 	}
 	return out
 }

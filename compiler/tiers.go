@@ -31,11 +31,11 @@ var tierClients = [5]plan.ClientSettings{
 	4: {Linger: ms(100), BatchMaxBytes: 1 << 20, FetchMaxWait: ms(1000), FetchMinBytes: 1 << 20, Compression: "zstd", CommitInterval: ms(5000)},
 }
 
-// clientSettings derives a job's client settings from its tier and budget.
+// ClientSettings derives a job's client settings from its tier and budget.
 // A budget overridden below the tier's defaults pulls the waits down with
 // it: the commit interval and fetch wait stay within a tenth of the budget,
 // the linger within a twentieth, so a job can meet its budget.
-func clientSettings(tier int, budget time.Duration) plan.ClientSettings {
+func ClientSettings(tier int, budget time.Duration) plan.ClientSettings {
 	c := tierClients[tier]
 	c.CommitInterval = plan.Duration(min(c.CommitInterval.D(), budget/10))
 	c.FetchMaxWait = plan.Duration(min(c.FetchMaxWait.D(), budget/10))

@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
+	"github.com/ferry-pipelines/ferry/compiler"
+	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
 )
@@ -19,7 +23,9 @@ import (
 // BenchmarkCDC measures, in one run: row events/s from the binlog into
 // Kafka (goal >= 50,000/s), a raw go-mysql decode loop over the same
 // binlog (the ceiling), and the initial load's rows/s next to mariadb-dump
-// of the same table (goal >= 1.0x). FERRY_CDC_BENCH_ROWS sets the row count
+// of the same table into a file (goal >= 1.0x), with the CPU time per row
+// that each side and the server spent. The jobs have the client settings
+// the compiler gives Tier 2. FERRY_CDC_BENCH_ROWS sets the row count
 // (default 200,000; 1,000,000 for the full-size run).
 func BenchmarkCDC(b *testing.B) {
 	n := 200_000
@@ -31,8 +37,8 @@ func BenchmarkCDC(b *testing.B) {
 		b.Fatal(err)
 	}
 	pj := w.job(table("trading.bench", "no_data", 2))
-	pj.Client.CommitInterval = 100_000_000 // 100ms, tier 2
-	pj.Client.Compression = "none"
+	pj.Tier, pj.Budget = 2, plan.Duration(10*time.Second)
+	pj.Client = compiler.ClientSettings(2, pj.Budget.D())
 	r := w.start(pj)
 	r.stop(b)
 	start, err := binlog.MasterStatus(context.Background(), binlog.Config{Addr: w.db.Addr(), User: devenv.FerryUser, Password: devenv.FerryPassword}, "mariadb")
@@ -60,25 +66,33 @@ func BenchmarkCDC(b *testing.B) {
 	r.stop(b)
 
 	// Initial load of the same table by a second job.
-	snap := w.job(table("trading.bench", "initial", 2))
+	snap := pj
+	snap.CDC = &plan.CDCJob{}
+	*snap.CDC = *pj.CDC
+	snap.CDC.Tables = []plan.CDCTable{table("trading.bench", "initial", 2)}
 	snap.ID = "cdc:bench-snapshot"
 	snap.CDC.TopicPrefix = "snap"
 	snap.CDC.Tables[0].Topic = "snap.trading.bench"
 	snap.CDC.Snapshot.ChunkSize = 8192
 	snap.CDC.Snapshot.Parallelism = 4
+	cpu := newCPUMeter(b, w.db)
 	t0 = time.Now()
 	r = w.start(snap)
 	waitSnapshot(b, r, "trading.bench", int64(n))
 	load := float64(n) / time.Since(t0).Seconds()
+	loadFerry, loadServer := cpu.lap()
 	r.stop(b)
 
+	cpu.lap()
 	t0 = time.Now()
-	dump := exec.Command("mariadb-dump", "--no-defaults", "--socket="+w.db.Socket, "-uroot", "--single-transaction", "trading", "bench")
-	dump.Stdout = nil
+	dump := exec.Command("mariadb-dump", "--no-defaults", "--socket="+w.db.Socket, "-uroot", "--single-transaction",
+		"--result-file="+filepath.Join(b.TempDir(), "bench.sql"), "trading", "bench")
 	if out, err := dump.CombinedOutput(); err != nil {
 		b.Fatalf("mariadb-dump: %v: %.200s", err, out)
 	}
 	dumpRate := float64(n) / time.Since(t0).Seconds()
+	_, dumpServer := cpu.lap()
+	dumpCPU := dump.ProcessState.UserTime() + dump.ProcessState.SystemTime()
 	b.StopTimer()
 
 	b.ReportMetric(stream, "stream_events/s")
@@ -88,6 +102,39 @@ func BenchmarkCDC(b *testing.B) {
 	fmt.Printf("CDC %d rows: streaming %.0f events/s (goal 50000: %.2fx), raw go-mysql decode %.0f/s (streaming at %.2fx of it); "+
 		"initial load %.0f rows/s, mariadb-dump %.0f rows/s (%.2fx, goal >= 1.0x)\n",
 		n, stream, stream/50000, raw, stream/raw, load, dumpRate, load/dumpRate)
+	perRow := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(n) / 1000 }
+	fmt.Printf("CDC CPU per row: initial load %.2f µs in ferry (with the in-process Kafka) + %.2f µs in mariadbd; "+
+		"mariadb-dump %.2f µs + %.2f µs in mariadbd\n",
+		perRow(loadFerry), perRow(loadServer), perRow(dumpCPU), perRow(dumpServer))
+}
+
+// cpuMeter reads this process's and the database server's CPU time.
+type cpuMeter struct {
+	b            *testing.B
+	db           *devenv.MariaDB
+	self, server time.Duration
+}
+
+func newCPUMeter(b *testing.B, db *devenv.MariaDB) *cpuMeter {
+	m := &cpuMeter{b: b, db: db}
+	m.lap()
+	return m
+}
+
+// lap returns the CPU time spent since the last lap.
+func (m *cpuMeter) lap() (self, server time.Duration) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		m.b.Fatal(err)
+	}
+	s := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	d, err := m.db.CPUTime()
+	if err != nil {
+		m.b.Fatal(err)
+	}
+	self, server = s-m.self, d-m.server
+	m.self, m.server = s, d
+	return self, server
 }
 
 func rawDecode(b *testing.B, db *devenv.MariaDB, pos binlog.Position, n int) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
@@ -875,6 +876,20 @@ func TestSnapshotCompositeKey(t *testing.T) {
 		t.Errorf("%d records for 5000 rows", len(rs))
 	}
 	compareState(t, fold(t, rs), tableStateKey(t, w.db, "trading.quotes", 2))
+	// The table's first and last rows in key order carry Debezium's
+	// markers; every other row is "true".
+	marked := map[string]string{}
+	for _, r := range rs {
+		e := decode(t, r)
+		if e.Op != "r" || e.Source.Snapshot == "true" {
+			continue
+		}
+		marked[e.Source.Snapshot] = fmt.Sprintf("%v/%v", e.After["symbol"], e.After["seq"])
+	}
+	want := map[string]string{"first_in_data_collection": "acme/5", "last_in_data_collection": "Zz😀/4999"}
+	if diff := cmp.Diff(want, marked); diff != "" {
+		t.Errorf("snapshot markers (-want +got):\n%s", diff)
+	}
 }
 
 // TestPurgedBinlog: when the checkpoint's binlog file is gone, changes were

@@ -731,6 +731,12 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 	if _, err := c.Execute(fmt.Sprintf(mark, ch.lw)); err != nil {
 		return nil, err
 	}
+	// The rows' source block names the binlog position at which the
+	// chunk's window opened, as Debezium's snapshot rows name theirs.
+	pos, err := binlog.MasterStatusConn(c, s.r.srv.Flavor)
+	if err != nil {
+		return nil, err
+	}
 	q := "SELECT * FROM " + qname(t.db, t.tbl)
 	var conds []string
 	if ch.rng.lo != nil {
@@ -743,96 +749,129 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
 	q += " ORDER BY " + colList(t.keyCols)
-	readAt := time.Now()
-	res, err := c.Execute(q)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Close()
-	if _, err := c.Execute(fmt.Sprintf(mark, ch.hw)); err != nil {
-		return nil, err
-	}
-	pos, err := binlog.MasterStatusConn(c, s.r.srv.Flavor)
-	if err != nil {
-		return nil, err
-	}
-	// The table as the SELECT returns it, keyed like the binlog's.
-	tbl := &event.Table{DB: t.db, Name: t.tbl}
-	for _, f := range res.Fields {
-		tbl.Columns = append(tbl.Columns, event.ColumnFromField(f))
-	}
-	for _, k := range t.keyCols {
-		for i, col := range tbl.Columns {
-			if strings.EqualFold(col.Name, k) {
-				tbl.Key = append(tbl.Key, i)
-			}
-		}
-	}
 	marker := event.SnapshotTrue
 	if t.st.Incremental {
 		marker = event.SnapshotIncremental
 	}
-	now := time.Now()
-	out := &chunkRows{recs: make([]event.Record, len(res.Values))}
-	row := make([]any, len(tbl.Columns))
-	src := event.Source{Name: s.r.job.CDC.TopicPrefix, Time: readAt, File: pos.File, Pos: pos.Pos}
-	// Every record of the chunk goes into one buffer (sized from the first
-	// row), sliced up at the end: a few allocations per chunk, not per row.
-	var arena []byte
-	offs := make([][3]int, len(res.Values))
-	// The source block and times are the chunk's: formatted once per
-	// marker (middle, first and last row of the table).
-	var tails [3][]byte
-	for k, m := range []string{marker, "first_in_data_collection", "last_in_data_collection"} {
-		src.Snapshot = m
-		tails[k] = tbl.Tail(event.OpRead, &src, now)
+	enc := &chunkEncoder{
+		t:    t,
+		size: s.chunkSize,
+		src:  event.Source{Name: s.r.job.CDC.TopicPrefix, Time: time.Now(), File: pos.File, Pos: pos.Pos},
+		// A whole-table load marks the table's first and last rows.
+		first: ch.rng.lo == nil && !t.st.Incremental,
+		last:  ch.rng.last && !t.st.Incremental,
 	}
-	for i := range res.Values {
-		for j := range row {
-			row[j] = res.Values[i][j].Value()
+	// A streaming SELECT: each row is encoded as it arrives, in a packet
+	// buffer that is reused, so no result set is held.
+	var res mysql.Result
+	err = c.ExecuteSelectStreaming(q, &res, func(row []mysql.FieldValue) error {
+		if enc.tbl == nil {
+			enc.begin(res.Fields, marker)
 		}
-		tail := tails[0]
-		if !t.st.Incremental {
-			switch {
-			case ch.rng.last && i == len(res.Values)-1:
-				tail = tails[2]
-			case ch.rng.lo == nil && i == 0:
-				tail = tails[1]
-			}
-		}
-		start := len(arena)
-		var err error
-		arena, err = tbl.AppendKey(arena, row)
-		keyEnd := len(arena)
-		if err == nil {
-			arena, err = tbl.AppendWithTail(arena, row, tail)
-		}
-		if err != nil {
-			key := ""
-			if keyEnd > start && err != nil {
-				if k, kerr := tbl.AppendKey(nil, row); kerr == nil {
-					key = string(k)
-				}
-			}
-			out.failed = append(out.failed, failedRow{key: key, raw: mustJSON(map[string]any{"op": "r", "after": row}), err: fmt.Errorf("initial load: %w", err)})
-			arena = arena[:start]
-			offs[i] = [3]int{-1, -1, -1}
-			continue
-		}
-		offs[i] = [3]int{start, keyEnd, len(arena)}
-		if i == 0 {
-			grown := make([]byte, len(arena), (len(arena)+64)*len(res.Values)*11/10)
-			copy(grown, arena)
-			arena = grown
-		}
+		enc.add(row)
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
 	}
-	out.recs = out.recs[:0]
-	for _, o := range offs {
-		if o[0] < 0 {
-			continue
-		}
-		out.recs = append(out.recs, event.Record{Key: arena[o[0]:o[1]:o[1]], Value: arena[o[1]:o[2]:o[2]]})
+	if _, err := c.Execute(fmt.Sprintf(mark, ch.hw)); err != nil {
+		return nil, err
 	}
+	out := enc.finish()
 	out.pos = pos
 	return out, nil
+}
+
+// chunkEncoder turns a chunk's rows into records as they stream in. Every
+// record goes into one arena, sliced up at the end: a few allocations per
+// chunk, not per row.
+type chunkEncoder struct {
+	t           *snapTable
+	size        int // rows expected, to size the arena
+	src         event.Source
+	first, last bool
+	tbl         *event.Table
+	row         []any
+	arena       []byte
+	offs        [][3]int // key start, key end (value start), value end
+	failed      []failedRow
+	tails       [3][]byte // the envelope's tail: any row, the first, the last
+	lastTail    []byte    // the tail of the row added last; nil if it failed
+	now         time.Time
+}
+
+// begin learns the table's shape from the result's fields and formats the
+// tails that the chunk's rows share.
+func (e *chunkEncoder) begin(fields []*mysql.Field, marker string) {
+	e.tbl = &event.Table{DB: e.t.db, Name: e.t.tbl}
+	for _, f := range fields {
+		e.tbl.Columns = append(e.tbl.Columns, event.ColumnFromField(f))
+	}
+	for _, k := range e.t.keyCols {
+		for i, col := range e.tbl.Columns {
+			if strings.EqualFold(col.Name, k) {
+				e.tbl.Key = append(e.tbl.Key, i)
+			}
+		}
+	}
+	e.row = make([]any, len(fields))
+	e.now = time.Now()
+	for k, m := range []string{marker, "first_in_data_collection", "last_in_data_collection"} {
+		e.src.Snapshot = m
+		e.tails[k] = e.tbl.Tail(event.OpRead, &e.src, e.now)
+	}
+}
+
+// add encodes one row; a row that cannot be converted becomes a dead
+// letter.
+func (e *chunkEncoder) add(fields []mysql.FieldValue) {
+	for j := range e.row {
+		e.row[j] = fields[j].Value()
+	}
+	tail := e.tails[0]
+	if e.first && len(e.offs) == 0 && len(e.failed) == 0 {
+		tail = e.tails[1]
+	}
+	e.lastTail = nil
+	start := len(e.arena)
+	var err error
+	e.arena, err = e.tbl.AppendKey(e.arena, e.row)
+	keyEnd := len(e.arena)
+	if err == nil {
+		e.arena, err = e.tbl.AppendWithTail(e.arena, e.row, tail)
+	}
+	if err != nil {
+		key := ""
+		if keyEnd > start {
+			key = string(e.arena[start:keyEnd])
+		}
+		e.failed = append(e.failed, failedRow{key: key, raw: mustJSON(map[string]any{"op": "r", "after": e.row}), err: fmt.Errorf("initial load: %w", err)})
+		e.arena = e.arena[:start]
+		return
+	}
+	e.offs = append(e.offs, [3]int{start, keyEnd, len(e.arena)})
+	e.lastTail = tail
+	if len(e.offs) == 1 {
+		// Size the arena for the whole chunk from its first row.
+		grown := make([]byte, len(e.arena), (len(e.arena)+64)*max(e.size, 1)*11/10)
+		copy(grown, e.arena)
+		e.arena = grown
+	}
+}
+
+// finish marks the table's last row, when the chunk ends the table, and
+// slices the arena into records.
+func (e *chunkEncoder) finish() *chunkRows {
+	out := &chunkRows{failed: e.failed}
+	if e.last && e.lastTail != nil {
+		// The tail is the value's suffix: swap the last row's for "last".
+		o := &e.offs[len(e.offs)-1]
+		e.arena = append(e.arena[:o[2]-len(e.lastTail)], e.tails[2]...)
+		o[2] = len(e.arena)
+	}
+	out.recs = make([]event.Record, len(e.offs))
+	for i, o := range e.offs {
+		out.recs[i] = event.Record{Key: e.arena[o[0]:o[1]:o[1]], Value: e.arena[o[1]:o[2]:o[2]]}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ package devenv
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -39,6 +40,11 @@ func StartKafka(name string, port int, opts ...kfake.Opt) (*Kafka, error) {
 		kfake.ClusterID("ferry-" + name),
 		// Small groups rebalance fast in tests and in `ferry dev`.
 		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
+		// kfake keeps each log segment in one buffer that it grows by
+		// doubling: 4 MiB segments (Kafka's default is 1 GiB) keep that
+		// copying small, so the broker's storage does not weigh on what
+		// the benchmarks measure of ferry.
+		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(4 << 20)}),
 	}, opts...)
 	c, err := kfake.NewCluster(all...)
 	if err != nil {
