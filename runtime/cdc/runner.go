@@ -115,8 +115,14 @@ func (r *runner) init(ctx context.Context, st *State) error {
 	r.counts = map[string]map[string]int64{}
 	r.readerBO = newBackoff()
 	if st != nil {
-		ok, err := binlog.HasFile(ctx, r.cfg, st.File)
+		byGTID, err := binlog.Resume(ctx, r.cfg, r.srv.Flavor, st.Position)
 		if err != nil {
+			return fmt.Errorf("%s: %w", r.job.ID, err)
+		}
+		ok := true
+		if byGTID {
+			r.log.Warn("checkpoint is of another server (a failover): resuming from its GTID set", "checkpoint", st.Origin.String(), "server", r.srv.Origin.String(), "gtid", st.GTID)
+		} else if ok, err = binlog.HasFile(ctx, r.cfg, st.File); err != nil {
 			return fmt.Errorf("%s: %w", r.job.ID, err)
 		}
 		if !ok {
@@ -135,6 +141,7 @@ func (r *runner) init(ctx context.Context, st *State) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.job.ID, err)
 		}
+		pos.Origin = r.srv.Origin
 		start := pos
 		for _, t := range r.job.CDC.Tables {
 			if t.Snapshot == schema.SnapshotNever {
@@ -143,6 +150,7 @@ func (r *runner) init(ctx context.Context, st *State) error {
 					return fmt.Errorf("%s: %w", r.job.ID, err)
 				}
 				start.GTID = ""
+				start.Origin = r.srv.Origin
 				break
 			}
 		}
@@ -244,6 +252,13 @@ func (r *runner) loop(ctx context.Context) error {
 			continue // the check above stops
 		case msg := <-r.readerCh:
 			if msg.err != nil {
+				var ref *binlog.Refusal
+				if errors.As(msg.err, &ref) {
+					// The server changed under the job (a failover
+					// behind the same address) to one it cannot go on
+					// from: waiting does not fix that.
+					return fmt.Errorf("%s: %w", r.job.ID, msg.err)
+				}
 				r.readerFailed(msg.err)
 				continue
 			}
@@ -380,7 +395,9 @@ func (r *runner) process(ctx context.Context, txn *binlog.Txn) error {
 		if tr == nil {
 			continue
 		}
-		if txn.Next.Compare(tr.st.Since) <= 0 {
+		// A Since of another server is before any transaction read
+		// after a failover: the job resumed past it.
+		if txn.Next.Origin.Same(tr.st.Since.Origin) && txn.Next.Compare(tr.st.Since) <= 0 {
 			r.count(tr.p.Name, metrics.Filtered, 1) // before the table's capture began
 			continue
 		}
@@ -417,7 +434,7 @@ func (r *runner) process(ctx context.Context, txn *binlog.Txn) error {
 			r.count(tr.p.Name, metrics.Deletes, 1)
 		}
 	}
-	if txn.Rows != nil || txn.Next.Compare(r.st.Position) != 0 {
+	if txn.Rows != nil || txn.Next != r.st.Position {
 		r.dirty = true
 	}
 	r.st.Position = txn.Next

@@ -12,9 +12,10 @@ const checkpointKey = "binlog"
 
 // State is a CDC job's checkpoint, written in the same Kafka transaction
 // as the events it stands for: the binlog position right after the last
-// MySQL transaction whose events are in Kafka, the GTID set executed up to
-// there, and each table's capture state (where its capture began, how far
-// its initial load got).
+// MySQL transaction whose events are in Kafka, the server that position is
+// of (after a failover to another server the job resumes from the GTID
+// set instead), the GTID set executed up to there, and each table's
+// capture state (where its capture began, how far its initial load got).
 type State struct {
 	binlog.Position
 	Tables map[string]*TableState `json:"tables"`

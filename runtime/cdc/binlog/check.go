@@ -16,6 +16,8 @@ type Server struct {
 	Version string
 	// GTIDMode reports MySQL's gtid_mode=ON (MariaDB always has GTIDs).
 	GTIDMode bool
+	// Origin names the server: a new checkpoint's positions are of it.
+	Origin Origin
 }
 
 // Refusal lists the reasons a server cannot be captured, one line each:
@@ -64,17 +66,16 @@ func Check(ctx context.Context, cfg Config, name string, databases []string) (Se
 			srv.Flavor = mysql.MariaDBFlavor
 		}
 	}
-	vars := map[string]string{}
-	r, err := c.Execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin','binlog_format','binlog_row_image','binlog_row_metadata','gtid_mode')")
+	vars, err := globals(c, "log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata", "gtid_mode")
 	if err != nil {
 		return srv, err
 	}
-	for i := range r.Values {
-		k := getString(r, i, 0)
-		v := getString(r, i, 1)
-		vars[strings.ToLower(k)] = strings.ToUpper(v)
+	for k, v := range vars {
+		vars[k] = strings.ToUpper(v)
 	}
-	r.Close()
+	if srv.Origin, err = identify(c); err != nil {
+		return srv, err
+	}
 	srv.GTIDMode = vars["gtid_mode"] == "ON" || srv.Flavor == mysql.MariaDBFlavor
 	var lines []string
 	refuse := func(format string, args ...any) {
@@ -252,16 +253,23 @@ func FirstPosition(ctx context.Context, cfg Config) (Position, error) {
 		return Position{}, err
 	}
 	defer c.Close()
-	r, err := c.Execute("SHOW BINARY LOGS")
+	file, err := oldestFile(c)
 	if err != nil {
 		return Position{}, err
 	}
+	return Position{File: file, Pos: 4}, nil
+}
+
+func oldestFile(c *client.Conn) (string, error) {
+	r, err := c.Execute("SHOW BINARY LOGS")
+	if err != nil {
+		return "", err
+	}
 	defer r.Close()
 	if len(r.Values) == 0 {
-		return Position{}, fmt.Errorf("SHOW BINARY LOGS returned nothing: is the binlog on?")
+		return "", fmt.Errorf("SHOW BINARY LOGS returned nothing: is the binlog on?")
 	}
-	file := getString(r, 0, 0)
-	return Position{File: file, Pos: 4}, nil
+	return getString(r, 0, 0), nil
 }
 
 // HasFile reports whether the server still has a binlog file.

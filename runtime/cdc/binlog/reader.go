@@ -36,12 +36,14 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// Position is a place in the binlog: a file and an offset, plus the GTID
-// set executed up to there where the server has GTIDs.
+// Position is a place in the binlog: a file and an offset on the server
+// Origin names, plus the GTID set executed up to there where the server
+// has GTIDs (which name the place on any server that has them).
 type Position struct {
 	File string `json:"file"`
 	Pos  uint64 `json:"pos"`
 	GTID string `json:"gtid,omitempty"`
+	Origin
 }
 
 func (p Position) String() string { return p.File + ":" + strconv.FormatUint(p.Pos, 10) }
@@ -121,6 +123,8 @@ type Reader struct {
 	stream *replication.BinlogStreamer
 	pos    Position
 	gtids  mysql.GTIDSet
+	origin Origin // the server read from
+	file   string // the binlog file being read
 	tables map[uint64]*event.Table
 	want   func(db, table string) bool
 	cur    *Txn
@@ -152,7 +156,9 @@ func (r *Reader) HandleEvent(ev *replication.BinlogEvent) error {
 }
 
 // Open starts reading at pos; want, when not nil, says which tables' rows
-// to hand out (the others' rows are skipped).
+// to hand out (the others' rows are skipped). On a server other than pos's
+// (a failover) it starts from pos's GTID set, if that server can go on
+// from it (see Resume; a *Refusal says why not).
 func Open(ctx context.Context, cfg Config, flavor string, pos Position, want func(db, table string) bool) (*Reader, error) {
 	host, portStr, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
@@ -183,7 +189,19 @@ func Open(ctx context.Context, cfg Config, flavor string, pos Position, want fun
 		Dialer:                  (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		EventCacheCount:         10240,
 	}
-	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, tables: map[uint64]*event.Table{}, want: want,
+	c, err := Connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	origin, byGTID, err := resumeOn(c, cfg.Addr, flavor, pos)
+	c.Close()
+	if err != nil {
+		return nil, err
+	}
+	if !byGTID {
+		pos.Origin = origin // a checkpoint written before ferry recorded it
+	}
+	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, origin: origin, file: pos.File, tables: map[uint64]*event.Table{}, want: want,
 		out: make(chan *Txn, 1024), errc: make(chan error, 1), done: make(chan struct{})}
 	scfg.SynchronousEventHandler = r
 	if pos.GTID != "" {
@@ -192,7 +210,12 @@ func Open(ctx context.Context, cfg Config, flavor string, pos Position, want fun
 		}
 	}
 	r.syncer = replication.NewBinlogSyncer(scfg)
-	r.stream, err = r.syncer.StartSync(mysql.Position{Name: pos.File, Pos: uint32(pos.Pos)})
+	if byGTID {
+		// go-mysql keeps and updates the set it is given.
+		r.stream, err = r.syncer.StartSyncGTID(r.gtids.Clone())
+	} else {
+		r.stream, err = r.syncer.StartSync(mysql.Position{Name: pos.File, Pos: uint32(pos.Pos)})
+	}
 	if err != nil {
 		r.syncer.Close()
 		return nil, err
@@ -248,7 +271,7 @@ func (r *Reader) Next(ctx context.Context) (*Txn, error) {
 }
 
 func (r *Reader) begin(h *replication.EventHeader) {
-	r.cur = &Txn{File: r.pos.File, ServerID: h.ServerID, Time: time.Unix(int64(h.Timestamp), 0).UTC()}
+	r.cur = &Txn{File: r.file, ServerID: h.ServerID, Time: time.Unix(int64(h.Timestamp), 0).UTC()}
 }
 
 func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
@@ -258,8 +281,15 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 	}
 	switch e := ev.Event.(type) {
 	case *replication.RotateEvent:
-		r.pos.File = string(e.NextLogName) // a copy of the packet's bytes
-		r.pos.Pos = e.Position
+		r.file = string(e.NextLogName) // a copy of the packet's bytes
+		// Started from a GTID set, the server reads from the start of a
+		// file and skips the transactions in the set: its first rotate is
+		// no place to resume at. Until the first commit gives one, the
+		// position stays the other server's, and resuming there starts
+		// from the GTID set again.
+		if r.pos.Origin == r.origin {
+			r.pos.File, r.pos.Pos = r.file, e.Position
+		}
 		return nil, nil
 	case *replication.FormatDescriptionEvent:
 		return nil, nil
@@ -273,7 +303,8 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 			r.cur.Time = e.OriginalCommitTime().UTC()
 			r.cur.Micro = true
 		}
-		if next, err := e.GTIDNext(); err == nil {
+		// gtid_mode=OFF writes anonymous ones: no GTID.
+		if next, err := e.GTIDNext(); err == nil && h.EventType != replication.ANONYMOUS_GTID_EVENT {
 			r.cur.GTID = next.String()
 		}
 		return nil, nil
@@ -390,10 +421,10 @@ func (r *Reader) commit(h *replication.EventHeader) *Txn {
 	txn := r.cur
 	r.cur = nil
 	if h.LogPos > 0 {
-		r.pos.Pos = uint64(h.LogPos)
+		r.pos.File, r.pos.Pos, r.pos.Origin = r.file, uint64(h.LogPos), r.origin
 	}
 	if txn == nil {
-		txn = &Txn{File: r.pos.File, ServerID: h.ServerID, Time: time.Unix(int64(h.Timestamp), 0).UTC()}
+		txn = &Txn{File: r.file, ServerID: h.ServerID, Time: time.Unix(int64(h.Timestamp), 0).UTC()}
 	}
 	if txn.GTID != "" {
 		if r.gtids == nil {
