@@ -665,11 +665,15 @@ func (r *runner) heartbeat(ctx context.Context) {
 		strconv.FormatUint(uint64(r.cfg.ServerID), 10) + ", NOW(6)) ON DUPLICATE KEY UPDATE ts = NOW(6)"
 	t := time.NewTicker(r.hbInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	// The first beat at once: until one is read from the binlog, a
+	// transaction's commit time is known to the second only.
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		if c == nil {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
