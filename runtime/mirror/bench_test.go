@@ -27,6 +27,11 @@ const (
 func (w *world) backlog(topic string) {
 	w.createTopic("dc1", topic, benchPartitions, nil)
 	w.createTopic("dc2", topic, benchPartitions, nil)
+	w.fill(topic)
+}
+
+// fill writes benchRecords records to topic in dc1.
+func (w *world) fill(topic string) {
 	cl := w.client("dc1", kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5*time.Millisecond))
 	value := make([]byte, benchValueBytes)
 	var failed atomic.Value
@@ -203,21 +208,39 @@ func waitAssignedJob(r *metrics.Registry, id string) {
 	}
 }
 
-// BenchmarkMirrorProcesses copies the backlog with one mirror job shared by
+// BenchmarkMirrorProcesses copies the records with one mirror job shared by
 // one and by two executors (the job's consumer group splits its partitions)
-// and prints both rates. Both executors run in this process on the same
-// cores as the embedded clusters, so the figure shows the sharing works
-// rather than how far it scales on separate machines.
+// and prints both rates. The records are written once the group has
+// settled, so no rebalance falls in the measured window. Both executors
+// run in this process on the same cores as the embedded clusters, so the
+// figure shows the sharing works rather than how far it scales on separate
+// machines.
 func BenchmarkMirrorProcesses(b *testing.B) {
 	rates := map[int]float64{}
 	for _, n := range []int{1, 2} {
 		w := newWorld(b, map[string]schema.Mirror{"bench": {Partitions: benchPartitions, Tier: 1}})
-		w.backlog("bench")
 		var regs []*metrics.Registry
 		for i := 0; i < n; i++ {
 			regs = append(regs, w.run().Registry())
 		}
 		id := "mirror:bench:dc1-dc2"
+		settled := func() bool {
+			parts := 0
+			for _, r := range regs {
+				j := r.Lookup(id)
+				if j == nil || len(j.Status().Partitions) == 0 {
+					return false
+				}
+				parts += len(j.Status().Partitions)
+			}
+			return parts == benchPartitions
+		}
+		for deadline := time.Now().Add(time.Minute); !settled(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d executors: the group did not settle in 1m", n)
+			}
+		}
+		w.fill("bench")
 		total := func() int64 {
 			var sum int64
 			for _, r := range regs {
