@@ -1,19 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
@@ -30,7 +23,8 @@ func TestApplyAndRunHome(t *testing.T) {
 	}
 	t.Cleanup(pair.Close)
 	home := "dc1=" + pair.DC1.Addr()
-	a, b := startRun(t, "--home", home), startRun(t, "--home", home)
+	pa, pb := startFerry(t, "", nil, "run", "--home", home), startFerry(t, "", nil, "run", "--home", home)
+	a, b := pa.addr, pb.addr
 
 	dir := filepath.Join(t.TempDir(), "pipelines")
 	writeDefs(t, dir, pair, `"orders.events": {partitions: 3, tier: 1}
@@ -41,14 +35,14 @@ func TestApplyAndRunHome(t *testing.T) {
 + mirror orders.events
 applied %s as cue:pipelines: 4 created, 0 updated, 0 deleted, 0 unchanged
 `, dir)), ptr(""))
-	waitJobs(t, b, "mirror:audit.log:dc1-dc2 mirror:audit.log:dc2-dc1 mirror:orders.events:dc1-dc2 mirror:orders.events:dc2-dc1")
+	pb.waitJobs(t, "mirror:audit.log:dc1-dc2 mirror:audit.log:dc2-dc1 mirror:orders.events:dc1-dc2 mirror:orders.events:dc2-dc1")
 
 	writeDefs(t, dir, pair, `"audit.log": {partitions: 2, tier: 3}`)
 	ferry(t, repoRoot, "apply", dir, "--http", b).want(t, 0, ptr(fmt.Sprintf(`~ mirror audit.log
 - mirror orders.events
 applied %s as cue:pipelines: 0 created, 1 updated, 1 deleted, 2 unchanged
 `, dir)), ptr(""))
-	waitJobs(t, a, "mirror:audit.log:dc1-dc2 mirror:audit.log:dc2-dc1")
+	pa.waitJobs(t, "mirror:audit.log:dc1-dc2 mirror:audit.log:dc2-dc1")
 	ferry(t, repoRoot, "apply", dir, "--http", a).want(t, 0, ptr(dir+" as cue:pipelines: no changes, 3 objects up to date\n"), ptr(""))
 
 	tf, err := api.NewClient(a, api.WithOwner(api.OwnerTerraform))
@@ -100,69 +94,4 @@ mirrors: {
 	if err := os.WriteFile(filepath.Join(dir, "pipelines.cue"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// startRun starts `ferry run` with args on a free loopback port and
-// returns its HTTP address once it answers.
-func startRun(t *testing.T, args ...string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(ferryBin, append([]string{"run", "--http", addr}, args...)...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("ferry run %v:\n%s", args, logs.String())
-		}
-	})
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			return addr
-		}
-	}
-	t.Fatalf("ferry run %v did not answer on %s within 20s", args, addr)
-	return ""
-}
-
-// waitJobs waits until the executor at addr runs exactly the jobs (IDs
-// separated by spaces).
-func waitJobs(t *testing.T, addr, want string) {
-	t.Helper()
-	var got string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get("http://" + addr + "/v1/jobs")
-		if err != nil {
-			continue
-		}
-		var jobs struct {
-			Jobs []struct {
-				ID string `json:"id"`
-			} `json:"jobs"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&jobs)
-		resp.Body.Close()
-		if err != nil {
-			continue
-		}
-		var ids []string
-		for _, j := range jobs.Jobs {
-			ids = append(ids, j.ID)
-		}
-		slices.Sort(ids)
-		if got = strings.Join(ids, " "); got == want {
-			return
-		}
-	}
-	t.Fatalf("executor %s runs jobs %q, want %q", addr, got, want)
 }

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -138,7 +140,12 @@ func startFerry(t *testing.T, dir string, env []string, args ...string) *process
 		t.Fatal(err)
 	}
 	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.stop() })
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("ferry %v:\n%s", args, p.logs)
+		}
+	})
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if resp, err := http.Get("http://" + p.addr + "/healthz"); err == nil {
 			resp.Body.Close()
@@ -218,6 +225,15 @@ func (p *process) waitFor(t *testing.T, timeout time.Duration, what string, cond
 	}
 	t.Fatalf("not reached within %v: %s\njobs: %+v\nlogs:\n%s", timeout, what, jobs, p.logs)
 	return nil
+}
+
+// waitJobs waits until the process runs exactly the jobs (IDs separated
+// by spaces).
+func (p *process) waitJobs(t *testing.T, want string) {
+	t.Helper()
+	p.waitFor(t, 20*time.Second, "jobs "+want, func(jobs map[string]metrics.Status) bool {
+		return strings.Join(slices.Sorted(maps.Keys(jobs)), " ") == want
+	})
 }
 
 // syncBuffer is a bytes.Buffer written by a process's two pipes at once.
