@@ -797,7 +797,6 @@ type chunkEncoder struct {
 	failed      []failedRow
 	tails       [3][]byte // the envelope's tail: any row, the first, the last
 	lastTail    []byte    // the tail of the row added last; nil if it failed
-	now         time.Time
 }
 
 // begin learns the table's shape from the result's fields and formats the
@@ -815,10 +814,10 @@ func (e *chunkEncoder) begin(fields []*mysql.Field, marker string) {
 		}
 	}
 	e.row = make([]any, len(fields))
-	e.now = time.Now()
+	now := time.Now()
 	for k, m := range []string{marker, "first_in_data_collection", "last_in_data_collection"} {
 		e.src.Snapshot = m
-		e.tails[k] = e.tbl.Tail(event.OpRead, &e.src, e.now)
+		e.tails[k] = e.tbl.Tail(event.OpRead, &e.src, now)
 	}
 }
 
@@ -837,12 +836,14 @@ func (e *chunkEncoder) add(fields []mysql.FieldValue) {
 	var err error
 	e.arena, err = e.tbl.AppendKey(e.arena, e.row)
 	keyEnd := len(e.arena)
-	if err == nil {
+	keyOK := err == nil
+	if keyOK {
 		e.arena, err = e.tbl.AppendWithTail(e.arena, e.row, tail)
 	}
 	if err != nil {
+		// The key, when it could be written whole, for the window check.
 		key := ""
-		if keyEnd > start {
+		if keyOK {
 			key = string(e.arena[start:keyEnd])
 		}
 		e.failed = append(e.failed, failedRow{key: key, raw: mustJSON(map[string]any{"op": "r", "after": e.row}), err: fmt.Errorf("initial load: %w", err)})
