@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -17,11 +18,7 @@ import (
 // stored in dc1; `ferry apply` through one is run by the other, updates
 // and deletions included, and an object Terraform owns is refused by name.
 func TestApplyAndRunHome(t *testing.T) {
-	pair, err := devenv.StartPair(0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pair.Close)
+	pair := devtest.Pair(t)
 	home := "dc1=" + pair.DC1.Addr()
 	pa, pb := startFerry(t, "", nil, "run", "--home", home), startFerry(t, "", nil, "run", "--home", home)
 	a, b := pa.addr, pb.addr

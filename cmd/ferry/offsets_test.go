@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
 )
 
@@ -23,11 +24,7 @@ import (
 // clusters: the table, --apply, and the refusal of a group active in the
 // target.
 func TestOffsetsTranslate(t *testing.T) {
-	pair, err := devenv.StartPair(0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pair.Close)
+	pair := devtest.Pair(t)
 	dir := filepath.Join(t.TempDir(), "defs")
 	writeDefs(t, dir, pair, `"orders.events": {partitions: 2, tier: 1}`)
 	planFile := filepath.Join(t.TempDir(), "plan.json")

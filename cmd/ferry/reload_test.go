@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 )
 
@@ -27,11 +28,7 @@ func TestRunReload(t *testing.T) {
 		{"watch", []string{"--watch"}, func(*process) {}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pair, err := devenv.StartPair(0, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(pair.Close)
+			pair := devtest.Pair(t)
 			dir := t.TempDir()
 			writeDefs(t, dir, pair, `"a.events": {partitions: 1, tier: 1}`)
 			p := startFerry(t, dir, nil, append([]string{"run", "."}, tc.args...)...)

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/schema"
@@ -48,16 +49,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	wrongKafka, wrongMySQL := secretString(t, "wrongkafka"), secretString(t, "wrongmysql")
 	secrets := []string{kafkaPass, mysqlPass, wrongKafka, wrongMySQL}
 
-	pair, err := devenv.StartPair(0, 0, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "ferry", kafkaPass))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pair.Close)
-	db, err := devenv.StartMariaDB(devenv.MariaDBOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	pair := devtest.Pair(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "ferry", kafkaPass))
+	db := devtest.MariaDB(t, devenv.MariaDBOptions{})
 	if err := db.Exec(
 		"CREATE USER 'capture'@'%' IDENTIFIED BY '"+mysqlPass+"'",
 		"GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT, BINLOG MONITOR ON *.* TO 'capture'@'%'",

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -19,11 +20,7 @@ import (
 // request without the token or with a wrong one, whatever the method, and
 // the token never shows in the process's output.
 func TestTokenScope(t *testing.T) {
-	home, err := devenv.StartKafka("dc1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(home.Close)
+	home := devtest.Kafka(t, "dc1")
 	dir := t.TempDir()
 	token := secretString(t, "token")
 	writeFile(t, dir, "token", "  "+token+"\n")
@@ -86,11 +83,7 @@ func TestSecureHome(t *testing.T) {
 		t.Fatal(err)
 	}
 	password := secretString(t, "home")
-	home, err := devenv.StartKafka("dc1", 0, kfake.TLS(server), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "ferry", password))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(home.Close)
+	home := devtest.Kafka(t, "dc1", kfake.TLS(server), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "ferry", password))
 	settings, _ := json.Marshal(schema.Kafka{
 		Brokers: []string{home.Addr()},
 		TLS:     &schema.TLS{CA: certs.CA, Cert: certs.ClientCert, Key: certs.ClientKey},

@@ -10,6 +10,7 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 )
@@ -24,11 +25,7 @@ import (
 // without a GTID set.
 func TestGTIDFailover(t *testing.T) {
 	w := newWorld(t)
-	replica, err := devenv.StartMariaDBReplica(w.db, devenv.MariaDBOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(replica.Close)
+	replica := devtest.MariaDBReplica(t, w.db, devenv.MariaDBOptions{})
 	createVersioned(t, w.db, "trading.fills")
 	pj := w.job(table("trading.fills", "no_data", 1))
 	r := w.start(pj)
@@ -77,7 +74,7 @@ func TestGTIDFailover(t *testing.T) {
 	pj.CDC.MySQL.Address = primary.Addr()
 	st := waitServer(t, w, pj.ID, 2)
 	lead := "cdc:trading-db: the checkpoint is at " + st.Position.String() + " of server_id 2, but " + primary.Addr() + " is server_id 1"
-	err = runOnce(t, w, pj)
+	err := runOnce(t, w, pj)
 	pos, qerr := primary.Query("SELECT @@gtid_binlog_pos")
 	if qerr != nil {
 		t.Fatal(qerr)

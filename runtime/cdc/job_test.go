@@ -21,6 +21,7 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
@@ -43,16 +44,8 @@ func newWorld(t testing.TB) *world {
 	if _, _, err := devenv.MariaDBBinaries(); err != nil {
 		t.Skip(err)
 	}
-	db, err := devenv.StartMariaDB(devenv.MariaDBOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	k, err := devenv.StartKafka("dc1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
+	db := devtest.MariaDB(t, devenv.MariaDBOptions{})
+	k := devtest.Kafka(t, "dc1")
 	os.Setenv(passEnv, devenv.FerryPassword)
 	if err := db.Exec("CREATE DATABASE trading"); err != nil {
 		t.Fatal(err)

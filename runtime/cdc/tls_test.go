@@ -12,6 +12,7 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/schema"
@@ -29,22 +30,14 @@ func TestMySQLTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := devenv.StartMariaDB(devenv.MariaDBOptions{Args: []string{
+	db := devtest.MariaDB(t, devenv.MariaDBOptions{Args: []string{
 		"--ssl-ca=" + certs.CA, "--ssl-cert=" + certs.ServerCert, "--ssl-key=" + certs.ServerKey, "--require-secure-transport=ON",
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
 	if err := db.Exec("ALTER USER '"+devenv.FerryUser+"'@'%' REQUIRE X509", "CREATE DATABASE trading",
 		"CREATE TABLE trading.orders (id INT PRIMARY KEY, note VARCHAR(20))", "INSERT INTO trading.orders VALUES (1, 'loaded')"); err != nil {
 		t.Fatal(err)
 	}
-	k, err := devenv.StartKafka("dc1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
+	k := devtest.Kafka(t, "dc1")
 	t.Setenv(passEnv, devenv.FerryPassword)
 	w := &world{t: t, db: db, kafka: k, reg: metrics.NewRegistry("test"), plan: &plan.Plan{
 		Version:     plan.Version,

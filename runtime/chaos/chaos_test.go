@@ -35,6 +35,7 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/schema"
@@ -115,16 +116,8 @@ func newSoak(t *testing.T) *soak {
 	if _, _, err := devenv.MariaDBBinaries(); err != nil {
 		t.Skip(err)
 	}
-	pair, err := devenv.StartPair(0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pair.Close)
-	db, err := devenv.StartMariaDB(devenv.MariaDBOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	pair := devtest.Pair(t)
+	db := devtest.MariaDB(t, devenv.MariaDBOptions{})
 	if err := db.Exec("CREATE DATABASE chaosdb", "CREATE TABLE "+cdcTable+" (id INT AUTO_INCREMENT PRIMARY KEY, ver INT NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 )
 
 // fuzzRoutes are the request shapes FuzzRequest sends: a method and a path
@@ -43,11 +43,7 @@ var fuzzRoutes = []struct{ method, path string }{
 // and whatever was accepted, the stored definitions still compile (GET
 // /v1/definitions and /v1/plan answer 200).
 func FuzzRequest(f *testing.F) {
-	home, err := devenv.StartKafka("home", 0)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(home.Close)
+	home := devtest.Kafka(f, "home")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	svc, err := NewService(ctx, []kgo.Opt{kgo.SeedBrokers(home.Addr())}, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))

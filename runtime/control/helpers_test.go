@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -25,11 +26,7 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	home, err := devenv.StartKafka("home", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(home.Close)
+	home := devtest.Kafka(t, "home")
 	return &world{t: t, home: home}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
@@ -36,11 +37,7 @@ type secureWorld struct {
 // them with kafka settings (brokers are filled in).
 func newSecureWorld(t *testing.T, kafka schema.Kafka, opts ...kfake.Opt) *secureWorld {
 	t.Helper()
-	pair, err := devenv.StartPair(0, 0, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pair.Close)
+	pair := devtest.Pair(t, opts...)
 	dcs := map[string]schema.Datacenter{}
 	for name, k := range map[string]*devenv.Kafka{"dc1": pair.DC1, "dc2": pair.DC2} {
 		kk := kafka

@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/schema"
@@ -31,11 +32,7 @@ type world struct {
 // them; edits change the definitions first (to add shards, say).
 func newWorld(t testing.TB, mirrors map[string]schema.Mirror, edits ...func(*schema.Definitions)) *world {
 	t.Helper()
-	pair, err := devenv.StartPair(0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pair.Close)
+	pair := devtest.Pair(t)
 	defs := &schema.Definitions{
 		Datacenters: map[string]schema.Datacenter{
 			"dc1": {Kafka: schema.Kafka{Brokers: []string{pair.DC1.Addr()}}},

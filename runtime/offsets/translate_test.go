@@ -7,7 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/offsets"
 )
 
@@ -100,11 +100,7 @@ func TestTranslateRandomInterleavings(t *testing.T) {
 // direction at its own pace.
 func TestTranslateRandomInterleavingsThreeDatacenters(t *testing.T) {
 	pair := startPair(t)
-	dc3, err := devenv.StartKafka("dc3", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dc3.Close)
+	dc3 := devtest.Kafka(t, "dc3")
 	cases := 0
 	for seed := int64(1); seed <= 12; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {

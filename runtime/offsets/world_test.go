@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/runtime/offsets"
@@ -54,11 +55,7 @@ func newWorld(t testing.TB, pair *devenv.Pair, topic string, parts int32) *world
 
 func startPair(t testing.TB) *devenv.Pair {
 	t.Helper()
-	pair, err := devenv.StartPair(0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pair.Close)
+	pair := devtest.Pair(t)
 	return pair
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -40,14 +41,10 @@ hostssl all sinker 127.0.0.1/32 trust clientcert=verify-ca
 		t.Fatal(err)
 	}
 	serverOwns(t, certs.ServerCert, certs.ServerKey, certs.CA, hba)
-	pg, err := devenv.StartPostgres(devenv.PostgresOptions{Args: []string{
+	pg := devtest.Postgres(t, devenv.PostgresOptions{Args: []string{
 		"-c", "ssl=on", "-c", "ssl_cert_file=" + certs.ServerCert, "-c", "ssl_key_file=" + certs.ServerKey,
 		"-c", "ssl_ca_file=" + certs.CA, "-c", "hba_file=" + hba,
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Close)
 	ctx := context.Background()
 	admin, err := pg.Connect(ctx)
 	if err != nil {

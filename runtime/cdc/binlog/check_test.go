@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 )
 
 func startMariaDB(t *testing.T, args ...string) *devenv.MariaDB {
@@ -15,11 +16,7 @@ func startMariaDB(t *testing.T, args ...string) *devenv.MariaDB {
 	if _, _, err := devenv.MariaDBBinaries(); err != nil {
 		t.Skip(err)
 	}
-	m, err := devenv.StartMariaDB(devenv.MariaDBOptions{Args: args})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
+	m := devtest.MariaDB(t, devenv.MariaDBOptions{Args: args})
 	return m
 }
 
