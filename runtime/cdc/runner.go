@@ -115,12 +115,14 @@ func (r *runner) init(ctx context.Context, st *State) error {
 	r.counts = map[string]map[string]int64{}
 	r.readerBO = newBackoff()
 	if st != nil {
-		byGTID, err := binlog.Resume(ctx, r.cfg, r.srv.Flavor, st.Position)
-		if err != nil {
-			return fmt.Errorf("%s: %w", r.job.ID, err)
-		}
+		// The reader checks again on every connection: the address may
+		// move to another server while the job runs.
 		ok := true
-		if byGTID {
+		var err error
+		if !st.Origin.Same(r.srv.Origin) {
+			if err := binlog.CheckGTID(ctx, r.cfg, r.srv.Flavor, st.Position, r.srv.Origin); err != nil {
+				return fmt.Errorf("%s: %w", r.job.ID, err)
+			}
 			r.log.Warn("checkpoint is of another server (a failover): resuming from its GTID set", "checkpoint", st.Origin.String(), "server", r.srv.Origin.String(), "gtid", st.GTID)
 		} else if ok, err = binlog.HasFile(ctx, r.cfg, st.File); err != nil {
 			return fmt.Errorf("%s: %w", r.job.ID, err)

@@ -60,22 +60,22 @@ func globals(c *client.Conn, names ...string) (map[string]string, error) {
 	return vars, nil
 }
 
-// Resume says how reading goes on from pos on the server cfg reaches: by
-// file and offset when pos is of that server, else (a failover) from pos's
-// GTID set. A position that server cannot go on from without a gap or a
-// duplicate is refused with a *Refusal that says the fix.
-func Resume(ctx context.Context, cfg Config, flavor string, pos Position) (byGTID bool, err error) {
+// CheckGTID refuses, with a *Refusal that says the fix, to resume from
+// pos's GTID set on server o, which cfg reaches, when o cannot go on from
+// it without a gap or a duplicate (see checkGTID).
+func CheckGTID(ctx context.Context, cfg Config, flavor string, pos Position, o Origin) error {
 	c, err := Connect(ctx, cfg)
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer c.Close()
-	_, byGTID, err = resumeOn(c, cfg.Addr, flavor, pos)
-	return byGTID, err
+	return checkGTID(c, cfg.Addr, flavor, pos, o)
 }
 
-// resumeOn is Resume on an open connection; it also returns the server's
-// Origin.
+// resumeOn says how reading goes on from pos on the server c is connected
+// to: by file and offset when pos is of that server, else (a failover)
+// from pos's GTID set, which checkGTID must admit. It also returns the
+// server's Origin.
 func resumeOn(c *client.Conn, addr, flavor string, pos Position) (Origin, bool, error) {
 	o, err := identify(c)
 	if err != nil {
