@@ -280,6 +280,36 @@ func ResultStrings(r *mysql.Result) [][]string {
 	return out
 }
 
+// PurgeBinlogs flushes the binary log into a new file and purges every
+// older one. MariaDB keeps a file whose transactions InnoDB has not yet
+// flushed, so the purge is retried until the older files are gone. It
+// returns the file that is left.
+func (m *MariaDB) PurgeBinlogs(timeout time.Duration) (string, error) {
+	if err := m.Exec("FLUSH BINARY LOGS"); err != nil {
+		return "", err
+	}
+	st, err := m.Query("SHOW MASTER STATUS")
+	if err != nil {
+		return "", err
+	}
+	newest := st[0][0]
+	for deadline := time.Now().Add(timeout); ; time.Sleep(100 * time.Millisecond) {
+		if err := m.Exec("PURGE BINARY LOGS TO '" + newest + "'"); err != nil {
+			return "", err
+		}
+		logs, err := m.Query("SHOW BINARY LOGS")
+		if err != nil {
+			return "", err
+		}
+		if len(logs) > 0 && logs[0][0] == newest {
+			return newest, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("binlog files before %s not purged after %s", newest, timeout)
+		}
+	}
+}
+
 // Running reports whether the server process is alive.
 func (m *MariaDB) Running() bool { return m.proc.running() }
 

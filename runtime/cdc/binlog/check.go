@@ -246,8 +246,9 @@ func fileStatus(c *client.Conn) (Position, error) {
 }
 
 // FirstPosition returns the start of the oldest binlog file the server
-// still has.
-func FirstPosition(ctx context.Context, cfg Config) (Position, error) {
+// still has, with the GTID set that file starts after, so a checkpoint
+// taken before the first transaction can resume on another server too.
+func FirstPosition(ctx context.Context, cfg Config, flavor string) (Position, error) {
 	c, err := Connect(ctx, cfg)
 	if err != nil {
 		return Position{}, err
@@ -257,7 +258,16 @@ func FirstPosition(ctx context.Context, cfg Config) (Position, error) {
 	if err != nil {
 		return Position{}, err
 	}
-	return Position{File: file, Pos: 4}, nil
+	p := Position{File: file, Pos: 4}
+	if flavor == mysql.MariaDBFlavor {
+		p.GTID, err = gtidPosAt(c, file)
+	} else {
+		// What is not in any binlog file: what precedes the oldest.
+		var vars map[string]string
+		vars, err = globals(c, "gtid_purged")
+		p.GTID = strings.ReplaceAll(vars["gtid_purged"], "\n", "")
+	}
+	return p, err
 }
 
 func oldestFile(c *client.Conn) (string, error) {

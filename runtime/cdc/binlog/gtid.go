@@ -142,7 +142,12 @@ func oldestGTIDPos(c *client.Conn) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	g, err := c.Execute("SELECT BINLOG_GTID_POS(?, 4)", oldest)
+	return gtidPosAt(c, oldest)
+}
+
+// gtidPosAt is the MariaDB GTID position a binlog file starts after.
+func gtidPosAt(c *client.Conn, file string) (string, error) {
+	g, err := c.Execute("SELECT BINLOG_GTID_POS(?, 4)", file)
 	if err != nil {
 		return "", err
 	}

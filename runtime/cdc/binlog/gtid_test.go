@@ -1,8 +1,12 @@
 package binlog
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
+	"time"
+
+	"github.com/ferry-pipelines/ferry/runtime/devenv"
 )
 
 // TestPositionOrigin: a position records its server next to file and
@@ -31,5 +35,36 @@ func TestPositionOrigin(t *testing.T) {
 		if got := c.a.Same(c.b); got != c.same {
 			t.Errorf("%s same as %s: %v, want %v", c.a, c.b, got, c.same)
 		}
+	}
+}
+
+// TestFirstPosition: the oldest binlog file's start comes with the GTID
+// position that file starts after, the server's position when it was
+// opened, not the empty set: purged history is not asked for again on
+// another server.
+func TestFirstPosition(t *testing.T) {
+	m := startMariaDB(t)
+	if err := m.Exec("CREATE DATABASE trading", "CREATE TABLE trading.t (id INT PRIMARY KEY)", "INSERT INTO trading.t VALUES (1), (2)"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := m.Query("SELECT @@gtid_binlog_pos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest, err := m.PurgeBinlogs(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Exec("INSERT INTO trading.t VALUES (3)"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := FirstPosition(ctx, cfgFor(m, devenv.FerryUser, devenv.FerryPassword), "mariadb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Position{File: newest, Pos: 4, GTID: before[0][0]}); p != want || p.GTID == "" {
+		t.Fatalf("FirstPosition = %+v, want %+v", p, want)
 	}
 }
