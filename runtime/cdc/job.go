@@ -284,6 +284,7 @@ func (j *Job) start(ctx context.Context) (*runner, error) {
 		j: j, job: job, cfg: cfg, srv: srv, cl: cl, opts: opts,
 		hbInterval: hbInterval, hbDB: hbDB, log: j.log, m: m,
 	}
+	r.promise = r.produced
 	if err := r.init(ctx, st); err != nil {
 		cl.Close()
 		return nil, err

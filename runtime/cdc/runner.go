@@ -75,6 +75,7 @@ type runner struct {
 	inflight sync.WaitGroup
 	prodMu   sync.Mutex
 	prodErr  error
+	promise  func(*kgo.Record, error) // r.produced, made once, not per record
 
 	hbLast  time.Time // the newest heartbeat value read from the binlog
 	readLag time.Duration
@@ -148,10 +149,9 @@ func (r *runner) init(ctx context.Context, st *State) error {
 		for _, t := range r.job.CDC.Tables {
 			if t.Snapshot == schema.SnapshotNever {
 				// Debezium's "never": the table's whole binlog history.
-				if start, err = binlog.FirstPosition(ctx, r.cfg); err != nil {
+				if start, err = binlog.FirstPosition(ctx, r.cfg, r.srv.Flavor); err != nil {
 					return fmt.Errorf("%s: %w", r.job.ID, err)
 				}
-				start.GTID = ""
 				start.Origin = r.srv.Origin
 				break
 			}
@@ -493,7 +493,7 @@ func (r *runner) begin() error {
 	return nil
 }
 
-func (r *runner) promise(_ *kgo.Record, err error) {
+func (r *runner) produced(_ *kgo.Record, err error) {
 	defer r.inflight.Done()
 	if err != nil {
 		r.prodMu.Lock()
@@ -505,17 +505,23 @@ func (r *runner) promise(_ *kgo.Record, err error) {
 }
 
 func (r *runner) produce(ctx context.Context, topic string, rec *event.Record, extra ...kgo.RecordHeader) error {
-	if err := r.begin(); err != nil {
-		return err
-	}
 	kr := &kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value}
 	for k, v := range rec.Headers {
 		kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: k, Value: v})
 	}
 	kr.Headers = append(kr.Headers, extra...)
-	r.txnBytes += len(rec.Key) + len(rec.Value)
-	// Records are produced under r.pctx, which a stop does not cancel at
-	// once: a clean stop commits them, never half-fails a transaction.
+	return r.send(kr)
+}
+
+// send produces a record in the open transaction, beginning one if none
+// is open. Records are produced under r.pctx, which a stop does not
+// cancel at once: a clean stop commits them, never half-fails a
+// transaction.
+func (r *runner) send(kr *kgo.Record) error {
+	if err := r.begin(); err != nil {
+		return err
+	}
+	r.txnBytes += len(kr.Key) + len(kr.Value)
 	r.inflight.Add(1)
 	r.cl.Produce(r.pctx, kr, r.promise)
 	return nil
@@ -535,15 +541,13 @@ func (r *runner) deadLetter(ctx context.Context, tr *tableRun, txn *binlog.Txn, 
 
 // deadLetterRaw sends a row (as JSON of its raw values) to ferry.dlq.
 func (r *runner) deadLetterRaw(ctx context.Context, tr *tableRun, raw []byte, cause error, extra []kgo.RecordHeader) error {
-	if err := r.begin(); err != nil {
-		return err
-	}
 	rec := dlq.Record(&kgo.Record{Topic: tr.p.Topic, Value: raw}, dlq.Failure{
 		Job: r.job.ID, Topic: tr.p.Topic, Partition: -1, Offset: -1,
 		Class: "conversion", Message: cause.Error(), Extra: extra,
 	})
-	r.inflight.Add(1)
-	r.cl.Produce(r.pctx, rec, r.promise)
+	if err := r.send(rec); err != nil {
+		return err
+	}
 	r.count(tr.p.Name, metrics.Failed, 1)
 	r.count(tr.p.Name, metrics.DeadLetters, 1)
 	r.log.Warn("row sent to ferry.dlq", "table", tr.p.Name, "err", cause)
@@ -567,6 +571,7 @@ func (r *runner) commit(parent context.Context) error {
 		return fmt.Errorf("%s: flush: %w", r.job.ID, err)
 	}
 	r.inflight.Wait()
+	r.snap.release()
 	r.prodMu.Lock()
 	perr := r.prodErr
 	r.prodErr = nil

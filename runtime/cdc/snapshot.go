@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -57,6 +59,8 @@ type snapshotter struct {
 	cancel      context.CancelFunc
 	started     bool
 	tty         bool
+	bufs        sync.Pool    // *chunkBufs
+	sent        []*chunkBufs // emitted in the open Kafka transaction
 }
 
 type snapTable struct {
@@ -101,9 +105,22 @@ type chunk struct {
 }
 
 type chunkRows struct {
-	recs   []event.Record
-	failed []failedRow // rows that cannot be converted: dead letters
+	bufs   *chunkBufs
+	recs   []event.Record // in bufs
+	failed []failedRow    // rows that cannot be converted: dead letters
 	pos    binlog.Position
+}
+
+// chunkBufs are a chunk's buffers: its records' bytes, the records, and
+// their Kafka records. They go back to the snapshotter's pool once the
+// Kafka transaction that carried them has ended (see runner.commit), so a
+// load allocates and zeroes a few chunks' worth of memory, not a chunk's
+// worth per chunk.
+type chunkBufs struct {
+	arena []byte
+	offs  [][3]int // key start, key end (value start), value end
+	recs  []event.Record
+	krs   []kgo.Record
 }
 
 type failedRow struct {
@@ -133,6 +150,7 @@ func newSnapshotter(r *runner) *snapshotter {
 	if s.parallelism <= 0 {
 		s.parallelism = DefaultParallelism
 	}
+	s.bufs.New = func() any { return new(chunkBufs) }
 	s.work = make(chan *chunk, s.parallelism)
 	s.results = make(chan chunkResult, s.parallelism)
 	return s
@@ -364,12 +382,20 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 			return nil
 		}
 		var n, bytes int64
+		// The chunk's Kafka records in one buffer, stamped with one clock
+		// read: a chunk goes out at one moment.
+		topic, now := s.r.tables[t.name].p.Topic, time.Now()
+		b := c.rows.bufs
+		b.krs = slices.Grow(b.krs[:0], len(c.rows.recs))[:len(c.rows.recs)]
+		krs := b.krs
+		s.sent = append(s.sent, b)
 		for i := range c.rows.recs {
 			rec := &c.rows.recs[i]
 			if _, changed := c.changed[string(rec.Key)]; changed {
 				continue
 			}
-			if err := s.r.produce(ctx, s.r.tables[t.name].p.Topic, rec); err != nil {
+			krs[i] = kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Timestamp: now}
+			if err := s.r.send(&krs[i]); err != nil {
 				return err
 			}
 			n++
@@ -754,6 +780,7 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 		marker = event.SnapshotIncremental
 	}
 	enc := &chunkEncoder{
+		bufs: s.bufs.Get().(*chunkBufs),
 		t:    t,
 		size: s.chunkSize,
 		src:  event.Source{Name: s.r.job.CDC.TopicPrefix, Time: time.Now(), File: pos.File, Pos: pos.Pos},
@@ -772,9 +799,11 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 		return nil
 	}, nil)
 	if err != nil {
+		s.bufs.Put(enc.bufs)
 		return nil, err
 	}
 	if _, err := c.Execute(fmt.Sprintf(mark, ch.hw)); err != nil {
+		s.bufs.Put(enc.bufs)
 		return nil, err
 	}
 	out := enc.finish()
@@ -783,17 +812,17 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 }
 
 // chunkEncoder turns a chunk's rows into records as they stream in. Every
-// record goes into one arena, sliced up at the end: a few allocations per
-// chunk, not per row.
+// record goes into one arena, sliced up at the end; the arena and the
+// slices come from the snapshotter's pool, so a chunk costs no allocation
+// per row and, once the pool has warmed, hardly any per chunk.
 type chunkEncoder struct {
+	bufs        *chunkBufs
 	t           *snapTable
 	size        int // rows expected, to size the arena
 	src         event.Source
 	first, last bool
 	tbl         *event.Table
 	row         []any
-	arena       []byte
-	offs        [][3]int // key start, key end (value start), value end
 	failed      []failedRow
 	tails       [3][]byte // the envelope's tail: any row, the first, the last
 	lastTail    []byte    // the tail of the row added last; nil if it failed
@@ -802,6 +831,7 @@ type chunkEncoder struct {
 // begin learns the table's shape from the result's fields and formats the
 // tails that the chunk's rows share.
 func (e *chunkEncoder) begin(fields []*mysql.Field, marker string) {
+	e.bufs.arena, e.bufs.offs = e.bufs.arena[:0], e.bufs.offs[:0]
 	e.tbl = &event.Table{DB: e.t.db, Name: e.t.tbl}
 	for _, f := range fields {
 		e.tbl.Columns = append(e.tbl.Columns, event.ColumnFromField(f))
@@ -825,54 +855,71 @@ func (e *chunkEncoder) begin(fields []*mysql.Field, marker string) {
 // letter.
 func (e *chunkEncoder) add(fields []mysql.FieldValue) {
 	for j := range e.row {
-		e.row[j] = fields[j].Value()
+		e.row[j] = &fields[j] // a pointer: no value is boxed
 	}
+	b := e.bufs
 	tail := e.tails[0]
-	if e.first && len(e.offs) == 0 && len(e.failed) == 0 {
+	if e.first && len(b.offs) == 0 && len(e.failed) == 0 {
 		tail = e.tails[1]
 	}
 	e.lastTail = nil
-	start := len(e.arena)
+	start := len(b.arena)
 	var err error
-	e.arena, err = e.tbl.AppendKey(e.arena, e.row)
-	keyEnd := len(e.arena)
+	b.arena, err = e.tbl.AppendKey(b.arena, e.row)
+	keyEnd := len(b.arena)
 	keyOK := err == nil
 	if keyOK {
-		e.arena, err = e.tbl.AppendWithTail(e.arena, e.row, tail)
+		b.arena, err = e.tbl.AppendWithTail(b.arena, e.row, tail)
 	}
 	if err != nil {
 		// The key, when it could be written whole, for the window check.
 		key := ""
 		if keyOK {
-			key = string(e.arena[start:keyEnd])
+			key = string(b.arena[start:keyEnd])
 		}
-		e.failed = append(e.failed, failedRow{key: key, raw: mustJSON(map[string]any{"op": "r", "after": e.row}), err: fmt.Errorf("initial load: %w", err)})
-		e.arena = e.arena[:start]
+		after := make([]any, len(fields))
+		for j := range fields {
+			after[j] = fields[j].Value()
+		}
+		e.failed = append(e.failed, failedRow{key: key, raw: mustJSON(map[string]any{"op": "r", "after": after}), err: fmt.Errorf("initial load: %w", err)})
+		b.arena = b.arena[:start]
 		return
 	}
-	e.offs = append(e.offs, [3]int{start, keyEnd, len(e.arena)})
+	b.offs = append(b.offs, [3]int{start, keyEnd, len(b.arena)})
 	e.lastTail = tail
-	if len(e.offs) == 1 {
+	if len(b.offs) == 1 {
 		// Size the arena for the whole chunk from its first row.
-		grown := make([]byte, len(e.arena), (len(e.arena)+64)*max(e.size, 1)*11/10)
-		copy(grown, e.arena)
-		e.arena = grown
+		b.arena = slices.Grow(b.arena, (len(b.arena)+64)*max(e.size, 1)*11/10-len(b.arena))
+		b.offs = slices.Grow(b.offs, e.size)
 	}
 }
 
 // finish marks the table's last row, when the chunk ends the table, and
 // slices the arena into records.
 func (e *chunkEncoder) finish() *chunkRows {
-	out := &chunkRows{failed: e.failed}
+	b := e.bufs
+	out := &chunkRows{bufs: b, failed: e.failed}
 	if e.last && e.lastTail != nil {
 		// The tail is the value's suffix: swap the last row's for "last".
-		o := &e.offs[len(e.offs)-1]
-		e.arena = append(e.arena[:o[2]-len(e.lastTail)], e.tails[2]...)
-		o[2] = len(e.arena)
+		o := &b.offs[len(b.offs)-1]
+		b.arena = append(b.arena[:o[2]-len(e.lastTail)], e.tails[2]...)
+		o[2] = len(b.arena)
 	}
-	out.recs = make([]event.Record, len(e.offs))
-	for i, o := range e.offs {
-		out.recs[i] = event.Record{Key: e.arena[o[0]:o[1]:o[1]], Value: e.arena[o[1]:o[2]:o[2]]}
+	b.recs = slices.Grow(b.recs[:0], len(b.offs))[:len(b.offs)]
+	for i, o := range b.offs {
+		b.recs[i] = event.Record{Key: b.arena[o[0]:o[1]:o[1]], Value: b.arena[o[1]:o[2]:o[2]]}
 	}
+	out.recs = b.recs
 	return out
+}
+
+// release returns the buffers of the chunks emitted in a Kafka transaction
+// that has ended: every record's promise has run, so kgo holds none of
+// their bytes.
+func (s *snapshotter) release() {
+	for i, b := range s.sent {
+		s.bufs.Put(b)
+		s.sent[i] = nil
+	}
+	s.sent = s.sent[:0]
 }

@@ -254,12 +254,14 @@ func selectValues(t *testing.T, m *devenv.MariaDB, dbName, table string) []strin
 	col := event.ColumnFromField(res.Fields[1])
 	var out []string
 	for i := range res.Values {
-		var v any
-		fv := res.Values[i][1]
-		v = fv.Value()
-		b, err := event.AppendValue(nil, &col, v)
+		// As the initial load passes it, and boxed: the same value.
+		fv := &res.Values[i][1]
+		b, err := event.AppendValue(nil, &col, fv)
 		if err != nil {
 			t.Fatalf("SELECT row %d: %v", i+1, err)
+		}
+		if boxed, err := event.AppendValue(nil, &col, fv.Value()); string(boxed) != string(b) {
+			t.Errorf("SELECT row %d: %s as a FieldValue, %s (%v) boxed", i+1, b, boxed, err)
 		}
 		out = append(out, string(b))
 	}

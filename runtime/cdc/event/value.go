@@ -10,38 +10,148 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/go-mysql-org/go-mysql/mysql"
 	"golang.org/x/text/encoding/charmap"
 )
 
 // AppendValue appends v, a value of column c, as Debezium's JsonConverter
 // writes it. v is what go-mysql decodes from a binlog row (intN/uintN,
-// float32/64, string, []byte, nil) or the text protocol's bytes of the
-// initial load ([]byte or string).
+// float32/64, string, []byte, nil), the text protocol's bytes of the
+// initial load ([]byte or string), or a *mysql.FieldValue of the load's
+// rows, which is taken as it is rather than boxed value by value.
 func AppendValue(buf []byte, c *Column, v any) ([]byte, error) {
-	if v == nil {
+	switch x := v.(type) {
+	case nil:
 		return append(buf, "null"...), nil
+	case string:
+		return appendFromText(buf, c, x)
+	case []byte:
+		return appendFromText(buf, c, unsafe.String(unsafe.SliceData(x), len(x)))
+	case *mysql.FieldValue:
+		return appendField(buf, c, x)
 	}
 	switch c.Kind {
 	case KindInt:
-		return appendInt(buf, c, v)
-	case KindDecimal:
-		s, err := text(v)
-		if err != nil {
-			return buf, err
+		if out, ok := appendInt(buf, v); ok {
+			return out, nil
 		}
+	case KindFloat, KindDouble:
+		switch x := v.(type) {
+		case float32:
+			return AppendJavaFloat(buf, float64(x), floatBits(c)), nil
+		case float64:
+			return AppendJavaFloat(buf, x, floatBits(c)), nil
+		}
+	case KindBool, KindBits:
+		// The binlog gives the bits as an integer.
+		switch x := v.(type) {
+		case int64:
+			return appendBits(buf, c, uint64(x)), nil
+		case uint64:
+			return appendBits(buf, c, x), nil
+		case int:
+			return appendBits(buf, c, uint64(x)), nil
+		}
+	case KindYear:
+		switch x := v.(type) {
+		case int:
+			return strconv.AppendInt(buf, int64(x), 10), nil
+		case int64:
+			return strconv.AppendInt(buf, x, 10), nil
+		case uint64:
+			return appendUnsigned(buf, x), nil
+		}
+	case KindEnum:
+		if x, ok := v.(int64); ok {
+			if x == 0 {
+				return appendString(buf, ""), nil
+			}
+			if x < 0 || int(x) > len(c.Members) {
+				return buf, fmt.Errorf("ENUM index %d out of range (%d members)", x, len(c.Members))
+			}
+			return appendString(buf, c.Members[x-1]), nil
+		}
+	case KindSet:
+		if x, ok := v.(int64); ok {
+			var parts []string
+			for i := 0; i < len(c.Members) && i < 64; i++ {
+				if x&(1<<uint(i)) != 0 {
+					parts = append(parts, c.Members[i])
+				}
+			}
+			return appendString(buf, strings.Join(parts, ",")), nil
+		}
+	}
+	s, err := text(v)
+	if err != nil {
+		return buf, err
+	}
+	return appendFromText(buf, c, s)
+}
+
+// appendField writes a value of the text protocol as go-mysql parsed it:
+// integers as numbers, floats as float64, all else as the server's text.
+func appendField(buf []byte, c *Column, fv *mysql.FieldValue) ([]byte, error) {
+	switch fv.Type {
+	case mysql.FieldValueTypeNull:
+		return append(buf, "null"...), nil
+	case mysql.FieldValueTypeSigned:
+		if c.Kind == KindInt || c.Kind == KindYear {
+			return strconv.AppendInt(buf, fv.AsInt64(), 10), nil
+		}
+	case mysql.FieldValueTypeUnsigned:
+		if c.Kind == KindInt || c.Kind == KindYear {
+			return appendUnsigned(buf, fv.AsUint64()), nil
+		}
+	case mysql.FieldValueTypeFloat:
+		if c.Kind == KindFloat || c.Kind == KindDouble {
+			return AppendJavaFloat(buf, fv.AsFloat64(), floatBits(c)), nil
+		}
+	case mysql.FieldValueTypeString:
+		b := fv.AsString()
+		return appendFromText(buf, c, unsafe.String(unsafe.SliceData(b), len(b)))
+	}
+	return AppendValue(buf, c, fv.Value())
+}
+
+// appendFromText writes a value given as text: the text protocol's, or a
+// string or bytes that go-mysql decoded from the binlog. s may be a view of
+// memory the caller reuses: nothing here keeps it.
+func appendFromText(buf []byte, c *Column, s string) ([]byte, error) {
+	switch c.Kind {
+	case KindInt:
+		if c.Unsigned {
+			u, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return buf, fmt.Errorf("integer value %q: %v", s, err)
+			}
+			return appendUnsigned(buf, u), nil
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return buf, fmt.Errorf("integer value %q: %v", s, err)
+		}
+		return strconv.AppendInt(buf, n, 10), nil
+	case KindDecimal:
 		if !isDecimal(s) {
 			return buf, fmt.Errorf("column %s: DECIMAL value %q is not a decimal number", c.Name, s)
 		}
 		return appendString(buf, s), nil
 	case KindFloat, KindDouble:
-		return appendFloat(buf, c, v)
-	case KindBool, KindBits:
-		return appendBits(buf, c, v)
-	case KindDate:
-		s, err := text(v)
+		bits := floatBits(c)
+		f, err := strconv.ParseFloat(s, bits)
 		if err != nil {
-			return buf, err
+			return buf, fmt.Errorf("float value %q: %v", s, err)
 		}
+		return AppendJavaFloat(buf, f, bits), nil
+	case KindBool, KindBits:
+		// The text protocol gives the bits as big-endian bytes.
+		var u uint64
+		for i := 0; i < len(s); i++ {
+			u = u<<8 | uint64(s[i])
+		}
+		return appendBits(buf, c, u), nil
+	case KindDate:
 		days, zero, err := parseDate(s)
 		if err != nil {
 			return buf, err
@@ -51,21 +161,13 @@ func AppendValue(buf []byte, c *Column, v any) ([]byte, error) {
 		}
 		return strconv.AppendInt(buf, days, 10), nil
 	case KindTime:
-		s, err := text(v)
-		if err != nil {
-			return buf, err
-		}
 		us, err := parseTime(s)
 		if err != nil {
 			return buf, err
 		}
 		return strconv.AppendInt(buf, us, 10), nil
 	case KindDatetime:
-		s, err := text(v)
-		if err != nil {
-			return buf, err
-		}
-		t, zero, err := parseDatetime(s)
+		us, zero, err := parseDatetime(s)
 		if err != nil {
 			return buf, err
 		}
@@ -73,50 +175,28 @@ func AppendValue(buf []byte, c *Column, v any) ([]byte, error) {
 			return appendZero(buf, c), nil
 		}
 		if c.Size <= 3 {
-			return strconv.AppendInt(buf, t.UnixMilli(), 10), nil
+			return strconv.AppendInt(buf, floorDiv(us, 1000), 10), nil
 		}
-		return strconv.AppendInt(buf, t.UnixMicro(), 10), nil
+		return strconv.AppendInt(buf, us, 10), nil
 	case KindTimestamp:
-		s, err := text(v)
+		us, zero, err := parseDatetime(s)
 		if err != nil {
 			return buf, err
 		}
-		t, zero, err := parseDatetime(s)
-		if err != nil {
-			return buf, err
+		if zero && c.Nullable {
+			return append(buf, "null"...), nil
 		}
-		if zero {
-			if c.Nullable {
-				return append(buf, "null"...), nil
-			}
-			t = time.Unix(0, 0).UTC()
-		}
-		return appendString(buf, zonedTimestamp(t, c.Size)), nil
+		return appendString(buf, zonedTimestamp(time.UnixMicro(us), c.Size)), nil
 	case KindYear:
-		switch x := v.(type) {
-		case int:
-			return strconv.AppendInt(buf, int64(x), 10), nil
-		case int64:
-			return strconv.AppendInt(buf, x, 10), nil
-		case uint64:
-			return strconv.AppendUint(buf, x, 10), nil
-		}
-		s, err := text(v)
-		if err != nil {
-			return buf, err
-		}
 		n, err := strconv.ParseInt(s, 10, 32)
 		if err != nil {
 			return buf, fmt.Errorf("YEAR value %q: %v", s, err)
 		}
 		return strconv.AppendInt(buf, n, 10), nil
-	case KindString, KindJSON:
-		return appendText(buf, c, v)
+	case KindString, KindJSON, KindEnum, KindSet:
+		return appendText(buf, c, s)
 	case KindBytes:
-		b, err := bytesOf(v)
-		if err != nil {
-			return buf, err
-		}
+		b := unsafe.Slice(unsafe.StringData(s), len(s)) // read only
 		if c.Pad && len(b) < c.Size {
 			p := make([]byte, c.Size)
 			copy(p, b)
@@ -125,30 +205,6 @@ func AppendValue(buf []byte, c *Column, v any) ([]byte, error) {
 		buf = append(buf, '"')
 		buf = base64.StdEncoding.AppendEncode(buf, b)
 		return append(buf, '"'), nil
-	case KindEnum:
-		switch x := v.(type) {
-		case int64:
-			if x == 0 {
-				return appendString(buf, ""), nil
-			}
-			if x < 0 || int(x) > len(c.Members) {
-				return buf, fmt.Errorf("ENUM index %d out of range (%d members)", x, len(c.Members))
-			}
-			return appendString(buf, c.Members[x-1]), nil
-		}
-		return appendText(buf, c, v)
-	case KindSet:
-		switch x := v.(type) {
-		case int64:
-			var parts []string
-			for i := 0; i < len(c.Members) && i < 64; i++ {
-				if x&(1<<uint(i)) != 0 {
-					parts = append(parts, c.Members[i])
-				}
-			}
-			return appendString(buf, strings.Join(parts, ",")), nil
-		}
-		return appendText(buf, c, v)
 	}
 	return buf, fmt.Errorf("column %s: MySQL type %d is not supported", c.Name, c.Type)
 }
@@ -156,15 +212,12 @@ func AppendValue(buf []byte, c *Column, v any) ([]byte, error) {
 // appendText writes a character value (CHAR, TEXT, JSON, an ENUM or SET
 // read as text) as a JSON string: UTF-8 as it is, latin1 decoded, anything
 // else an error.
-func appendText(buf []byte, c *Column, v any) ([]byte, error) {
-	s, err := text(v)
-	if err != nil {
-		return buf, err
-	}
+func appendText(buf []byte, c *Column, s string) ([]byte, error) {
 	if !utf8.ValidString(s) {
 		if !c.Latin1 {
 			return buf, fmt.Errorf("column %s: value is not valid UTF-8 (only utf8, utf8mb4, ascii and latin1 columns are decoded)", c.Name)
 		}
+		var err error
 		if s, err = charmap.Windows1252.NewDecoder().String(s); err != nil {
 			return buf, fmt.Errorf("column %s: latin1 value: %v", c.Name, err)
 		}
@@ -214,80 +267,44 @@ func text(v any) (string, error) {
 	return "", fmt.Errorf("unexpected %T value %v", v, v)
 }
 
-func bytesOf(v any) ([]byte, error) {
-	switch x := v.(type) {
-	case []byte:
-		return x, nil
-	case string:
-		return []byte(x), nil
-	}
-	return nil, fmt.Errorf("unexpected %T value for a binary column", v)
-}
-
-func appendInt(buf []byte, c *Column, v any) ([]byte, error) {
+// appendInt writes an integer as go-mysql decodes it from the binlog; ok
+// is false for a value of another type.
+func appendInt(buf []byte, v any) (out []byte, ok bool) {
 	switch x := v.(type) {
 	case int8:
-		return strconv.AppendInt(buf, int64(x), 10), nil
+		return strconv.AppendInt(buf, int64(x), 10), true
 	case int16:
-		return strconv.AppendInt(buf, int64(x), 10), nil
+		return strconv.AppendInt(buf, int64(x), 10), true
 	case int32:
-		return strconv.AppendInt(buf, int64(x), 10), nil
+		return strconv.AppendInt(buf, int64(x), 10), true
 	case int64:
-		return strconv.AppendInt(buf, x, 10), nil
+		return strconv.AppendInt(buf, x, 10), true
 	case int:
-		return strconv.AppendInt(buf, int64(x), 10), nil
+		return strconv.AppendInt(buf, int64(x), 10), true
 	case uint8:
-		return strconv.AppendUint(buf, uint64(x), 10), nil
+		return appendUnsigned(buf, uint64(x)), true
 	case uint16:
-		return strconv.AppendUint(buf, uint64(x), 10), nil
+		return appendUnsigned(buf, uint64(x)), true
 	case uint32:
-		return strconv.AppendUint(buf, uint64(x), 10), nil
+		return appendUnsigned(buf, uint64(x)), true
 	case uint64:
-		// BIGINT UNSIGNED: Debezium's default bigint.unsigned.handling.mode
-		// (long) writes the value as a Java long, so values above 2^63-1
-		// wrap to negative numbers.
-		return strconv.AppendInt(buf, int64(x), 10), nil
+		return appendUnsigned(buf, x), true
 	}
-	s, err := text(v)
-	if err != nil {
-		return buf, err
-	}
-	if c.Unsigned {
-		u, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return buf, fmt.Errorf("integer value %q: %v", s, err)
-		}
-		return strconv.AppendInt(buf, int64(u), 10), nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return buf, fmt.Errorf("integer value %q: %v", s, err)
-	}
-	return strconv.AppendInt(buf, n, 10), nil
+	return buf, false
 }
 
-func appendFloat(buf []byte, c *Column, v any) ([]byte, error) {
-	var f float64
-	bits := 64
+// appendUnsigned writes an unsigned integer. BIGINT UNSIGNED: Debezium's
+// default bigint.unsigned.handling.mode (long) writes the value as a Java
+// long, so values above 2^63-1 wrap to negative numbers.
+func appendUnsigned(buf []byte, u uint64) []byte {
+	return strconv.AppendInt(buf, int64(u), 10)
+}
+
+func floatBits(c *Column) int {
 	if c.Kind == KindFloat {
-		bits = 32
+		return 32
 	}
-	switch x := v.(type) {
-	case float32:
-		f = float64(x)
-	case float64:
-		f = x
-	default:
-		s, err := text(v)
-		if err != nil {
-			return buf, err
-		}
-		f, err = strconv.ParseFloat(s, bits)
-		if err != nil {
-			return buf, fmt.Errorf("float value %q: %v", s, err)
-		}
-	}
-	return AppendJavaFloat(buf, f, bits), nil
+	return 64
 }
 
 // AppendJavaFloat writes f as Java's Float.toString (bits 32) or
@@ -356,60 +373,57 @@ func AppendJavaFloat(buf []byte, f float64, bits int) []byte {
 }
 
 // appendBits writes BIT(1) as a boolean and BIT(n) as its bits in
-// little-endian order, (n+7)/8 bytes, base64. The binlog gives the value
-// as an integer, the text protocol as big-endian bytes.
-func appendBits(buf []byte, c *Column, v any) ([]byte, error) {
-	var u uint64
-	switch x := v.(type) {
-	case int64:
-		u = uint64(x)
-	case uint64:
-		u = x
-	case int:
-		u = uint64(x)
-	case []byte:
-		for _, b := range x {
-			u = u<<8 | uint64(b)
-		}
-	case string:
-		for i := 0; i < len(x); i++ {
-			u = u<<8 | uint64(x[i])
-		}
-	default:
-		return buf, fmt.Errorf("unexpected %T value for BIT", v)
-	}
+// little-endian order, (n+7)/8 bytes, base64.
+func appendBits(buf []byte, c *Column, u uint64) []byte {
 	if c.Kind == KindBool {
 		if u != 0 {
-			return append(buf, "true"...), nil
+			return append(buf, "true"...)
 		}
-		return append(buf, "false"...), nil
+		return append(buf, "false"...)
 	}
 	n := (c.Size + 7) / 8
-	b := make([]byte, n)
-	for i := 0; i < n; i++ {
+	var b [8]byte
+	for i := 0; i < n && i < len(b); i++ {
 		b[i] = byte(u >> (8 * uint(i)))
 	}
 	buf = append(buf, '"')
-	buf = base64.StdEncoding.AppendEncode(buf, b)
-	return append(buf, '"'), nil
+	buf = base64.StdEncoding.AppendEncode(buf, b[:n])
+	return append(buf, '"')
 }
 
-// parseDate reads "YYYY-MM-DD" into days since the epoch.
+// parseDate reads "YYYY-MM-DD" into days since the epoch. The arithmetic
+// is done here, not by time.Date: every DATE and DATETIME of a load or a
+// binlog row passes through it.
 func parseDate(s string) (days int64, zero bool, err error) {
 	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
 		return 0, false, fmt.Errorf("DATE value %q", s)
 	}
-	y, e1 := strconv.Atoi(s[:4])
-	m, e2 := strconv.Atoi(s[5:7])
-	d, e3 := strconv.Atoi(s[8:10])
-	if e1 != nil || e2 != nil || e3 != nil {
+	y, ok1 := digits(s[:4])
+	m, ok2 := digits(s[5:7])
+	d, ok3 := digits(s[8:10])
+	if !ok1 || !ok2 || !ok3 || m > 12 {
 		return 0, false, fmt.Errorf("DATE value %q", s)
 	}
 	if m == 0 || d == 0 {
 		return 0, true, nil
 	}
-	t := time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC)
-	return floorDiv(t.Unix(), 86400), false, nil
+	return civilDays(y, m, d), false, nil
+}
+
+// civilDays counts the days from 1970-01-01 to y-m-d in the proleptic
+// Gregorian calendar (H. Hinnant's days_from_civil). A day past the end of
+// its month, which MySQL keeps under ALLOW_INVALID_DATES, runs on into the
+// next, as time.Date would normalize it.
+func civilDays(y, m, d int64) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := floorDiv(y, 400)
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
 }
 
 func floorDiv(a, b int64) int64 {
@@ -420,32 +434,41 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// parseDatetime reads "YYYY-MM-DD HH:MM:SS[.ffffff]" as UTC.
-func parseDatetime(s string) (t time.Time, zero bool, err error) {
-	if len(s) < 19 || s[10] != ' ' && s[10] != 'T' {
-		return t, false, fmt.Errorf("DATETIME value %q", s)
+// digits reads a field of decimal digits, as the date and time fields
+// MySQL writes are.
+func digits(s string) (int64, bool) {
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
 	}
-	_, zero, err = parseDate(s[:10])
+	return n, s != ""
+}
+
+// parseDatetime reads "YYYY-MM-DD HH:MM:SS[.ffffff]", as UTC, into
+// microseconds since the epoch.
+func parseDatetime(s string) (us int64, zero bool, err error) {
+	if len(s) < 19 || s[10] != ' ' && s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return 0, false, fmt.Errorf("DATETIME value %q", s)
+	}
+	days, zero, err := parseDate(s[:10])
 	if err != nil {
-		return t, false, fmt.Errorf("DATETIME value %q", s)
+		return 0, false, fmt.Errorf("DATETIME value %q", s)
 	}
 	if zero {
-		return t, true, nil
+		return 0, true, nil
 	}
-	y, _ := strconv.Atoi(s[:4])
-	mo, _ := strconv.Atoi(s[5:7])
-	d, _ := strconv.Atoi(s[8:10])
-	h, e1 := strconv.Atoi(s[11:13])
-	mi, e2 := strconv.Atoi(s[14:16])
-	sec, e3 := strconv.Atoi(s[17:19])
-	if e1 != nil || e2 != nil || e3 != nil {
-		return t, false, fmt.Errorf("DATETIME value %q", s)
+	h, ok1 := digits(s[11:13])
+	mi, ok2 := digits(s[14:16])
+	sec, ok3 := digits(s[17:19])
+	frac, err := fraction(s[19:])
+	if !ok1 || !ok2 || !ok3 || err != nil {
+		return 0, false, fmt.Errorf("DATETIME value %q", s)
 	}
-	us, err := fraction(s[19:])
-	if err != nil {
-		return t, false, fmt.Errorf("DATETIME value %q", s)
-	}
-	return time.Date(y, time.Month(mo), d, h, mi, sec, int(us)*1000, time.UTC), false, nil
+	return ((days*24+h)*60+mi)*60_000_000 + sec*1_000_000 + frac, false, nil
 }
 
 // fraction reads "", ".1" .. ".123456" into microseconds.
