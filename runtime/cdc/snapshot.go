@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -59,7 +60,7 @@ type snapshotter struct {
 	cancel      context.CancelFunc
 	started     bool
 	tty         bool
-	bufs        sync.Pool    // *chunkBufs
+	bufs        bufPool
 	sent        []*chunkBufs // emitted in the open Kafka transaction
 }
 
@@ -123,6 +124,18 @@ type chunkBufs struct {
 	krs   []kgo.Record
 }
 
+// bufPool hands out chunk buffers, emptied.
+type bufPool struct{ sync.Pool }
+
+func (p *bufPool) get() *chunkBufs {
+	b, _ := p.Get().(*chunkBufs)
+	if b == nil {
+		return new(chunkBufs)
+	}
+	b.arena, b.offs = b.arena[:0], b.offs[:0]
+	return b
+}
+
 type failedRow struct {
 	key string // the key, where it could be written, for the window check
 	raw []byte
@@ -150,7 +163,6 @@ func newSnapshotter(r *runner) *snapshotter {
 	if s.parallelism <= 0 {
 		s.parallelism = DefaultParallelism
 	}
-	s.bufs.New = func() any { return new(chunkBufs) }
 	s.work = make(chan *chunk, s.parallelism)
 	s.results = make(chan chunkResult, s.parallelism)
 	return s
@@ -509,6 +521,7 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 	}
 	var keyCols []string
 	var keyKinds []event.Kind
+	var ints *intKeys
 	first := true
 	lo := after
 	for ctx.Err() == nil {
@@ -541,8 +554,20 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 				first = false
 				info = &chunkRange{keyCols: keyCols, keyKinds: keyKinds, estimate: estimate}
 			}
+			if ints, err = denseIntKeys(c, t.db, t.tbl, keyCols, keyKinds, lo, estimate, s.chunkSize); err != nil {
+				c.Close()
+				c = nil
+				keyCols = nil
+				continue
+			}
 		}
-		hi, err := boundary(c, t.db, t.tbl, keyCols, keyKinds, lo, s.chunkSize)
+		var hi [][]byte
+		var err error
+		if ints != nil {
+			hi, err = ints.next(c, lo)
+		} else {
+			hi, err = boundary(c, t.db, t.tbl, keyCols, keyKinds, lo, s.chunkSize)
+		}
 		if err != nil {
 			c.Close()
 			c = nil
@@ -687,6 +712,80 @@ func textOf(v any) []byte {
 	return []byte(fmt.Sprint(v))
 }
 
+// intKeys cuts a table whose primary key is one integer column into
+// chunks by arithmetic: (lo, lo+chunkSize] holds at most chunkSize rows, so
+// no chunk is too big, and the bounds cost the server no scan. (InnoDB's
+// primary key is its clustered index: boundary's "index-only" read walks
+// the rows themselves, a second read of the whole table.) Flink CDC cuts
+// such keys the same way. It is used only where the keys fill their range
+// densely enough that chunks stay at least a quarter full; sparser keys
+// are cut by boundary.
+type intKeys struct {
+	db, tbl, col string
+	min, max     int64 // the smallest key, the largest when last read
+	size         int64
+}
+
+// denseIntKeys returns the arithmetic cutter for a table whose key is one
+// integer column filled densely, or nil.
+func denseIntKeys(c *client.Conn, db, tbl string, keyCols []string, kinds []event.Kind, lo [][]byte, estimate int64, size int) (*intKeys, error) {
+	if len(keyCols) != 1 || kinds[0] != event.KindInt {
+		return nil, nil
+	}
+	k := &intKeys{db: db, tbl: tbl, col: keyCols[0], size: int64(size)}
+	q := "SELECT MIN(" + qid(k.col) + "), MAX(" + qid(k.col) + ") FROM " + qname(db, tbl)
+	if lo != nil {
+		q += " WHERE " + qid(k.col) + " > " + literal(event.KindInt, lo[0])
+	}
+	r, err := c.Execute(q)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	minKey, err1 := strconv.ParseInt(string(textOf(r.Values[0][0].Value())), 10, 64)
+	maxKey, err2 := strconv.ParseInt(string(textOf(r.Values[0][1].Value())), 10, 64)
+	if err1 != nil || err2 != nil || minKey == math.MinInt64 {
+		return nil, nil // empty, or keys at int64's ends: boundary copes
+	}
+	if span := uint64(maxKey - minKey); span > 4*uint64(max(estimate, 0))+uint64(size) {
+		return nil, nil
+	}
+	k.min, k.max = minKey, maxKey
+	return k, nil
+}
+
+// next returns the bound of the chunk after lo, or nil for the last
+// chunk: the one that holds the largest key as read now, so rows added
+// beyond the first MAX during the load get chunks of their own.
+func (k *intKeys) next(c *client.Conn, lo [][]byte) ([][]byte, error) {
+	cur := k.min - 1
+	if lo != nil {
+		var err error
+		if cur, err = strconv.ParseInt(string(lo[0]), 10, 64); err != nil {
+			return nil, fmt.Errorf("chunk bound %q: %v", lo[0], err)
+		}
+	}
+	if cur > math.MaxInt64-k.size {
+		return nil, nil
+	}
+	hi := cur + k.size
+	if hi >= k.max {
+		r, err := c.Execute("SELECT MAX(" + qid(k.col) + ") FROM " + qname(k.db, k.tbl))
+		if err != nil {
+			return nil, err
+		}
+		v := textOf(r.Values[0][0].Value())
+		r.Close()
+		if m, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+			k.max = m
+		}
+		if hi >= k.max {
+			return nil, nil
+		}
+	}
+	return [][]byte{strconv.AppendInt(nil, hi, 10)}, nil
+}
+
 // boundary returns the key of the last row of the chunk after lo, or nil
 // when fewer than n rows remain (the last chunk).
 func boundary(c *client.Conn, db, tbl string, keyCols []string, kinds []event.Kind, lo [][]byte, n int) ([][]byte, error) {
@@ -780,7 +879,7 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 		marker = event.SnapshotIncremental
 	}
 	enc := &chunkEncoder{
-		bufs: s.bufs.Get().(*chunkBufs),
+		bufs: s.bufs.get(),
 		t:    t,
 		size: s.chunkSize,
 		src:  event.Source{Name: s.r.job.CDC.TopicPrefix, Time: time.Now(), File: pos.File, Pos: pos.Pos},
@@ -831,7 +930,6 @@ type chunkEncoder struct {
 // begin learns the table's shape from the result's fields and formats the
 // tails that the chunk's rows share.
 func (e *chunkEncoder) begin(fields []*mysql.Field, marker string) {
-	e.bufs.arena, e.bufs.offs = e.bufs.arena[:0], e.bufs.offs[:0]
 	e.tbl = &event.Table{DB: e.t.db, Name: e.t.tbl}
 	for _, f := range fields {
 		e.tbl.Columns = append(e.tbl.Columns, event.ColumnFromField(f))

@@ -23,14 +23,16 @@ func textRow(vals ...string) mysql.RowData {
 // The chunk encoder's rows, from values parsed as go-mysql parses them: a
 // row that cannot be converted becomes a dead letter with its key and raw
 // values, the table's first and last rows are marked, and a value buffer
-// that go-mysql reuses for the next row changes no record.
+// that go-mysql reuses for the next row changes no record. Buffers back
+// from the pool hold none of an earlier chunk's records.
 func TestChunkEncoder(t *testing.T) {
+	var pool bufPool
 	fields := []*mysql.Field{
 		{Name: []byte("id"), Type: mysql.MYSQL_TYPE_LONG, Flag: mysql.PRI_KEY_FLAG | mysql.NOT_NULL_FLAG},
 		{Name: []byte("at"), Type: mysql.MYSQL_TYPE_DATETIME, Decimal: 6},
 	}
 	enc := &chunkEncoder{
-		bufs:  new(chunkBufs),
+		bufs:  pool.get(),
 		t:     &snapTable{db: "trading", tbl: "orders", keyCols: []string{"id"}},
 		size:  3,
 		src:   event.Source{Name: "trading"},
@@ -72,5 +74,61 @@ func TestChunkEncoder(t *testing.T) {
 	f := out.failed[0]
 	if f.key != `{"id":2}` || string(f.raw) != `{"after":[2,"bm90IGEgZGF0ZQ=="],"op":"r"}` {
 		t.Errorf("dead letter: key %s, raw %s", f.key, f.raw)
+	}
+
+	pool.Put(out.bufs)
+	empty := &chunkEncoder{bufs: pool.get(), t: enc.t, size: 3}
+	if out := empty.finish(); len(out.recs) != 0 {
+		t.Errorf("an empty chunk on pooled buffers has %d records", len(out.recs))
+	}
+}
+
+// A one-column integer key filling its range is cut by arithmetic into
+// chunks of at most chunkSize keys, and the last chunk is the one that
+// holds the largest key when it is reached, rows added meanwhile included;
+// sparse keys are left to boundary queries.
+func TestIntKeys(t *testing.T) {
+	w := newWorld(t)
+	if err := w.db.Exec(
+		"CREATE TABLE trading.dense (id BIGINT PRIMARY KEY)",
+		"INSERT INTO trading.dense SELECT seq FROM trading.seq_1_to_1000",
+		"CREATE TABLE trading.sparse (id INT PRIMARY KEY)",
+		"INSERT INTO trading.sparse SELECT seq * 1000 FROM trading.seq_1_to_100",
+	); err != nil {
+		t.Fatal(err)
+	}
+	c, err := w.db.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	kinds := []event.Kind{event.KindInt}
+	k, err := denseIntKeys(c, "trading", "dense", []string{"id"}, kinds, nil, 1000, 300)
+	if err != nil || k == nil {
+		t.Fatalf("dense keys: %v, %v", k, err)
+	}
+	var bounds []string
+	var lo [][]byte
+	for {
+		if len(bounds) == 3 {
+			if err := w.db.Exec("INSERT INTO trading.dense SELECT seq FROM trading.seq_1001_to_1500"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		hi, err := k.next(c, lo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hi == nil {
+			break
+		}
+		bounds = append(bounds, string(hi[0]))
+		lo = hi
+	}
+	if got, want := strings.Join(bounds, " "), "300 600 900 1200"; got != want {
+		t.Errorf("bounds %s, want %s, then the last chunk", got, want)
+	}
+	if k, err := denseIntKeys(c, "trading", "sparse", []string{"id"}, kinds, nil, 100, 300); err != nil || k != nil {
+		t.Errorf("sparse keys cut by arithmetic: %v, %v", k, err)
 	}
 }
