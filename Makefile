@@ -18,9 +18,12 @@ demo: deps
 	$(GO) run ./cmd/ferry demo pipelines
 
 ## test: install what the tests need (kcat, MariaDB, PostgreSQL), then run them all.
+## The 1,000,000-row load under writes runs without the race detector, which
+## would slow it eightfold; the race run loads 100,000 rows.
 test: deps
 	$(GO) test -count=1 -timeout 14m $$($(GO) list ./... | grep -v -e /runtime -e /provider)
 	$(GO) test -count=1 -race -timeout 14m $(RACE_PATTERNS)
+	FERRY_CDC_LONG=1 $(GO) test -count=1 -v -run 'TestSnapshotWhileWriting$$' -timeout 10m ./runtime/cdc/
 
 ## chaos: the soak under faults (executors killed, Kafka errors and
 ## latency, MariaDB restarts, a datacenter paused), 5 minutes unless
