@@ -30,7 +30,8 @@ func statusCmd() *cobra.Command {
 for their jobs and prints a table: job, kind, shard, process and partitions,
 tier, state, records/s, lag, p50/p99/max latency in ms, the budget and the
 compliance (healthy, at_risk: p99 over budget, breaching: more than 1% of
-records over budget).`,
+records over budget). CDC initial loads follow: rows done of the estimated
+total, rows/s and the time still needed at that rate.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var all []metrics.Status
@@ -85,6 +86,41 @@ func printStatus(w io.Writer, jobs []metrics.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%.1f\t%d\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f%%\t%s\n",
 			s.ID, s.Kind, s.Shard, s.Process, partitionList(s.Partitions), s.Tier, state, s.RecordsPerSec, s.Lag,
 			s.Latency.P50, s.Latency.P99, s.Latency.Max, s.BudgetMs, 100*s.WithinBudget, s.Compliance)
+	}
+	tw.Flush()
+	printLoads(w, jobs)
+}
+
+// printLoads prints the CDC initial loads, running or done, after the jobs:
+// rows done of the estimate, the rate and the time still needed at it.
+func printLoads(w io.Writer, jobs []metrics.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := false
+	for _, s := range jobs {
+		tables := make([]string, 0, len(s.Parts))
+		for name, p := range s.Parts {
+			if p.Estimate > 0 {
+				tables = append(tables, name)
+			}
+		}
+		sort.Strings(tables)
+		for _, name := range tables {
+			p := s.Parts[name]
+			if !header {
+				header = true
+				fmt.Fprintln(w)
+				fmt.Fprintln(tw, "INITIAL LOAD\tTABLE\tROWS\tESTIMATE\tDONE\tROWS/S\tETA")
+			}
+			eta := "-"
+			switch {
+			case p.Done >= p.Estimate:
+				eta = "done"
+			case p.ETASeconds > 0:
+				eta = (time.Duration(p.ETASeconds * float64(time.Second))).Round(time.Second).String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f%%\t%.0f\t%s\n", s.ID, name, p.Done, p.Estimate,
+				100*float64(min(p.Done, p.Estimate))/float64(p.Estimate), p.RowsPerSec, eta)
+		}
 	}
 	tw.Flush()
 }

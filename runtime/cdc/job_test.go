@@ -473,6 +473,9 @@ func TestSnapshotWhileWriting(t *testing.T) {
 	// source would slow it whenever capture lags).
 	r := w.start(w.job(table("trading.orders", "initial", 2)))
 	waitSnapshot(t, r, "trading.orders", int64(n/2))
+	if p := r.m.Status().Parts["trading.orders"]; p.RowsPerSec <= 0 || p.Done != p.Estimate {
+		t.Errorf("load status: %d of %d rows at %.0f rows/s, want all at a rate", p.Done, p.Estimate, p.RowsPerSec)
+	}
 	writes := 0
 	for _, wr := range writers {
 		writes += wr.finish()

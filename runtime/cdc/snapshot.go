@@ -283,7 +283,7 @@ func (s *snapshotter) tick(_ context.Context) error {
 			}
 			if rng.keyCols != nil {
 				t.keyCols, t.keyKinds, t.estimate = rng.keyCols, rng.keyKinds, rng.estimate
-				s.r.m.SetProgress(name, t.st.Rows, max(t.estimate, t.st.Rows))
+				s.r.m.SetProgress(name, t.st.Rows, max(t.estimate, t.st.Rows), 0)
 				if s.tty && t.bar == nil {
 					t.bar = progressbar.NewOptions64(max(t.estimate, 1),
 						progressbar.OptionSetWriter(os.Stderr),
@@ -449,9 +449,15 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 	return nil
 }
 
+// rate is the table's load rate in rows/s since the load (re)started.
+func (t *snapTable) rate() float64 {
+	return float64(t.st.Rows-t.startRow) / max(time.Since(t.start).Seconds(), 0.001)
+}
+
 func (s *snapshotter) progress(t *snapTable) {
 	total := max(t.estimate, t.st.Rows)
-	s.r.m.SetProgress(t.name, t.st.Rows, total)
+	rate := t.rate()
+	s.r.m.SetProgress(t.name, t.st.Rows, total, rate)
 	if t.bar != nil {
 		if total > t.bar.GetMax64() {
 			t.bar.ChangeMax64(total)
@@ -460,8 +466,6 @@ func (s *snapshotter) progress(t *snapTable) {
 	}
 	if time.Since(t.lastLog) >= 10*time.Second || t.st.Done {
 		t.lastLog = time.Now()
-		el := time.Since(t.start).Seconds()
-		rate := float64(t.st.Rows-t.startRow) / max(el, 0.001)
 		eta := "-"
 		if rate > 0 && total > t.st.Rows {
 			eta = (time.Duration(float64(total-t.st.Rows)/rate) * time.Second).Round(time.Second).String()
@@ -475,7 +479,7 @@ func (s *snapshotter) finish(t *snapTable) {
 		_ = t.bar.Finish()
 		fmt.Fprintln(os.Stderr)
 	}
-	s.r.m.SetProgress(t.name, t.st.Rows, t.st.Rows)
+	s.r.m.SetProgress(t.name, t.st.Rows, t.st.Rows, t.rate())
 	s.r.log.Info("initial load done", "table", t.name, "rows", t.st.Rows, "took", time.Since(t.start).Round(time.Millisecond).String())
 	t.cancel()
 	delete(s.tables, t.name)

@@ -82,8 +82,9 @@ type Part struct {
 	Counters   map[string]int64
 	Lag        int64
 	LastRecord time.Time
-	Done       int64 // CDC initial load: rows done
-	Estimate   int64 // CDC initial load: estimated rows in all
+	Done       int64   // CDC initial load: rows done
+	Estimate   int64   // CDC initial load: estimated rows in all
+	RowsPerSec float64 // CDC initial load: rows/s since it (re)started
 	hist       *hdrhistogram.Histogram
 	interval   *hdrhistogram.Histogram
 	within     int64 // records within budget since start
@@ -173,12 +174,13 @@ func (j *Job) SetLag(part string, lag int64) {
 	j.part(part).Lag = max(lag, 0)
 }
 
-// SetProgress records a CDC initial load's progress of a table.
-func (j *Job) SetProgress(part string, done, estimate int64) {
+// SetProgress records a CDC initial load's progress of a table: rows done,
+// the estimated total and the rate since the load (re)started.
+func (j *Job) SetProgress(part string, done, estimate int64, rowsPerSec float64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	p := j.part(part)
-	p.Done, p.Estimate = done, estimate
+	p.Done, p.Estimate, p.RowsPerSec = done, estimate, rowsPerSec
 }
 
 // SetState records the job's state and, for StateError and StateWaiting, why.

@@ -31,13 +31,14 @@ var (
 	descCompliance  = prometheus.NewDesc("ferry_job_compliance", "1 for the job's compliance: healthy, at_risk or breaching.", append(jobLabels, "compliance"), nil)
 	descLastRecord  = prometheus.NewDesc("ferry_last_record_timestamp_seconds", "When the last record was written, per part.", partLabels, nil)
 	descProgress    = prometheus.NewDesc("ferry_snapshot_rows", "CDC initial load: rows done and estimated in all, per table.", append(partLabels, "of"), nil)
+	descLoadRate    = prometheus.NewDesc("ferry_snapshot_rows_per_second", "CDC initial load: rows per second since the load (re)started, per table.", partLabels, nil)
 
 	cdcOps = []string{Creates, Updates, Deletes, SnapshotRead, Failed}
 )
 
 // Describe sends the descriptors of every metric.
 func (p *Prometheus) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRecords, descBytes, descDeadLetters, descRetries, descFiltered, descEvents, descLag, descLatency, descBudget, descWithin, descState, descCompliance, descLastRecord, descProgress} {
+	for _, d := range []*prometheus.Desc{descRecords, descBytes, descDeadLetters, descRetries, descFiltered, descEvents, descLag, descLatency, descBudget, descWithin, descState, descCompliance, descLastRecord, descProgress, descLoadRate} {
 		ch <- d
 	}
 }
@@ -79,6 +80,7 @@ func (j *Job) collect(ch chan<- prometheus.Metric) {
 		if part.Estimate > 0 {
 			ch <- prometheus.MustNewConstMetric(descProgress, prometheus.GaugeValue, float64(part.Done), append(pl, "done")...)
 			ch <- prometheus.MustNewConstMetric(descProgress, prometheus.GaugeValue, float64(part.Estimate), append(pl, "estimate")...)
+			ch <- prometheus.MustNewConstMetric(descLoadRate, prometheus.GaugeValue, part.RowsPerSec, pl...)
 		}
 	}
 	buckets := map[float64]uint64{}

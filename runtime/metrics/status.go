@@ -40,6 +40,9 @@ type PartStatus struct {
 	LastRecord   *time.Time       `json:"lastRecord,omitempty"`
 	Done         int64            `json:"done,omitempty"`
 	Estimate     int64            `json:"estimate,omitempty"`
+	RowsPerSec   float64          `json:"rowsPerSec,omitempty"`
+	// ETASeconds is the time an initial load still needs at its rate.
+	ETASeconds float64 `json:"etaSeconds,omitempty"`
 }
 
 // Latency is a histogram's summary in milliseconds.
@@ -48,6 +51,15 @@ type Latency struct {
 	P99   float64 `json:"p99Ms"`
 	Max   float64 `json:"maxMs"`
 	Count int64   `json:"count"`
+}
+
+// eta is the seconds an initial load still needs at its rate; 0 when it is
+// done or has no rate yet.
+func eta(p *Part) float64 {
+	if p.RowsPerSec <= 0 || p.Done >= p.Estimate {
+		return 0
+	}
+	return float64(p.Estimate-p.Done) / p.RowsPerSec
 }
 
 func summarize(h *hdrhistogram.Histogram) Latency {
@@ -156,6 +168,8 @@ func (j *Job) Status() Status {
 			LastRecord:   timePtr(p.LastRecord),
 			Done:         p.Done,
 			Estimate:     p.Estimate,
+			RowsPerSec:   p.RowsPerSec,
+			ETASeconds:   eta(p),
 		}
 	}
 	return s
