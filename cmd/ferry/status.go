@@ -30,8 +30,10 @@ func statusCmd() *cobra.Command {
 for their jobs and prints a table: job, kind, shard, process and partitions,
 tier, state, records/s, lag, p50/p99/max latency in ms, the budget and the
 compliance (healthy, at_risk: p99 over budget, breaching: more than 1% of
-records over budget). CDC initial loads follow: rows done of the estimated
-total, rows/s and the time still needed at that rate.`,
+records over budget). Each CDC table's counters follow (creates, updates,
+deletes, rows loaded, filtered, failed, p99 latency, last event), then the
+initial loads: rows done of the estimated total, rows/s and the time still
+needed at that rate.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var all []metrics.Status
@@ -88,41 +90,70 @@ func printStatus(w io.Writer, jobs []metrics.Status) {
 			s.Latency.P50, s.Latency.P99, s.Latency.Max, s.BudgetMs, 100*s.WithinBudget, s.Compliance)
 	}
 	tw.Flush()
+	printTables(w, jobs)
 	printLoads(w, jobs)
+}
+
+// printTables prints each CDC table's counters after the jobs: the
+// changes by kind, the rows loaded, those filtered and those that failed
+// (dead-lettered), its p99 latency and its last event.
+func printTables(w io.Writer, jobs []metrics.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	eachPart(jobs, func(s metrics.Status, _ metrics.PartStatus) bool { return s.Kind == "cdc" }, func(first bool, s metrics.Status, name string, p metrics.PartStatus) {
+		if first {
+			fmt.Fprintln(w)
+			fmt.Fprintln(tw, "CDC TABLE\tTABLE\tCREATE\tUPDATE\tDELETE\tREAD\tFILTERED\tFAILED\tP99 MS\tLAST EVENT")
+		}
+		last := "-"
+		if p.LastRecord != nil {
+			last = p.LastRecord.UTC().Format(time.RFC3339)
+		}
+		c := p.Counters
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\n", s.ID, name, c[metrics.Creates], c[metrics.Updates], c[metrics.Deletes],
+			c[metrics.SnapshotRead], c[metrics.Filtered], c[metrics.Failed], p.Latency.P99, last)
+	})
+	tw.Flush()
 }
 
 // printLoads prints the CDC initial loads, running or done, after the jobs:
 // rows done of the estimate, the rate and the time still needed at it.
 func printLoads(w io.Writer, jobs []metrics.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	header := false
+	eachPart(jobs, func(_ metrics.Status, p metrics.PartStatus) bool { return p.Estimate > 0 }, func(first bool, s metrics.Status, name string, p metrics.PartStatus) {
+		if first {
+			fmt.Fprintln(w)
+			fmt.Fprintln(tw, "INITIAL LOAD\tTABLE\tROWS\tESTIMATE\tDONE\tROWS/S\tETA")
+		}
+		eta := "-"
+		switch {
+		case p.Done >= p.Estimate:
+			eta = "done"
+		case p.ETASeconds > 0:
+			eta = (time.Duration(p.ETASeconds * float64(time.Second))).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f%%\t%.0f\t%s\n", s.ID, name, p.Done, p.Estimate,
+			100*float64(min(p.Done, p.Estimate))/float64(p.Estimate), p.RowsPerSec, eta)
+	})
+	tw.Flush()
+}
+
+// eachPart calls fn for the parts that keep admits, job by job in order and
+// by part name within a job; first is true for the first call.
+func eachPart(jobs []metrics.Status, keep func(metrics.Status, metrics.PartStatus) bool, fn func(first bool, s metrics.Status, name string, p metrics.PartStatus)) {
+	first := true
 	for _, s := range jobs {
-		tables := make([]string, 0, len(s.Parts))
+		names := make([]string, 0, len(s.Parts))
 		for name, p := range s.Parts {
-			if p.Estimate > 0 {
-				tables = append(tables, name)
+			if keep(s, p) {
+				names = append(names, name)
 			}
 		}
-		sort.Strings(tables)
-		for _, name := range tables {
-			p := s.Parts[name]
-			if !header {
-				header = true
-				fmt.Fprintln(w)
-				fmt.Fprintln(tw, "INITIAL LOAD\tTABLE\tROWS\tESTIMATE\tDONE\tROWS/S\tETA")
-			}
-			eta := "-"
-			switch {
-			case p.Done >= p.Estimate:
-				eta = "done"
-			case p.ETASeconds > 0:
-				eta = (time.Duration(p.ETASeconds * float64(time.Second))).Round(time.Second).String()
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f%%\t%.0f\t%s\n", s.ID, name, p.Done, p.Estimate,
-				100*float64(min(p.Done, p.Estimate))/float64(p.Estimate), p.RowsPerSec, eta)
+		sort.Strings(names)
+		for _, name := range names {
+			fn(first, s, name, s.Parts[name])
+			first = false
 		}
 	}
-	tw.Flush()
 }
 
 func partitionList(parts []int32) string {
