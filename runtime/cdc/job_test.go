@@ -179,6 +179,7 @@ type envelope struct {
 	Source struct {
 		Snapshot string `json:"snapshot"`
 		Table    string `json:"table"`
+		Pos      int64  `json:"pos"`
 	} `json:"source"`
 }
 

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -80,10 +81,35 @@ type snapTable struct {
 	bar      *progressbar.ProgressBar
 	keyKinds []event.Kind
 	keyCols  []string
+	// rowBytes is the most record bytes per row a chunk of the table has
+	// had; 0 until the first chunk is read. The loop writes it, the
+	// planner reads it to size the next chunks.
+	rowBytes atomic.Int64
+}
+
+// Chunk sizes. A chunk's records are held until its high watermark has
+// passed, so a chunk is cut to about chunkBytes of records: fewer rows than
+// snapshot.chunkSize where rows are large (BLOBs, documents). Until a
+// table's first chunk has been read its chunks have probeRows rows; from
+// then on the largest bytes per row seen size them. (The server's
+// AVG_ROW_LENGTH cannot be used: InnoDB leaves the BLOB pages out of it.)
+// chunkBytes is a variable for tests.
+var chunkBytes int64 = 64 << 20
+
+const probeRows = 16
+
+// chunkRowCount is the row count of the next chunk of a table whose records
+// take rowBytes per row: at most limit.
+func chunkRowCount(limit int, rowBytes int64) int {
+	if rowBytes <= 0 {
+		return min(limit, probeRows)
+	}
+	return int(max(1, min(int64(limit), chunkBytes/rowBytes)))
 }
 
 type chunkRange struct {
 	lo, hi [][]byte // nil lo: from the start; nil hi: to the end
+	size   int      // the rows it was cut for (the last may have more)
 	last   bool
 	err    error
 	// table info, sent with the first range
@@ -380,6 +406,11 @@ func (s *snapshotter) onResult(ctx context.Context, res chunkResult) error {
 		return nil
 	}
 	c.rows = res.rows
+	if n := int64(len(res.rows.recs)); n > 0 {
+		if per := int64(len(res.rows.bufs.arena)) / n; per > c.t.rowBytes.Load() {
+			c.t.rowBytes.Store(per)
+		}
+	}
 	if err := s.emit(ctx, c.t); err != nil {
 		return err
 	}
@@ -542,8 +573,9 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 		var info *chunkRange
 		if keyCols == nil {
 			var err error
-			var estimate int64
-			keyCols, keyKinds, estimate, err = tableKey(c, t.db, t.tbl)
+			var ti tableInfo
+			ti, err = tableKey(c, t.db, t.tbl)
+			keyCols, keyKinds = ti.keyCols, ti.keyKinds
 			if err != nil {
 				if isFatal(err) {
 					send(chunkRange{err: err})
@@ -556,9 +588,9 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 			}
 			if first {
 				first = false
-				info = &chunkRange{keyCols: keyCols, keyKinds: keyKinds, estimate: estimate}
+				info = &chunkRange{keyCols: keyCols, keyKinds: keyKinds, estimate: ti.estimate}
 			}
-			if ints, err = denseIntKeys(c, t.db, t.tbl, keyCols, keyKinds, lo, estimate, s.chunkSize); err != nil {
+			if ints, err = denseIntKeys(c, t.db, t.tbl, keyCols, keyKinds, lo, ti.estimate, s.chunkSize); err != nil {
 				c.Close()
 				c = nil
 				keyCols = nil
@@ -567,10 +599,11 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 		}
 		var hi [][]byte
 		var err error
+		size := chunkRowCount(s.chunkSize, t.rowBytes.Load())
 		if ints != nil {
-			hi, err = ints.next(c, lo)
+			hi, err = ints.next(c, lo, size)
 		} else {
-			hi, err = boundary(c, t.db, t.tbl, keyCols, keyKinds, lo, s.chunkSize)
+			hi, err = boundary(c, t.db, t.tbl, keyCols, keyKinds, lo, size)
 		}
 		if err != nil {
 			c.Close()
@@ -580,7 +613,7 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 			}
 			continue
 		}
-		r := chunkRange{lo: lo, hi: hi, last: hi == nil}
+		r := chunkRange{lo: lo, hi: hi, last: hi == nil, size: size}
 		if info != nil {
 			r.keyCols, r.keyKinds, r.estimate = info.keyCols, info.keyKinds, info.estimate
 		}
@@ -609,13 +642,20 @@ func isFatal(err error) bool {
 	return ok
 }
 
+// tableInfo is what the planner learns of a table before cutting it.
+type tableInfo struct {
+	keyCols  []string
+	keyKinds []event.Kind
+	estimate int64 // rows, the server's estimate
+}
+
 // tableKey finds the primary key columns (for the load's queries only; the
 // events' columns come from the binlog) and the estimated row count.
-func tableKey(c *client.Conn, db, tbl string) ([]string, []event.Kind, int64, error) {
+func tableKey(c *client.Conn, db, tbl string) (tableInfo, error) {
 	r, err := c.Execute("SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '" +
 		mysql.Escape(db) + "' AND TABLE_NAME = '" + mysql.Escape(tbl) + "' AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX")
 	if err != nil {
-		return nil, nil, 0, err
+		return tableInfo{}, err
 	}
 	var cols []string
 	for i := range r.Values {
@@ -629,26 +669,26 @@ func tableKey(c *client.Conn, db, tbl string) ([]string, []event.Kind, int64, er
 			n, _ := ex.GetInt(0, 0)
 			ex.Close()
 			if n == 0 {
-				return nil, nil, 0, fatalError{fmt.Errorf("table %s.%s does not exist", db, tbl)}
+				return tableInfo{}, fatalError{fmt.Errorf("table %s.%s does not exist", db, tbl)}
 			}
 		}
-		return nil, nil, 0, fatalError{fmt.Errorf("table %s.%s has no primary key; the initial load reads it in primary key chunks: give it one, or set snapshot: \"no_data\"", db, tbl)}
+		return tableInfo{}, fatalError{fmt.Errorf("table %s.%s has no primary key; the initial load reads it in primary key chunks: give it one, or set snapshot: \"no_data\"", db, tbl)}
 	}
 	r, err = c.Execute("SELECT " + colList(cols) + " FROM " + qname(db, tbl) + " LIMIT 0")
 	if err != nil {
-		return nil, nil, 0, err
+		return tableInfo{}, err
 	}
 	kinds := make([]event.Kind, len(cols))
 	for i, f := range r.Fields {
 		kinds[i] = event.ColumnFromField(f).Kind
 	}
 	r.Close()
-	var est int64
+	ti := tableInfo{keyCols: cols, keyKinds: kinds}
 	if r, err = c.Execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = '" + mysql.Escape(db) + "' AND TABLE_NAME = '" + mysql.Escape(tbl) + "'"); err == nil {
-		est, _ = r.GetInt(0, 0)
+		ti.estimate, _ = r.GetInt(0, 0)
 		r.Close()
 	}
-	return cols, kinds, est, nil
+	return ti, nil
 }
 
 func qid(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
@@ -727,7 +767,6 @@ func textOf(v any) []byte {
 type intKeys struct {
 	db, tbl, col string
 	min, max     int64 // the smallest key, the largest when last read
-	size         int64
 }
 
 // denseIntKeys returns the arithmetic cutter for a table whose key is one
@@ -736,7 +775,7 @@ func denseIntKeys(c *client.Conn, db, tbl string, keyCols []string, kinds []even
 	if len(keyCols) != 1 || kinds[0] != event.KindInt {
 		return nil, nil
 	}
-	k := &intKeys{db: db, tbl: tbl, col: keyCols[0], size: int64(size)}
+	k := &intKeys{db: db, tbl: tbl, col: keyCols[0]}
 	q := "SELECT MIN(" + qid(k.col) + "), MAX(" + qid(k.col) + ") FROM " + qname(db, tbl)
 	if lo != nil {
 		q += " WHERE " + qid(k.col) + " > " + literal(event.KindInt, lo[0])
@@ -758,10 +797,10 @@ func denseIntKeys(c *client.Conn, db, tbl string, keyCols []string, kinds []even
 	return k, nil
 }
 
-// next returns the bound of the chunk after lo, or nil for the last
-// chunk: the one that holds the largest key as read now, so rows added
-// beyond the first MAX during the load get chunks of their own.
-func (k *intKeys) next(c *client.Conn, lo [][]byte) ([][]byte, error) {
+// next returns the bound of the chunk of up to size keys after lo, or nil
+// for the last chunk: the one that holds the largest key as read now, so
+// rows added beyond the first MAX during the load get chunks of their own.
+func (k *intKeys) next(c *client.Conn, lo [][]byte, size int) ([][]byte, error) {
 	cur := k.min - 1
 	if lo != nil {
 		var err error
@@ -769,10 +808,10 @@ func (k *intKeys) next(c *client.Conn, lo [][]byte) ([][]byte, error) {
 			return nil, fmt.Errorf("chunk bound %q: %v", lo[0], err)
 		}
 	}
-	if cur > math.MaxInt64-k.size {
+	if cur > math.MaxInt64-int64(size) {
 		return nil, nil
 	}
-	hi := cur + k.size
+	hi := cur + int64(size)
 	if hi >= k.max {
 		r, err := c.Execute("SELECT MAX(" + qid(k.col) + ") FROM " + qname(k.db, k.tbl))
 		if err != nil {
@@ -885,7 +924,7 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 	enc := &chunkEncoder{
 		bufs: s.bufs.get(),
 		t:    t,
-		size: s.chunkSize,
+		size: ch.rng.size,
 		src:  event.Source{Name: s.r.job.CDC.TopicPrefix, Time: time.Now(), File: pos.File, Pos: pos.Pos},
 		// A whole-table load marks the table's first and last rows.
 		first: ch.rng.lo == nil && !t.st.Incremental,
@@ -991,7 +1030,7 @@ func (e *chunkEncoder) add(fields []mysql.FieldValue) {
 	e.lastTail = tail
 	if len(b.offs) == 1 {
 		// Size the arena for the whole chunk from its first row.
-		b.arena = slices.Grow(b.arena, (len(b.arena)+64)*max(e.size, 1)*11/10-len(b.arena))
+		b.arena = slices.Grow(b.arena, int(min(int64(len(b.arena)+64)*int64(max(e.size, 1)), chunkBytes)*11/10)-len(b.arena))
 		b.offs = slices.Grow(b.offs, e.size)
 	}
 }

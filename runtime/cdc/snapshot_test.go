@@ -115,7 +115,7 @@ func TestIntKeys(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		hi, err := k.next(c, lo)
+		hi, err := k.next(c, lo, 300)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,5 +130,67 @@ func TestIntKeys(t *testing.T) {
 	}
 	if k, err := denseIntKeys(c, "trading", "sparse", []string{"id"}, kinds, nil, 100, 300); err != nil || k != nil {
 		t.Errorf("sparse keys cut by arithmetic: %v, %v", k, err)
+	}
+}
+
+func TestChunkRowCount(t *testing.T) {
+	for _, c := range []struct {
+		limit    int
+		rowBytes int64
+		want     int
+	}{
+		{8192, 0, probeRows}, // not measured yet
+		{10, 0, 10},
+		{8192, 600, 8192},
+		{8192, 1 << 20, int(chunkBytes >> 20)},
+		{8192, 1 << 40, 1},
+	} {
+		if got := chunkRowCount(c.limit, c.rowBytes); got != c.want {
+			t.Errorf("chunkRowCount(%d, %d) = %d, want %d", c.limit, c.rowBytes, got, c.want)
+		}
+	}
+}
+
+// Large rows are loaded in chunks of about chunkBytes, not chunkSize rows:
+// a chunk is held in memory until its high watermark passes. Chunks are
+// read one at a time here, so each chunk's rows, which name the binlog
+// position of its low watermark, group by it.
+func TestSnapshotLargeRows(t *testing.T) {
+	defer func(b int64) { chunkBytes = b }(chunkBytes)
+	chunkBytes = 1 << 20
+	w := newWorld(t)
+	if err := w.db.Exec(
+		"CREATE TABLE trading.docs (id INT PRIMARY KEY, doc LONGBLOB)",
+		"INSERT INTO trading.docs SELECT seq, REPEAT(CHAR(65 + seq % 26), 100000) FROM trading.seq_1_to_200",
+	); err != nil {
+		t.Fatal(err)
+	}
+	pj := w.job(table("trading.docs", "initial", 2))
+	pj.CDC.Snapshot.Parallelism = 1
+	r := w.start(pj)
+	waitSnapshot(t, r, "trading.docs", 200)
+	r.stop(t)
+	chunks := map[int64]int{}
+	keys := map[string]bool{}
+	for _, x := range w.read("trading.trading.docs") {
+		e := decode(t, x)
+		if e.Op != "r" {
+			continue
+		}
+		if doc, _ := e.After["doc"].(string); len(doc) != 133336 {
+			t.Fatalf("row %s: doc of %d base64 bytes, want 133336", x.key, len(doc))
+		}
+		chunks[e.Source.Pos]++
+		keys[x.key] = true
+	}
+	sizes := map[int]int{}
+	for _, n := range chunks {
+		sizes[n]++
+	}
+	// A few 16-row probes (planned before the first was read), then
+	// chunks of 1 MiB / 134 kB = 7 rows.
+	t.Logf("chunks by row count: %v", sizes)
+	if len(keys) != 200 || sizes[7] < 15 || len(sizes) > 3 {
+		t.Errorf("%d rows, chunks by size %v; want 200 rows, in 7-row chunks after a few of 16", len(keys), sizes)
 	}
 }
