@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -135,6 +136,7 @@ type chunkRows struct {
 	bufs   *chunkBufs
 	recs   []event.Record // in bufs
 	failed []failedRow    // rows that cannot be converted: dead letters
+	cut    [][]byte       // the chunk was cut short after this key
 	pos    binlog.Position
 }
 
@@ -406,6 +408,14 @@ func (s *snapshotter) onResult(ctx context.Context, res chunkResult) error {
 		return nil
 	}
 	c.rows = res.rows
+	if cut := res.rows.cut; cut != nil {
+		// The rest of the chunk's range is a chunk of its own, next in order.
+		rest := &chunk{t: c.t, seq: c.t.seq, rng: chunkRange{lo: cut, hi: c.rng.hi, last: c.rng.last, size: max(len(res.rows.recs), 1)}}
+		c.t.seq++
+		c.rng.hi, c.rng.last = cut, false
+		c.t.chunks = slices.Insert(c.t.chunks, slices.Index(c.t.chunks, c)+1, rest)
+		s.send(rest)
+	}
 	if n := int64(len(res.rows.recs)); n > 0 {
 		if per := int64(len(res.rows.bufs.arena)) / n; per > c.t.rowBytes.Load() {
 			c.t.rowBytes.Store(per)
@@ -830,19 +840,22 @@ func (k *intKeys) next(c *client.Conn, lo [][]byte, size int) ([][]byte, error) 
 }
 
 // boundary returns the key of the last row of the chunk after lo, or nil
-// when fewer than n rows remain (the last chunk).
+// when no more than n rows remain (the last chunk).
 func boundary(c *client.Conn, db, tbl string, keyCols []string, kinds []event.Kind, lo [][]byte, n int) ([][]byte, error) {
 	q := "SELECT " + colList(keyCols) + " FROM " + qname(db, tbl)
 	if lo != nil {
 		q += " WHERE (" + colList(keyCols) + ") > " + tuple(kinds, lo)
 	}
-	q += " ORDER BY " + colList(keyCols) + " LIMIT 1 OFFSET " + strconv.Itoa(n-1)
+	// The n-th row and the one after it: where exactly n rows remain, the
+	// last chunk holds them all rather than leaving an empty last chunk,
+	// which would have no row to mark last_in_data_collection.
+	q += " ORDER BY " + colList(keyCols) + " LIMIT 2 OFFSET " + strconv.Itoa(n-1)
 	r, err := c.Execute(q)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	if len(r.Values) == 0 {
+	if len(r.Values) < 2 {
 		return nil, nil
 	}
 	out := make([][]byte, len(keyCols))
@@ -877,11 +890,9 @@ func (s *snapshotter) worker(ctx context.Context, slot int) {
 				continue
 			}
 		}
-		rows, err := s.readChunk(c, slotName, ch)
-		if err != nil {
-			c.Close()
-			c = nil
-		}
+		var rows *chunkRows
+		var err error
+		rows, c, err = s.readChunk(ctx, c, slotName, ch)
 		s.deliver(ctx, chunkResult{c: ch, rows: rows, err: err})
 	}
 }
@@ -893,17 +904,35 @@ func (s *snapshotter) deliver(ctx context.Context, res chunkResult) {
 	}
 }
 
-func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkRows, error) {
+// errChunkFull stops a chunk's SELECT at the row after the one that took
+// its records past twice chunkBytes.
+var errChunkFull = errors.New("chunk full")
+
+// readChunk reads a chunk between its watermarks on c. It returns the
+// connection to read the next chunk on: c; a new one when the chunk was cut
+// short, its result left unread on c; or nil when c failed. A chunk whose
+// records pass twice chunkBytes (rows much larger than those before them)
+// is cut after the row that passed it, when another follows: the rows read
+// so far are the chunk, and out.cut is where the rest begins.
+func (s *snapshotter) readChunk(ctx context.Context, c *client.Conn, slot string, ch *chunk) (out *chunkRows, next *client.Conn, err error) {
+	defer func() {
+		if err != nil {
+			if c != nil {
+				c.Close()
+			}
+			next = nil
+		}
+	}()
 	t := ch.t
 	mark := "INSERT INTO " + qname(s.r.hbDB, watermarkTable) + " (slot, token) VALUES ('" + mysql.Escape(slot) + "', '%s') ON DUPLICATE KEY UPDATE token = VALUES(token)"
 	if _, err := c.Execute(fmt.Sprintf(mark, ch.lw)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The rows' source block names the binlog position at which the
 	// chunk's window opened, as Debezium's snapshot rows name theirs.
 	pos, err := binlog.MasterStatusConn(c, s.r.srv.Flavor)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	q := "SELECT * FROM " + qname(t.db, t.tbl)
 	var conds []string
@@ -933,24 +962,46 @@ func (s *snapshotter) readChunk(c *client.Conn, slot string, ch *chunk) (*chunkR
 	// A streaming SELECT: each row is encoded as it arrives, in a packet
 	// buffer that is reused, so no result set is held.
 	var res mysql.Result
+	var full, cut [][]byte // the key of the row that filled the chunk; of the chunk's last row once cut
 	err = c.ExecuteSelectStreaming(q, &res, func(row []mysql.FieldValue) error {
+		if full != nil {
+			// Cut before the next row, not at the full one: a cut after
+			// the range's last row would leave an empty last chunk.
+			cut = full
+			return errChunkFull
+		}
 		if enc.tbl == nil {
 			enc.begin(res.Fields, marker)
 		}
 		enc.add(row)
+		if int64(len(enc.bufs.arena)) > 2*chunkBytes {
+			full = make([][]byte, len(enc.tbl.Key))
+			for i, k := range enc.tbl.Key {
+				full[i] = textOf(row[k].Value())
+			}
+		}
 		return nil
 	}, nil)
+	if cut != nil {
+		// The rest of the result is still on c: the high watermark goes
+		// on a new connection.
+		c.Close()
+		if c, err = s.sqlConn(ctx); err != nil {
+			c = nil
+		}
+		enc.last = false
+	}
 	if err != nil {
 		s.bufs.Put(enc.bufs)
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := c.Execute(fmt.Sprintf(mark, ch.hw)); err != nil {
 		s.bufs.Put(enc.bufs)
-		return nil, err
+		return nil, nil, err
 	}
-	out := enc.finish()
-	out.pos = pos
-	return out, nil
+	out = enc.finish()
+	out.pos, out.cut = pos, cut
+	return out, c, nil
 }
 
 // chunkEncoder turns a chunk's rows into records as they stream in. Every

@@ -194,3 +194,87 @@ func TestSnapshotLargeRows(t *testing.T) {
 		t.Errorf("%d rows, chunks by size %v; want 200 rows, in 7-row chunks after a few of 16", len(keys), sizes)
 	}
 }
+
+// A chunk planned for small rows that meets much larger ones is cut once
+// its records pass twice chunkBytes, and the rest of its range becomes the
+// next chunk: every row is loaded once, in key order, the table's first and
+// last rows marked, and no chunk holds much more than twice chunkBytes.
+func TestSnapshotCutChunk(t *testing.T) {
+	defer func(b int64) { chunkBytes = b }(chunkBytes)
+	chunkBytes = 1 << 20
+	w := newWorld(t)
+	if err := w.db.Exec(
+		"CREATE TABLE trading.mixed (id INT PRIMARY KEY, doc LONGBLOB)",
+		"INSERT INTO trading.mixed SELECT seq, 'small' FROM trading.seq_1_to_2000",
+		"INSERT INTO trading.mixed SELECT seq, REPEAT('x', 300000) FROM trading.seq_2001_to_2060",
+	); err != nil {
+		t.Fatal(err)
+	}
+	pj := w.job(table("trading.mixed", "initial", 2))
+	pj.CDC.Snapshot.Parallelism = 1
+	r := w.start(pj)
+	waitSnapshot(t, r, "trading.mixed", 2060)
+	r.stop(t)
+	chunkSize := map[int64]int{}
+	last, marks := 0, map[string]int{}
+	for _, x := range w.read("trading.trading.mixed") {
+		e := decode(t, x)
+		id := int(e.After["id"].(float64))
+		if id != last+1 {
+			t.Fatalf("row %d after row %d", id, last)
+		}
+		last = id
+		chunkSize[e.Source.Pos] += len(x.key) + len(x.value)
+		if e.Source.Snapshot != "true" {
+			marks[e.Source.Snapshot] = id
+		}
+	}
+	biggest := 0
+	for _, n := range chunkSize {
+		biggest = max(biggest, n)
+	}
+	t.Logf("%d chunks, the biggest %d bytes", len(chunkSize), biggest)
+	if last != 2060 || biggest > int(2*chunkBytes)+500_000 {
+		t.Errorf("%d rows, the biggest chunk %d bytes; want 2060 rows and chunks up to 2 MiB and a row", last, biggest)
+	}
+	if marks["first_in_data_collection"] != 1 || marks["last_in_data_collection"] != 2060 || len(marks) != 2 {
+		t.Errorf("markers %v", marks)
+	}
+}
+
+// boundary leaves no empty last chunk: where exactly n rows remain, they
+// are the last chunk.
+func TestBoundary(t *testing.T) {
+	w := newWorld(t)
+	if err := w.db.Exec(
+		"CREATE TABLE trading.pairs (a VARCHAR(4), b INT, PRIMARY KEY (a, b))",
+		"INSERT INTO trading.pairs SELECT IF(seq <= 5, 'x', 'y'), seq FROM trading.seq_1_to_10",
+	); err != nil {
+		t.Fatal(err)
+	}
+	c, err := w.db.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cols, kinds := []string{"a", "b"}, []event.Kind{event.KindString, event.KindInt}
+	for _, tc := range []struct {
+		lo   [][]byte
+		n    int
+		want string
+	}{
+		{nil, 4, "x,4"},
+		{[][]byte{[]byte("x"), []byte("4")}, 4, "y,8"},
+		{[][]byte{[]byte("y"), []byte("6")}, 4, ""}, // 7..10: exactly 4 left
+		{nil, 10, ""},
+		{nil, 9, "y,9"},
+	} {
+		hi, err := boundary(c, "trading", "pairs", cols, kinds, tc.lo, tc.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := keyText(hi); got != tc.want {
+			t.Errorf("boundary(%s, %d) = %q, want %q", keyText(tc.lo), tc.n, got, tc.want)
+		}
+	}
+}
