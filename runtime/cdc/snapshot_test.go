@@ -151,36 +151,39 @@ func TestChunkRowCount(t *testing.T) {
 	}
 }
 
-// Large rows are loaded in chunks of about chunkBytes, not chunkSize rows:
-// a chunk is held in memory until its high watermark passes. Chunks are
-// read one at a time here, so each chunk's rows, which name the binlog
-// position of its low watermark, group by it.
-func TestSnapshotLargeRows(t *testing.T) {
+// loadByChunk loads a table that stmts create and fill, with chunkBytes at
+// 1 MiB and one chunk read at a time, and returns its records grouped by
+// chunk: each chunk's rows name the binlog position of its low watermark,
+// and with one chunk at a time each has its own. Records come in topic
+// order.
+func loadByChunk(t *testing.T, name string, rows int64, stmts ...string) (recs []rec, chunkOf func(rec) int64) {
 	defer func(b int64) { chunkBytes = b }(chunkBytes)
 	chunkBytes = 1 << 20
 	w := newWorld(t)
-	if err := w.db.Exec(
-		"CREATE TABLE trading.docs (id INT PRIMARY KEY, doc LONGBLOB)",
-		"INSERT INTO trading.docs SELECT seq, REPEAT(CHAR(65 + seq % 26), 100000) FROM trading.seq_1_to_200",
-	); err != nil {
+	if err := w.db.Exec(stmts...); err != nil {
 		t.Fatal(err)
 	}
-	pj := w.job(table("trading.docs", "initial", 2))
+	pj := w.job(table(name, "initial", 2))
 	pj.CDC.Snapshot.Parallelism = 1
 	r := w.start(pj)
-	waitSnapshot(t, r, "trading.docs", 200)
+	waitSnapshot(t, r, name, rows)
 	r.stop(t)
+	return w.read("trading." + name), func(x rec) int64 { return decode(t, x).Source.Pos }
+}
+
+// Large rows are loaded in chunks of about chunkBytes, not chunkSize rows:
+// a chunk is held in memory until its high watermark passes.
+func TestSnapshotLargeRows(t *testing.T) {
+	recs, chunkOf := loadByChunk(t, "trading.docs", 200,
+		"CREATE TABLE trading.docs (id INT PRIMARY KEY, doc LONGBLOB)",
+		"INSERT INTO trading.docs SELECT seq, REPEAT(CHAR(65 + seq % 26), 100000) FROM trading.seq_1_to_200")
 	chunks := map[int64]int{}
 	keys := map[string]bool{}
-	for _, x := range w.read("trading.trading.docs") {
-		e := decode(t, x)
-		if e.Op != "r" {
-			continue
-		}
-		if doc, _ := e.After["doc"].(string); len(doc) != 133336 {
+	for _, x := range recs {
+		if doc, _ := decode(t, x).After["doc"].(string); len(doc) != 133336 {
 			t.Fatalf("row %s: doc of %d base64 bytes, want 133336", x.key, len(doc))
 		}
-		chunks[e.Source.Pos]++
+		chunks[chunkOf(x)]++
 		keys[x.key] = true
 	}
 	sizes := map[int]int{}
@@ -200,31 +203,20 @@ func TestSnapshotLargeRows(t *testing.T) {
 // next chunk: every row is loaded once, in key order, the table's first and
 // last rows marked, and no chunk holds much more than twice chunkBytes.
 func TestSnapshotCutChunk(t *testing.T) {
-	defer func(b int64) { chunkBytes = b }(chunkBytes)
-	chunkBytes = 1 << 20
-	w := newWorld(t)
-	if err := w.db.Exec(
+	recs, chunkOf := loadByChunk(t, "trading.mixed", 2060,
 		"CREATE TABLE trading.mixed (id INT PRIMARY KEY, doc LONGBLOB)",
 		"INSERT INTO trading.mixed SELECT seq, 'small' FROM trading.seq_1_to_2000",
-		"INSERT INTO trading.mixed SELECT seq, REPEAT('x', 300000) FROM trading.seq_2001_to_2060",
-	); err != nil {
-		t.Fatal(err)
-	}
-	pj := w.job(table("trading.mixed", "initial", 2))
-	pj.CDC.Snapshot.Parallelism = 1
-	r := w.start(pj)
-	waitSnapshot(t, r, "trading.mixed", 2060)
-	r.stop(t)
+		"INSERT INTO trading.mixed SELECT seq, REPEAT('x', 300000) FROM trading.seq_2001_to_2060")
 	chunkSize := map[int64]int{}
 	last, marks := 0, map[string]int{}
-	for _, x := range w.read("trading.trading.mixed") {
+	for _, x := range recs {
 		e := decode(t, x)
 		id := int(e.After["id"].(float64))
 		if id != last+1 {
 			t.Fatalf("row %d after row %d", id, last)
 		}
 		last = id
-		chunkSize[e.Source.Pos] += len(x.key) + len(x.value)
+		chunkSize[chunkOf(x)] += len(x.key) + len(x.value)
 		if e.Source.Snapshot != "true" {
 			marks[e.Source.Snapshot] = id
 		}
@@ -234,7 +226,7 @@ func TestSnapshotCutChunk(t *testing.T) {
 		biggest = max(biggest, n)
 	}
 	t.Logf("%d chunks, the biggest %d bytes", len(chunkSize), biggest)
-	if last != 2060 || biggest > int(2*chunkBytes)+500_000 {
+	if last != 2060 || biggest > 2<<20+500_000 {
 		t.Errorf("%d rows, the biggest chunk %d bytes; want 2060 rows and chunks up to 2 MiB and a row", last, biggest)
 	}
 	if marks["first_in_data_collection"] != 1 || marks["last_in_data_collection"] != 2060 || len(marks) != 2 {
