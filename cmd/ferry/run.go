@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,8 @@ type runFlags struct {
 	// (home.go).
 	home      string
 	tokenFile string
+	// tlsCert and tlsKey serve --http over TLS.
+	tlsCert, tlsKey string
 }
 
 func runCmd() *cobra.Command {
@@ -68,6 +71,8 @@ cleanly.`,
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	cmd.Flags().StringVar(&f.home, "home", "", "run the definitions stored in datacenter `NAME=BROKERS` (ferry.definitions) and serve the control API on --http")
 	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "require the bearer token in `FILE` on the control API (without one, --http must be a loopback address)")
+	cmd.Flags().StringVar(&f.tlsCert, "tls-cert", "", "serve --http over TLS with the certificate (chain) in PEM `FILE`; needs --tls-key")
+	cmd.Flags().StringVar(&f.tlsKey, "tls-key", "", "the private key in PEM `FILE` of --tls-cert")
 	return cmd
 }
 
@@ -84,6 +89,10 @@ func kinds() []executor.Option {
 func run(ctx context.Context, args []string, f runFlags) error {
 	dir := dirArg(args)
 	logger, err := newLogger(f.logJSON, f.logLevel)
+	if err != nil {
+		return exit(1, err)
+	}
+	tlsConf, err := serverTLS(f)
 	if err != nil {
 		return exit(1, err)
 	}
@@ -129,7 +138,7 @@ func run(ctx context.Context, args []string, f runFlags) error {
 	defer ex.Stop()
 
 	if f.httpAddr != "" {
-		srv, err := serve(f.httpAddr, httpapi.Handler(ex.Registry(), extra), logger)
+		srv, err := serve(f.httpAddr, tlsConf, httpapi.Handler(ex.Registry(), extra), logger)
 		if err != nil {
 			return exit(1, err)
 		}
@@ -184,20 +193,44 @@ func report(ctx context.Context, ex *executor.Executor, logger *slog.Logger) (st
 	return func() { cancel(); <-done }
 }
 
-// serve starts the HTTP API. It refuses an address that is taken at once
-// rather than failing later in the background.
-func serve(addr string, h http.Handler, logger *slog.Logger) (*http.Server, error) {
+// serverTLS loads --tls-cert and --tls-key, which go together; nil
+// without them.
+func serverTLS(f runFlags) (*tls.Config, error) {
+	if f.tlsCert == "" && f.tlsKey == "" {
+		return nil, nil
+	}
+	if f.tlsCert == "" || f.tlsKey == "" {
+		return nil, errors.New("--tls-cert and --tls-key go together: pass both, or neither to serve --http without TLS")
+	}
+	if f.httpAddr == "" {
+		return nil, errors.New("--tls-cert serves --http over TLS, but --http is not given")
+	}
+	cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert %s, --tls-key %s: %w", f.tlsCert, f.tlsKey, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// serve starts the HTTP API, over TLS when tlsConf is not nil. It refuses
+// an address that is taken at once rather than failing later in the
+// background.
+func serve(addr string, tlsConf *tls.Config, h http.Handler, logger *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	scheme := "http"
+	if tlsConf != nil {
+		ln, scheme = tls.NewListener(ln, tlsConf), "https"
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConf}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("HTTP API stopped", "error", err)
 		}
 	}()
-	logger.Info("serving the HTTP API", "addr", ln.Addr().String())
+	logger.Info("serving the HTTP API", "url", scheme+"://"+ln.Addr().String())
 	return srv, nil
 }
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,16 +56,24 @@ needed at that rate.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringSliceVar(&addrs, "http", []string{DefaultHTTP}, "executor HTTP `ADDR` (host:port); repeat for several processes")
+	cmd.Flags().StringSliceVar(&addrs, "http", []string{DefaultHTTP}, "executor HTTP `ADDR` (host:port, or a URL such as https://host:port); repeat for several processes")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the jobs as JSON")
 	return cmd
 }
 
 func fetchJobs(addr string) (*httpapi.Jobs, error) {
 	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + addr + "/v1/jobs")
-	if err != nil {
-		return nil, fmt.Errorf("no executor answers at %s (start one with `ferry run --http %s`): %v", addr, addr, err)
+	base := addr
+	if !strings.Contains(addr, "://") {
+		base = "http://" + addr
+	}
+	resp, err := c.Get(strings.TrimRight(base, "/") + "/v1/jobs")
+	var untrusted *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &untrusted):
+		return nil, fmt.Errorf("%s: the executor's certificate is not trusted: %v; for a private CA, set SSL_CERT_FILE to its certificate", addr, untrusted.Err)
+	case err != nil:
+		return nil, fmt.Errorf("no executor answers at %s (start one with `ferry run --http ADDR`): %v", addr, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)

@@ -12,6 +12,7 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -92,7 +93,67 @@ func TestSecureHome(t *testing.T) {
 	writeFile(t, dir, "home.json", string(settings))
 	p := startFerry(t, dir, []string{"HOME_PASSWORD=" + password}, "run", "--home", "dc1=@home.json")
 
-	c, err := api.NewClient(p.addr)
+	putShard(t, p.addr)
+	p.stop()
+	if strings.Contains(p.logs.String(), password) {
+		t.Fatalf("ferry run printed the home's password:\n%s", p.logs)
+	}
+}
+
+// TestAPITLS runs `ferry run --home` with --tls-cert/--tls-key: the
+// control API and `ferry status` work over https with the CA trusted
+// (SSL_CERT_FILE), `ferry status` says so when it is not, a plain HTTP
+// request is answered with a refusal, and the two flags go together.
+func TestAPITLS(t *testing.T) {
+	home := devtest.Kafka(t, "dc1")
+	dir := t.TempDir()
+	certs, err := devenv.NewCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startFerry(t, dir, nil, "run", "--home", "dc1="+home.Addr(), "--tls-cert", certs.ServerCert, "--tls-key", certs.ServerKey)
+	url := "https://" + p.addr
+
+	if out := ferry(t, dir, "status", "--http", url); out.code != 1 || !strings.Contains(out.stderr, url+": the executor's certificate is not trusted: ") ||
+		!strings.Contains(out.stderr, "set SSL_CERT_FILE to its certificate") {
+		t.Errorf("ferry status without the CA: exit %d\n%s", out.code, out.stderr)
+	}
+	t.Setenv("SSL_CERT_FILE", certs.CA)
+	if out := ferry(t, dir, "status", "--http", url); out.code != 0 || !strings.Contains(out.stdout, "JOB") {
+		t.Errorf("ferry status with the CA: exit %d\n%s%s", out.code, out.stdout, out.stderr)
+	}
+	// In this process the CA is given to the client: Go reads
+	// SSL_CERT_FILE once per process.
+	tlsConf, err := kafkaconn.TLSConfig(&schema.TLS{CA: certs.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putShard(t, url, api.WithHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}))
+	resp, err := http.Get("http://" + p.addr + "/v1/jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("plain HTTP to the TLS API: status %d, want 400", resp.StatusCode)
+	}
+
+	for _, args := range [][]string{
+		{"--tls-cert", certs.ServerCert},
+		{"--tls-key", certs.ServerKey},
+	} {
+		out := ferry(t, dir, append([]string{"run", "--http", "127.0.0.1:0"}, args...)...)
+		if want := "--tls-cert and --tls-key go together: pass both, or neither to serve --http without TLS"; out.code != 1 || !strings.Contains(out.stderr, want) {
+			t.Errorf("ferry run %v: exit %d, stderr %q; want 1 and %q", args, out.code, out.stderr, want)
+		}
+	}
+}
+
+// putShard stores a shard through the control API at addr and reads it
+// back.
+func putShard(t *testing.T, addr string, opts ...api.ClientOption) {
+	t.Helper()
+	c, err := api.NewClient(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +163,5 @@ func TestSecureHome(t *testing.T) {
 	}
 	if o, err := c.Get(ctx, api.Shard, "realtime"); err != nil || o.Version != 1 {
 		t.Fatalf("read back %+v, %v", o, err)
-	}
-	p.stop()
-	if strings.Contains(p.logs.String(), password) {
-		t.Fatalf("ferry run printed the home's password:\n%s", p.logs)
 	}
 }
