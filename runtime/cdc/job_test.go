@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -503,15 +502,6 @@ func loadState(ctx context.Context, opts []kgo.Opt, job string) (*State, error) 
 		return nil, err
 	}
 	return decodeState(values)
-}
-
-func sortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 func loadCheckpoint(ctx context.Context, opts []kgo.Opt, job string) ([]byte, error) {

@@ -30,19 +30,12 @@ func WithKind(name string, k Kind) Option { return func(e *Executor) { e.kinds[n
 // WithShard runs only the jobs placed on shard. Default: every job.
 func WithShard(shard string) Option { return func(e *Executor) { e.shard = shard } }
 
-// WithProcess names this process in status and metrics. Default: the host
-// name and process ID.
-func WithProcess(name string) Option { return func(e *Executor) { e.process = name } }
-
 // WithInstance gives this process a stable name for static group
 // membership (see Env.Instance). Default: none.
 func WithInstance(name string) Option { return func(e *Executor) { e.instance = name } }
 
 // WithLogger sets the logger. Default: slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(e *Executor) { e.logger = l } }
-
-// WithRegistry sets where jobs keep their figures. Default: a new registry.
-func WithRegistry(r *metrics.Registry) Option { return func(e *Executor) { e.registry = r } }
 
 // WithBackoff bounds the wait before a failed job starts again. Default:
 // from 500ms, doubling, up to 30s.
@@ -82,16 +75,12 @@ func New(opts ...Option) *Executor {
 		backoffMin: 500 * time.Millisecond,
 		backoffMax: 30 * time.Second,
 		running:    map[string]*running{},
+		process:    DefaultProcess(),
 	}
 	for _, o := range opts {
 		o(e)
 	}
-	if e.process == "" {
-		e.process = DefaultProcess()
-	}
-	if e.registry == nil {
-		e.registry = metrics.NewRegistry(e.process)
-	}
+	e.registry = metrics.NewRegistry(e.process)
 	return e
 }
 

@@ -225,22 +225,6 @@ func ColumnFromField(f *mysql.Field) Column {
 	return c
 }
 
-// SameShape reports whether two descriptions of a table write the same
-// events (names, kinds, sizes and members), so that a snapshot row and a
-// binlog row of it are comparable.
-func SameShape(a, b *Table) error {
-	if len(a.Columns) != len(b.Columns) {
-		return fmt.Errorf("%d columns against %d", len(a.Columns), len(b.Columns))
-	}
-	for i := range a.Columns {
-		x, y := a.Columns[i], b.Columns[i]
-		if x.Name != y.Name || x.Kind != y.Kind {
-			return fmt.Errorf("column %d is %s %s against %s %s", i+1, x.Name, x.Kind, y.Name, y.Kind)
-		}
-	}
-	return nil
-}
-
 // KeyNames is the primary key's column names joined by ",".
 func (t *Table) KeyNames() string {
 	names := make([]string, len(t.Key))
