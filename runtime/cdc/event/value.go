@@ -250,15 +250,11 @@ func appendZero(buf []byte, c *Column) []byte {
 	return append(buf, '0')
 }
 
-// text returns a value as a string. A []byte becomes a view of the same
-// memory, not a copy: every caller parses the string or appends it to the
-// output, and none keeps it.
+// text renders a decoded value that is neither a number AppendValue
+// writes as it is nor a string or bytes (which it takes directly) as the
+// text the server would send.
 func text(v any) (string, error) {
 	switch x := v.(type) {
-	case string:
-		return x, nil
-	case []byte:
-		return unsafe.String(unsafe.SliceData(x), len(x)), nil
 	case time.Time:
 		return x.UTC().Format("2006-01-02 15:04:05.999999"), nil
 	case fmt.Stringer:
