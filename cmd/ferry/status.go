@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-pipelines/ferry/runtime/control/api"
 	"github.com/ferry-pipelines/ferry/runtime/httpapi"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 )
@@ -63,11 +64,11 @@ needed at that rate.`,
 
 func fetchJobs(addr string) (*httpapi.Jobs, error) {
 	c := &http.Client{Timeout: 5 * time.Second}
-	base := addr
-	if !strings.Contains(addr, "://") {
-		base = "http://" + addr
+	base, err := api.BaseURL(addr)
+	if err != nil {
+		return nil, err
 	}
-	resp, err := c.Get(strings.TrimRight(base, "/") + "/v1/jobs")
+	resp, err := c.Get(base + "/v1/jobs")
 	var untrusted *tls.CertificateVerificationError
 	switch {
 	case errors.As(err, &untrusted):

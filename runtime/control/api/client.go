@@ -38,21 +38,31 @@ func WithOwner(owner string) ClientOption { return func(c *Client) { c.owner = o
 // WithHTTPClient sets the HTTP client. Default: one with a 60s timeout.
 func WithHTTPClient(hc *http.Client) ClientOption { return func(c *Client) { c.hc = hc } }
 
-// NewClient returns a client of the API at endpoint: a URL such as
-// http://127.0.0.1:8080, or just host:port.
-func NewClient(endpoint string, opts ...ClientOption) (*Client, error) {
+// BaseURL turns an executor's HTTP address, a URL such as
+// https://127.0.0.1:8080 or just host:port (http), into the URL its paths
+// follow, without a trailing slash.
+func BaseURL(endpoint string) (string, error) {
 	if endpoint == "" {
-		return nil, errors.New("no control API address: pass the executor's --http address, such as 127.0.0.1:8080")
+		return "", errors.New("no control API address: pass the executor's --http address, such as 127.0.0.1:8080")
 	}
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "http://" + endpoint
 	}
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("control API address %q is not host:port or an http(s) URL", endpoint)
+		return "", fmt.Errorf("control API address %q is not host:port or an http(s) URL", endpoint)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// NewClient returns a client of the API at endpoint (see BaseURL).
+func NewClient(endpoint string, opts ...ClientOption) (*Client, error) {
+	base, err := BaseURL(endpoint)
+	if err != nil {
+		return nil, err
 	}
 	c := &Client{
-		base:  strings.TrimRight(u.String(), "/"),
+		base:  base,
 		owner: DefaultOwner,
 		hc:    &http.Client{Timeout: 60 * time.Second},
 	}
