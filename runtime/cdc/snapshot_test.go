@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
@@ -83,25 +84,32 @@ func TestChunkEncoder(t *testing.T) {
 	}
 }
 
-// A one-column integer key filling its range is cut by arithmetic into
-// chunks of at most chunkSize keys, and the last chunk is the one that
-// holds the largest key when it is reached, rows added meanwhile included;
-// sparse keys are left to boundary queries.
-func TestIntKeys(t *testing.T) {
+// sqlWorld is a world whose MariaDB ran stmts, and a root session on it,
+// closed when the test ends: for the planner's queries, run directly.
+func sqlWorld(t *testing.T, stmts ...string) (*world, *client.Conn) {
+	t.Helper()
 	w := newWorld(t)
-	if err := w.db.Exec(
-		"CREATE TABLE trading.dense (id BIGINT PRIMARY KEY)",
-		"INSERT INTO trading.dense SELECT seq FROM trading.seq_1_to_1000",
-		"CREATE TABLE trading.sparse (id INT PRIMARY KEY)",
-		"INSERT INTO trading.sparse SELECT seq * 1000 FROM trading.seq_1_to_100",
-	); err != nil {
+	if err := w.db.Exec(stmts...); err != nil {
 		t.Fatal(err)
 	}
 	c, err := w.db.Root()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return w, c
+}
+
+// A one-column integer key filling its range is cut by arithmetic into
+// chunks of at most chunkSize keys, and the last chunk is the one that
+// holds the largest key when it is reached, rows added meanwhile included;
+// sparse keys are left to boundary queries.
+func TestIntKeys(t *testing.T) {
+	w, c := sqlWorld(t,
+		"CREATE TABLE trading.dense (id BIGINT PRIMARY KEY)",
+		"INSERT INTO trading.dense SELECT seq FROM trading.seq_1_to_1000",
+		"CREATE TABLE trading.sparse (id INT PRIMARY KEY)",
+		"INSERT INTO trading.sparse SELECT seq * 1000 FROM trading.seq_1_to_100")
 	kinds := []event.Kind{event.KindInt}
 	k, err := denseIntKeys(c, "trading", "dense", []string{"id"}, kinds, nil, 1000, 300)
 	if err != nil || k == nil {
@@ -237,18 +245,9 @@ func TestSnapshotCutChunk(t *testing.T) {
 // boundary leaves no empty last chunk: where exactly n rows remain, they
 // are the last chunk.
 func TestBoundary(t *testing.T) {
-	w := newWorld(t)
-	if err := w.db.Exec(
+	_, c := sqlWorld(t,
 		"CREATE TABLE trading.pairs (a VARCHAR(4), b INT, PRIMARY KEY (a, b))",
-		"INSERT INTO trading.pairs SELECT IF(seq <= 5, 'x', 'y'), seq FROM trading.seq_1_to_10",
-	); err != nil {
-		t.Fatal(err)
-	}
-	c, err := w.db.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+		"INSERT INTO trading.pairs SELECT IF(seq <= 5, 'x', 'y'), seq FROM trading.seq_1_to_10")
 	cols, kinds := []string{"a", "b"}, []event.Kind{event.KindString, event.KindInt}
 	for _, tc := range []struct {
 		lo   [][]byte
