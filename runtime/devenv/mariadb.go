@@ -220,11 +220,16 @@ func (m *MariaDB) createFerryUser() error {
 	return nil
 }
 
-// Root connects as root through the socket.
+// Root connects as root through the socket, the session in utf8mb4 (as
+// an application would set it) whatever the server's default.
 func (m *MariaDB) Root() (*client.Conn, error) {
 	c, err := client.Connect(m.Socket, "root", "", "")
 	if err != nil {
 		return nil, fmt.Errorf("connect to MariaDB as root: %w", err)
+	}
+	if _, err := c.Execute("SET NAMES utf8mb4"); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("MariaDB: SET NAMES utf8mb4: %w", err)
 	}
 	return c, nil
 }

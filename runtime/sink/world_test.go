@@ -48,7 +48,10 @@ type world struct {
 	stop  context.CancelFunc
 }
 
-func newWorld(t testing.TB) *world {
+func newWorld(t testing.TB) *world { return newWorldWith(t, devenv.MariaDBOptions{}) }
+
+// newWorldWith starts the world with a MariaDB of those options.
+func newWorldWith(t testing.TB, opts devenv.MariaDBOptions) *world {
 	t.Helper()
 	if _, _, err := devenv.MariaDBBinaries(); err != nil {
 		t.Skip(err)
@@ -60,7 +63,7 @@ func newWorld(t testing.TB) *world {
 	errs := make(chan error, 3)
 	go func() {
 		var err error
-		w.db, err = devenv.StartMariaDB(devenv.MariaDBOptions{})
+		w.db, err = devenv.StartMariaDB(opts)
 		errs <- err
 	}()
 	go func() {

@@ -28,9 +28,15 @@ type Refusal struct {
 
 func (r *Refusal) Error() string { return strings.Join(r.Lines, "\n") }
 
-// Connect opens an ordinary SQL connection with the source's account.
+// Connect opens an ordinary SQL connection with the source's account, its
+// session in utf8mb4 whatever the server's defaults: every text value a
+// SELECT returns is converted by the server from its column's character
+// set, losslessly. (go-mysql's handshake asks for collation 255, MySQL 8's
+// utf8mb4_0900_ai_ci, which MariaDB does not know and answers with its
+// character_set_server, latin1 by default; its SetCharset then believes
+// the session is utf8mb4 already. So the names are set explicitly.)
 func Connect(ctx context.Context, cfg Config) (*client.Conn, error) {
-	var opts []client.Option
+	opts := []client.Option{func(c *client.Conn) error { return c.SetCollation(sessionCollation) }}
 	if cfg.TLS != nil {
 		opts = append(opts, func(c *client.Conn) error { c.SetTLSConfig(cfg.TLS); return nil })
 	}
@@ -38,12 +44,16 @@ func Connect(ctx context.Context, cfg Config) (*client.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.SetCharset("utf8mb4"); err != nil {
+	if _, err := c.Execute("SET NAMES utf8mb4 COLLATE " + sessionCollation); err != nil {
 		c.Close()
-		return nil, err
+		return nil, fmt.Errorf("setting the session's character set: %w", err)
 	}
 	return c, nil
 }
+
+// sessionCollation is utf8mb4's collation that MySQL 5.5+ and every
+// MariaDB know by the same id (45).
+const sessionCollation = "utf8mb4_general_ci"
 
 // Check runs the start checks: the binlog is on, in ROW format with FULL
 // row images and (where the server has the variable) FULL row metadata,

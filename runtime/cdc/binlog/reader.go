@@ -14,11 +14,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
@@ -126,12 +128,14 @@ type Reader struct {
 	origin Origin // the server read from
 	file   string // the binlog file being read
 	tables map[uint64]*event.Table
-	want   func(db, table string) bool
-	cur    *Txn
-	out    chan *Txn
-	errc   chan error
-	done   chan struct{}
-	stop   context.CancelFunc
+	// charsets names the character set of each of the server's collations
+	charsets event.Charsets
+	want     func(db, table string) bool
+	cur      *Txn
+	out      chan *Txn
+	errc     chan error
+	done     chan struct{}
+	stop     context.CancelFunc
 }
 
 // HandleEvent takes each event in go-mysql's reading goroutine (no extra
@@ -194,6 +198,10 @@ func Open(ctx context.Context, cfg Config, flavor string, pos Position, want fun
 		return nil, err
 	}
 	origin, byGTID, err := resumeOn(c, cfg.Addr, flavor, pos)
+	var charsets event.Charsets
+	if err == nil {
+		charsets, err = ReadCharsets(c)
+	}
 	c.Close()
 	if err != nil {
 		return nil, err
@@ -201,7 +209,7 @@ func Open(ctx context.Context, cfg Config, flavor string, pos Position, want fun
 	if !byGTID {
 		pos.Origin = origin // a checkpoint written before ferry recorded it
 	}
-	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, origin: origin, file: pos.File, tables: map[uint64]*event.Table{}, want: want,
+	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, origin: origin, file: pos.File, tables: map[uint64]*event.Table{}, charsets: charsets, want: want,
 		out: make(chan *Txn, 1024), errc: make(chan error, 1), done: make(chan struct{})}
 	scfg.SynchronousEventHandler = r
 	if pos.GTID != "" {
@@ -340,7 +348,7 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 			r.tables[e.TableID] = &event.Table{DB: string(e.Schema), Name: string(e.Table)}
 			return nil, nil
 		}
-		t, err := TableFromMap(e)
+		t, err := TableFromMap(e, r.charsets)
 		if err != nil {
 			return nil, err
 		}
@@ -442,15 +450,18 @@ func (r *Reader) commit(h *replication.EventHeader) *Txn {
 
 // TableFromMap describes a table from its TABLE_MAP event. It needs the
 // optional metadata of binlog_row_metadata=FULL (column names, signedness,
-// charsets, ENUM/SET members) and refuses a map without it.
-func TableFromMap(e *replication.TableMapEvent) (*event.Table, error) {
+// collations, ENUM/SET members) and refuses a map without it. cs names
+// the character sets of the server's collations.
+func TableFromMap(e *replication.TableMapEvent, cs event.Charsets) (*event.Table, error) {
 	t := &event.Table{DB: string(e.Schema), Name: string(e.Table)}
 	n := int(e.ColumnCount)
 	if len(e.ColumnName) != n {
 		return nil, fmt.Errorf("%s: the binlog's TABLE_MAP has no column names; set binlog_row_metadata=FULL (SET GLOBAL binlog_row_metadata=FULL and in my.cnf)", t.FullName())
 	}
 	unsigned := e.UnsignedMap()
-	collations := e.CollationMap()
+	collations := map[int]uint64{}
+	maps.Copy(collations, e.CollationMap())
+	maps.Copy(collations, e.EnumSetCollationMap())
 	enums := e.EnumStrValueMap()
 	sets := e.SetStrValueMap()
 	for i := 0; i < n; i++ {
@@ -464,11 +475,30 @@ func TableFromMap(e *replication.TableMapEvent) (*event.Table, error) {
 			members[k] = strings.Clone(members[k])
 		}
 		_, nullable := e.Nullable(i)
-		col := event.ColumnFromBinlog(string(e.ColumnName[i]), e.ColumnType[i], e.ColumnMeta[i], unsigned[i], collations[i], members, nullable)
+		col, err := event.ColumnFromBinlog(string(e.ColumnName[i]), e.ColumnType[i], e.ColumnMeta[i], unsigned[i], collations[i], cs, members, nullable)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.FullName(), err)
+		}
 		t.Columns = append(t.Columns, col)
 	}
 	for _, k := range e.PrimaryKey {
 		t.Key = append(t.Key, int(k))
 	}
 	return t, nil
+}
+
+// ReadCharsets reads the character set of each of the server's collations.
+func ReadCharsets(c *client.Conn) (event.Charsets, error) {
+	r, err := c.Execute("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
+	if err != nil {
+		return nil, fmt.Errorf("reading the server's collations: %w", err)
+	}
+	defer r.Close()
+	cs := make(event.Charsets, r.RowNumber())
+	for i := range r.Values {
+		id, _ := r.GetUint(i, 0)
+		name, _ := r.GetString(i, 1)
+		cs[id] = name
+	}
+	return cs, nil
 }

@@ -63,15 +63,13 @@ type Column struct {
 	Pad      bool     // BINARY(n): pad values to Size bytes
 	Members  []string // ENUM and SET members, in declaration order
 	Nullable bool
-	// Latin1 marks a column in MySQL's latin1 (Windows-1252) character
-	// set, whose binlog bytes are decoded to UTF-8. Other character sets
-	// than UTF-8, ASCII and latin1 are not decoded: a value that is not
-	// valid UTF-8 fails and goes to the dead letter topic.
-	Latin1 bool
+	// Charset is the character set of a binlog column's text ("latin1",
+	// "utf16", ...), whose bytes are decoded to UTF-8 by it; "" where the
+	// bytes are UTF-8 already: the initial load's, which the session asks
+	// the server to convert to utf8mb4. A charset ferry cannot decode
+	// fails the value, which goes to the dead letter topic.
+	Charset string
 }
-
-// latin1Collations are the collation ids of the latin1 character set.
-var latin1Collations = map[uint64]bool{5: true, 8: true, 15: true, 31: true, 47: true, 48: true, 49: true, 94: true}
 
 // Table is a captured table as the converter sees it: its columns in
 // order and the indexes of its primary key columns.
@@ -99,9 +97,26 @@ const (
 )
 
 // ColumnFromBinlog builds a column from a TABLE_MAP event's type code and
-// metadata and from its optional (binlog_row_metadata=FULL) metadata.
-func ColumnFromBinlog(name string, tp byte, meta uint16, unsigned bool, collation uint64, members []string, nullable bool) Column {
+// metadata and from its optional (binlog_row_metadata=FULL) metadata:
+// the column's collation, which cs names the character set of (nil: take
+// text as UTF-8), and its ENUM or SET members in that character set.
+func ColumnFromBinlog(name string, tp byte, meta uint16, unsigned bool, collation uint64, cs Charsets, members []string, nullable bool) (Column, error) {
 	c := Column{Name: name, Type: tp, Unsigned: unsigned, Members: members, Nullable: nullable}
+	c.kindFromBinlog(meta, collation)
+	if c.Kind == KindString || c.Kind == KindEnum || c.Kind == KindSet {
+		if set, ok := cs[collation]; ok && !utf8Charsets[set] {
+			c.Charset = set
+		} else if !ok && cs != nil {
+			c.Charset = fmt.Sprintf("of collation %d", collation)
+		}
+	}
+	return c, decodeMembers(&c)
+}
+
+// kindFromBinlog sets the column's kind and size from its type code,
+// metadata and collation.
+func (c *Column) kindFromBinlog(meta uint16, collation uint64) {
+	tp := c.Type
 	switch tp {
 	case mysql.MYSQL_TYPE_STRING:
 		// ENUM and SET travel as STRING with their real type in meta's
@@ -111,10 +126,10 @@ func ColumnFromBinlog(name string, tp byte, meta uint16, unsigned bool, collatio
 			switch b0 {
 			case mysql.MYSQL_TYPE_ENUM:
 				c.Kind = KindEnum
-				return c
+				return
 			case mysql.MYSQL_TYPE_SET:
 				c.Kind = KindSet
-				return c
+				return
 			}
 			if b0&0x30 != 0x30 {
 				c.Size = int(uint16(b1) | (uint16((b0&0x30)^0x30) << 4))
@@ -128,28 +143,25 @@ func ColumnFromBinlog(name string, tp byte, meta uint16, unsigned bool, collatio
 			c.Kind, c.Pad = KindBytes, true
 		} else {
 			c.Kind = KindString
-			c.Latin1 = latin1Collations[collation]
 		}
-		return c
+		return
 	case mysql.MYSQL_TYPE_ENUM:
 		c.Kind = KindEnum
-		return c
+		return
 	case mysql.MYSQL_TYPE_SET:
 		c.Kind = KindSet
-		return c
+		return
 	case mysql.MYSQL_TYPE_BIT:
 		c.Size = min(int((meta>>8)*8+meta&0xFF), maxBits)
 		c.Kind = KindBits
 		if c.Size == 1 {
 			c.Kind = KindBool
 		}
-		return c
+		return
 	case mysql.MYSQL_TYPE_TIME2, mysql.MYSQL_TYPE_DATETIME2, mysql.MYSQL_TYPE_TIMESTAMP2:
 		c.Size = min(int(meta), maxFSP)
 	}
 	c.Kind = kindOf(tp, collation)
-	c.Latin1 = c.Kind == KindString && latin1Collations[collation]
-	return c
 }
 
 // kindOf maps a type code (binlog or result set) to a kind.

@@ -59,6 +59,7 @@ func fuzzValue(k uint8, raw []byte, n int64, f float64) any {
 // table with the column as its key encodes into records whose keys and
 // values are valid JSON.
 func FuzzValue(f *testing.F) {
+	fuzzCharsets := event.Charsets{5: "latin1", 8: "latin1", 33: "utf8mb3", 35: "ucs2", 45: "utf8mb4", 51: "cp1251", 54: "utf16", 56: "utf16le", 60: "utf32", 63: "binary", 83: "utf8mb3", 28: "gbk"}
 	f.Fuzz(func(t *testing.T, fromField bool, tp byte, meta uint16, length uint32, flag uint16, collation uint16, members string, nullable bool,
 		vk uint8, raw []byte, n int64, fl float64, op byte, rowLen uint8) {
 		var c event.Column
@@ -70,7 +71,10 @@ func FuzzValue(f *testing.F) {
 			c = event.ColumnFromField(&mysql.Field{Name: []byte("c"), Type: tp, Flag: flag, Charset: collation, ColumnLength: length, Decimal: byte(meta)})
 			c.Members = memberList
 		} else {
-			c = event.ColumnFromBinlog("c", tp, meta, flag&1 != 0, uint64(collation), memberList, nullable)
+			var err error
+			if c, err = event.ColumnFromBinlog("c", tp, meta, flag&1 != 0, uint64(collation), fuzzCharsets, memberList, nullable); err != nil {
+				return // members not in the column's charset: the table map is refused
+			}
 		}
 		v := fuzzValue(vk, raw, n, fl)
 		out, err := event.AppendValue(nil, &c, v)

@@ -72,36 +72,62 @@ var typeCases = []typeCase{
 	{"longblob", "LONGBLOB", []string{"'plain text in a blob'"}},
 	{"enum", "ENUM('small','medium','large')", []string{"'small'", "'large'"}},
 	{"set", "SET('a','b','c','d')", []string{"'a'", "'a,c'", "''", "'b,c,d'"}},
-	{"varchar_latin1", "VARCHAR(20) CHARACTER SET latin1", []string{"'café €'", "'plain'"}},
+	{"varchar_latin1", "VARCHAR(20) CHARACTER SET latin1", []string{"'café €'", "'plain'", "'Ã©'", "X'81'", "X'8D8F909D'"}},
+	{"varchar_utf8mb4", "VARCHAR(40) CHARACTER SET utf8mb4", []string{"'주문🚀'", "'𝄞 𠜎'"}},
+	{"char_utf8mb3", "CHAR(20) CHARACTER SET utf8mb3", []string{"'café ü 日本'", "'ascii'"}},
+	{"varchar_ucs2", "VARCHAR(20) CHARACTER SET ucs2", []string{"'日本語 ü'", "'Ω'"}},
+	{"varchar_utf16", "VARCHAR(20) CHARACTER SET utf16", []string{"'주문🚀'", "'a😀b'"}},
+	{"varchar_utf16le", "VARCHAR(20) CHARACTER SET utf16le", []string{"'주문🚀'"}},
+	{"text_utf32", "TEXT CHARACTER SET utf32", []string{"'🚀 x 𝄞'"}},
+	{"varchar_cp1251", "VARCHAR(20) CHARACTER SET cp1251", []string{"'Привет'"}},
+	{"varchar_latin2", "VARCHAR(20) CHARACTER SET latin2", []string{"'Łódź'"}},
+	{"varchar_sjis", "VARCHAR(20) CHARACTER SET sjis", []string{"'日本語'"}},
+	{"varchar_gbk", "VARCHAR(20) CHARACTER SET gbk", []string{"'中文'"}},
+	{"enum_latin1", "ENUM('café','thé') CHARACTER SET latin1", []string{"'thé'"}},
+	{"set_utf16", "SET('ü','日本') CHARACTER SET utf16", []string{"'ü,日本'"}},
 	{"json", "JSON", []string{`'{"a": 1, "b": [1, 2, "x"]}'`, "'[]'", `'"str"'`, "'null'"}},
 }
 
-var (
-	db      *devenv.MariaDB
-	startMu = make(chan struct{}, 1)
-)
+// servers are the server configurations every golden is read from: the
+// devenv's (utf8mb4) and MariaDB's built-in default character set
+// (latin1), as a server without a config file runs. The values must not
+// depend on it.
+var servers = []struct {
+	name string
+	args []string
+}{
+	{"utf8mb4", nil},
+	{"latin1", []string{"--character-set-server=latin1", "--collation-server=latin1_swedish_ci"}},
+}
 
-func mariadb(t testing.TB) *devenv.MariaDB {
+var dbs = map[string]*devenv.MariaDB{}
+
+// mariadb starts the server of that name once for the package's tests.
+func mariadb(t testing.TB, server string) *devenv.MariaDB {
 	t.Helper()
-	startMu <- struct{}{}
-	defer func() { <-startMu }()
-	if db != nil {
+	if db := dbs[server]; db != nil {
 		return db
 	}
 	if _, _, err := devenv.MariaDBBinaries(); err != nil {
 		t.Skip(err)
 	}
-	m, err := devenv.StartMariaDB(devenv.MariaDBOptions{})
-	if err != nil {
-		t.Fatal(err)
+	for _, s := range servers {
+		if s.name == server {
+			m, err := devenv.StartMariaDB(devenv.MariaDBOptions{Args: s.args})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dbs[server] = m
+			return m
+		}
 	}
-	db = m
-	return db
+	t.Fatalf("no server %q", server)
+	return nil
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if db != nil {
+	for _, db := range dbs {
 		db.Close()
 	}
 	os.Exit(code)
@@ -117,10 +143,15 @@ func binlogConfig(m *devenv.MariaDB) binlog.Config {
 // same rows read by SELECT, as the initial load reads them, must give the
 // same values.
 func TestTypeGoldens(t *testing.T) {
-	m := mariadb(t)
+	for _, srv := range servers {
+		t.Run("server="+srv.name, func(t *testing.T) { typeGoldens(t, mariadb(t, srv.name)) })
+	}
+}
+
+func typeGoldens(t *testing.T, m *devenv.MariaDB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := m.Exec("CREATE DATABASE IF NOT EXISTS types"); err != nil {
+	if err := m.Exec("CREATE DATABASE IF NOT EXISTS types CHARACTER SET utf8mb4"); err != nil {
 		t.Fatal(err)
 	}
 	cfg := binlogConfig(m)
@@ -200,9 +231,6 @@ func execSession(m *devenv.MariaDB, stmts ...string) error {
 		return err
 	}
 	defer c.Close()
-	if err := c.SetCharset("utf8mb4"); err != nil {
-		return err
-	}
 	for _, s := range stmts {
 		if _, err := c.Execute(s); err != nil {
 			return fmt.Errorf("%s: %w", s, err)
@@ -231,18 +259,16 @@ func readRows(ctx context.Context, t *testing.T, cfg binlog.Config, pos binlog.P
 	return rows
 }
 
-// selectValues reads column v of a table by SELECT over the text protocol
-// and converts it as the initial load does.
+// selectValues reads column v of a table by SELECT over the text protocol,
+// on a connection of the source's account as the initial load opens it,
+// and converts it as the load does.
 func selectValues(t *testing.T, m *devenv.MariaDB, dbName, table string) []string {
 	t.Helper()
-	c, err := m.Root()
+	c, err := binlog.Connect(context.Background(), binlogConfig(m))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.SetCharset("utf8mb4"); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := c.Execute("SET time_zone = '+00:00'"); err != nil {
 		t.Fatal(err)
 	}

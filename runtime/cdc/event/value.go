@@ -11,7 +11,6 @@ import (
 	"unsafe"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
-	"golang.org/x/text/encoding/charmap"
 )
 
 // AppendValue appends v, a value of column c, as Debezium's JsonConverter
@@ -210,17 +209,11 @@ func appendFromText(buf []byte, c *Column, s string) ([]byte, error) {
 }
 
 // appendText writes a character value (CHAR, TEXT, JSON, an ENUM or SET
-// read as text) as a JSON string: UTF-8 as it is, latin1 decoded, anything
-// else an error.
+// read as text) as a JSON string, decoded from the column's character set.
 func appendText(buf []byte, c *Column, s string) ([]byte, error) {
-	if !utf8.ValidString(s) {
-		if !c.Latin1 {
-			return buf, fmt.Errorf("column %s: value is not valid UTF-8 (only utf8, utf8mb4, ascii and latin1 columns are decoded)", c.Name)
-		}
-		var err error
-		if s, err = charmap.Windows1252.NewDecoder().String(s); err != nil {
-			return buf, fmt.Errorf("column %s: latin1 value: %v", c.Name, err)
-		}
+	s, err := decodeText(c, s)
+	if err != nil {
+		return buf, err
 	}
 	return appendString(buf, s), nil
 }
