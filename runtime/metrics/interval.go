@@ -50,18 +50,18 @@ func (j *Job) Interval(now time.Time) Report {
 		Process:           j.owner,
 		State:             j.state,
 		IntervalMs:        now.Sub(j.lastReset).Milliseconds(),
-		Records:           t.interval.TotalCount(),
+		Records:           count(t.lat.current()),
 		Bytes:             delta(Bytes),
 		DeadLetters:       delta(DeadLetters),
 		Retries:           delta(Retries),
 		Filtered:          delta(Filtered),
 		BudgetMs:          float64(budget) / float64(time.Millisecond),
-		WithinBudget:      share(t.intWithin, t.interval.TotalCount()),
+		WithinBudget:      share(t.intWithin, count(t.lat.current())),
 		Compliance:        compliance(t, budget),
-		RecordsTotal:      t.hist.TotalCount(),
-		WithinBudgetTotal: share(t.within, t.hist.TotalCount()),
+		RecordsTotal:      count(t.lat.since()),
+		WithinBudgetTotal: share(t.within, count(t.lat.since())),
 	}
-	lat := summarize(t.interval)
+	lat := summarize(t.lat.current())
 	r.P50Ms, r.P99Ms, r.MaxMs = lat.P50, lat.P99, lat.Max
 	for _, p := range j.parts {
 		r.Lag += p.Lag
@@ -70,7 +70,9 @@ func (j *Job) Interval(now time.Time) Report {
 	j.reported = copyCounters(t.Counters)
 	j.lastReset = now
 	for _, p := range append(j.partList(), t) {
-		p.interval.Reset()
+		if h := p.lat.current(); h != nil {
+			h.Reset()
+		}
 		p.intWithin = 0
 	}
 	return r

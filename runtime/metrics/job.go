@@ -61,14 +61,20 @@ type Job struct {
 	Info    plan.Job
 	started time.Time
 
-	mu        sync.Mutex
-	state     string
-	err       string
-	owner     string
-	assigned  []int32
-	total     *Part
-	parts     map[string]*Part
-	lastReset time.Time
+	mu       sync.Mutex
+	state    string
+	err      string
+	owner    string
+	assigned []int32
+	total    *Part
+	parts    map[string]*Part
+	// buckets count the job's records by Buckets, for Prometheus.
+	buckets []int64
+	// partLatency keeps latency histograms per part as well as per job:
+	// for the tables of a CDC source, each with its own tier, not for the
+	// thousands of partitions of a mirror fleet (60 KiB each).
+	partLatency bool
+	lastReset   time.Time
 	// reported holds the counters as of the last interval report, so the
 	// next report carries what happened since.
 	reported map[string]int64
@@ -85,25 +91,42 @@ type Part struct {
 	Done       int64   // CDC initial load: rows done
 	Estimate   int64   // CDC initial load: estimated rows in all
 	RowsPerSec float64 // CDC initial load: rows/s since it (re)started
-	hist       *hdrhistogram.Histogram
-	interval   *hdrhistogram.Histogram
+	lat        *latencies
 	within     int64 // records within budget since start
 	intWithin  int64 // records within budget this interval
-	buckets    []int64
 }
 
-func newPart() *Part {
-	return &Part{
-		Counters: map[string]int64{},
-		hist:     hdrhistogram.New(histMin, histMax, histSigs),
-		interval: hdrhistogram.New(histMin, histMax, histSigs),
-		buckets:  make([]int64, len(Buckets)+1),
-	}
+// latencies are a part's latency histograms, since start and this
+// interval. They are made with its first record: an idle part costs none.
+type latencies struct{ all, interval *hdrhistogram.Histogram }
+
+func (l *latencies) record(us int64) {
+	_ = l.all.RecordValue(us)
+	_ = l.interval.RecordValue(us)
 }
+
+// since and current are the histograms since start and of this interval;
+// nil before the first record.
+func (l *latencies) since() *hdrhistogram.Histogram {
+	if l == nil {
+		return nil
+	}
+	return l.all
+}
+
+func (l *latencies) current() *hdrhistogram.Histogram {
+	if l == nil {
+		return nil
+	}
+	return l.interval
+}
+
+func newPart() *Part { return &Part{Counters: map[string]int64{}} }
 
 func newJob(info plan.Job, owner string) *Job {
 	now := time.Now()
-	return &Job{Info: info, started: now, lastReset: now, state: StateStarting, owner: owner, total: newPart(), parts: map[string]*Part{}}
+	return &Job{Info: info, started: now, lastReset: now, state: StateStarting, owner: owner, total: newPart(), parts: map[string]*Part{},
+		buckets: make([]int64, len(Buckets)+1), partLatency: info.Kind != plan.KindMirror}
 }
 
 func (j *Job) part(name string) *Part {
@@ -142,17 +165,23 @@ func (j *Job) ObserveAll(part string, budget time.Duration, samples ...Sample) {
 	if budget == 0 {
 		budget = j.Info.Budget.D()
 	}
-	for _, p := range [2]*Part{j.total, j.part(part)} {
+	for i, p := range [2]*Part{j.total, j.part(part)} {
+		timed := i == 0 || j.partLatency
+		if timed && p.lat == nil {
+			p.lat = &latencies{hdrhistogram.New(histMin, histMax, histSigs), hdrhistogram.New(histMin, histMax, histSigs)}
+		}
 		for _, s := range samples {
-			us := min(max(s.Latency.Microseconds(), histMin), histMax)
-			_ = p.hist.RecordValue(us)
-			_ = p.interval.RecordValue(us)
-			if s.Latency <= budget {
-				p.within++
-				p.intWithin++
+			if timed {
+				p.lat.record(min(max(s.Latency.Microseconds(), histMin), histMax))
+				if s.Latency <= budget {
+					p.within++
+					p.intWithin++
+				}
+			}
+			if i == 0 {
+				j.buckets[bucketOf(s.Latency)]++
 			}
 			p.Counters[Bytes] += int64(s.Bytes)
-			p.buckets[bucketOf(s.Latency)]++
 		}
 		p.Counters[Records] += int64(len(samples))
 		p.LastRecord = now

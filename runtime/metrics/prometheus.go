@@ -86,14 +86,17 @@ func (j *Job) collect(ch chan<- prometheus.Metric) {
 	buckets := map[float64]uint64{}
 	var cum uint64
 	for i, b := range Buckets {
-		cum += uint64(j.total.buckets[i])
+		cum += uint64(j.buckets[i])
 		buckets[b.Seconds()] = cum
 	}
-	count := cum + uint64(j.total.buckets[len(Buckets)])
-	sum := j.total.hist.Mean() * float64(j.total.hist.TotalCount()) / 1e6
-	ch <- prometheus.MustNewConstHistogram(descLatency, count, sum, buckets, labels...)
+	all := j.total.lat.since()
+	var sum float64
+	if all != nil {
+		sum = all.Mean() * float64(all.TotalCount()) / 1e6
+	}
+	ch <- prometheus.MustNewConstHistogram(descLatency, cum+uint64(j.buckets[len(Buckets)]), sum, buckets, labels...)
 	gauge(descBudget, info.Budget.D().Seconds())
-	gauge(descWithin, share(j.total.within, j.total.hist.TotalCount()))
+	gauge(descWithin, share(j.total.within, count(all)))
 	for _, s := range []string{StateStarting, StateRunning, StateWaiting, StateStandby, StateError, StateStopped} {
 		gauge(descState, boolFloat(j.state == s), s)
 	}

@@ -62,8 +62,16 @@ func eta(p *Part) float64 {
 	return float64(p.Estimate-p.Done) / p.RowsPerSec
 }
 
+// count is a histogram's count; 0 for none.
+func count(h *hdrhistogram.Histogram) int64 {
+	if h == nil {
+		return 0
+	}
+	return h.TotalCount()
+}
+
 func summarize(h *hdrhistogram.Histogram) Latency {
-	if h.TotalCount() == 0 {
+	if count(h) == 0 {
 		return Latency{}
 	}
 	return Latency{
@@ -84,7 +92,7 @@ func share(within, total int64) float64 {
 // compliance judges the job: the current interval when it has records,
 // else the last complete interval, else the whole run.
 func (j *Job) compliance() string {
-	if j.total.interval.TotalCount() == 0 && j.lastCompliance != "" {
+	if count(j.total.lat.current()) == 0 && j.lastCompliance != "" {
 		return j.lastCompliance
 	}
 	return compliance(j.total, j.Info.Budget.D())
@@ -94,14 +102,14 @@ func (j *Job) compliance() string {
 // whole run: breaching when more than 1% of records were over budget,
 // at_risk when the p99 was.
 func compliance(p *Part, budget time.Duration) string {
-	h, within := p.interval, p.intWithin
-	if h.TotalCount() == 0 {
-		h, within = p.hist, p.within
+	h, within := p.lat.current(), p.intWithin
+	if count(h) == 0 {
+		h, within = p.lat.since(), p.within
 	}
 	switch {
-	case h.TotalCount() == 0:
+	case count(h) == 0:
 		return Healthy
-	case share(within, h.TotalCount()) < 0.99:
+	case share(within, count(h)) < 0.99:
 		return Breaching
 	case time.Duration(h.ValueAtQuantile(99))*time.Microsecond > budget:
 		return AtRisk
@@ -141,16 +149,16 @@ func (j *Job) Status() Status {
 		Process:        j.owner,
 		Partitions:     append([]int32(nil), j.assigned...),
 		Started:        j.started,
-		Latency:        summarize(j.total.hist),
-		WithinBudget:   share(j.total.within, j.total.hist.TotalCount()),
-		IntervalWithin: share(j.total.intWithin, j.total.interval.TotalCount()),
+		Latency:        summarize(j.total.lat.since()),
+		WithinBudget:   share(j.total.within, count(j.total.lat.since())),
+		IntervalWithin: share(j.total.intWithin, count(j.total.lat.current())),
 		Compliance:     j.compliance(),
 		Counters:       copyCounters(j.total.Counters),
 		LastRecord:     timePtr(j.total.LastRecord),
 		Parts:          map[string]PartStatus{},
 	}
 	if elapsed > 0 {
-		s.RecordsPerSec = float64(j.total.interval.TotalCount()) / elapsed
+		s.RecordsPerSec = float64(count(j.total.lat.current())) / elapsed
 	}
 	names := make([]string, 0, len(j.parts))
 	for name := range j.parts {
@@ -163,8 +171,8 @@ func (j *Job) Status() Status {
 		s.Parts[name] = PartStatus{
 			Counters:     copyCounters(p.Counters),
 			Lag:          p.Lag,
-			Latency:      summarize(p.hist),
-			WithinBudget: share(p.within, p.hist.TotalCount()),
+			Latency:      summarize(p.lat.since()),
+			WithinBudget: share(p.within, count(p.lat.since())),
 			LastRecord:   timePtr(p.LastRecord),
 			Done:         p.Done,
 			Estimate:     p.Estimate,
