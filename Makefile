@@ -19,11 +19,13 @@ demo: deps
 
 ## test: install what the tests need (kcat, MariaDB, PostgreSQL), then run them all.
 ## The 1,000,000-row load under writes runs without the race detector, which
-## would slow it eightfold; the race run loads 100,000 rows.
+## would slow it eightfold; the race run loads 100,000 rows. So does the
+## mirror's isolation test, whose latency the race detector would distort.
 test: deps
 	$(GO) test -count=1 -timeout 14m $$($(GO) list ./... | grep -v -e /runtime -e /provider)
 	$(GO) test -count=1 -race -timeout 14m $(RACE_PATTERNS)
 	FERRY_CDC_LONG=1 $(GO) test -count=1 -v -run 'TestSnapshotWhileWriting$$' -timeout 10m ./runtime/cdc/
+	$(GO) test -count=1 -run 'TestIsolation$$' -timeout 5m ./runtime/mirror/
 
 ## chaos: the soak under faults (executors killed, Kafka errors and
 ## latency, MariaDB restarts, a datacenter paused), 5 minutes unless

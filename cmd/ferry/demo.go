@@ -75,7 +75,7 @@ func demo(ctx context.Context, out io.Writer, dir string, duration time.Duration
 	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ex := executor.New(append(kinds(), executor.WithLogger(logger))...)
+	ex := executor.New(kinds(logger)...)
 	defer ex.Stop()
 	srv, err := serve(DefaultHTTP, nil, httpapi.Handler(ex.Registry(), nil), logger)
 	if err != nil {

@@ -76,10 +76,12 @@ cleanly.`,
 	return cmd
 }
 
-// kinds are the job kinds this ferry runs.
-func kinds() []executor.Option {
+// kinds are the job kinds this ferry runs, for one executor that logs to
+// logger.
+func kinds(logger *slog.Logger) []executor.Option {
 	return []executor.Option{
-		executor.WithKind(plan.KindMirror, mirror.New),
+		executor.WithLogger(logger),
+		executor.WithKind(plan.KindMirror, mirror.NewKind(mirror.WithLogger(logger))),
 		executor.WithKind(plan.KindCDC, executor.Exclusive(cdc.New)),
 		executor.WithKind(plan.KindOffsets, executor.Exclusive(offsets.NewSync)),
 		executor.WithKind(plan.KindSink, sink.New),
@@ -133,7 +135,7 @@ func run(ctx context.Context, args []string, f runFlags) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := append(kinds(), executor.WithShard(f.shard), executor.WithLogger(logger), executor.WithInstance(f.instance))
+	opts := append(kinds(logger), executor.WithShard(f.shard), executor.WithInstance(f.instance))
 	ex := executor.New(opts...)
 	defer ex.Stop()
 

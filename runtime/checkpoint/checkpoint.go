@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -61,4 +62,43 @@ func Load(ctx context.Context, opts []kgo.Opt, job string) (map[string][]byte, e
 		return nil, fmt.Errorf("checkpoints of %s: %w", job, err)
 	}
 	return values, nil
+}
+
+// Entry is one committed checkpoint record: its offset in ferry.checkpoints
+// and its value (nil for a tombstone).
+type Entry struct {
+	Offset int64
+	Value  []byte
+	Time   time.Time
+}
+
+// History returns the committed records of the keys keep accepts (whole
+// keys, "<job>/<key>"), each key's in log order, from the partitions that
+// hold the jobs' checkpoints. Like Load it waits for the transactions open
+// on entry to end. Log order is the order in which writers committed
+// against each other, which is what lets a writer check that nobody wrote a
+// key between a record it read and the one it wrote (see the mirror's
+// claims).
+func History(ctx context.Context, opts []kgo.Opt, jobs []string, keep func(key string) bool) (map[string][]Entry, error) {
+	seen := map[int32]bool{}
+	var parts []int32
+	for _, j := range jobs {
+		if p := Partition(j); !seen[p] {
+			seen[p] = true
+			parts = append(parts, p)
+		}
+	}
+	out := map[string][]Entry{}
+	if len(parts) == 0 {
+		return out, nil
+	}
+	err := kafkaconn.ReadToEnd(ctx, opts, systopics.Checkpoints, parts, func(r *kgo.Record) {
+		if key := string(r.Key); keep(key) {
+			out[key] = append(out[key], Entry{Offset: r.Offset, Value: r.Value, Time: r.Timestamp})
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints: %w", err)
+	}
+	return out, nil
 }

@@ -56,7 +56,7 @@ func (w *secureWorld) run(topic string) *executor.Executor {
 		w.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ex := executor.New(executor.WithKind(plan.KindMirror, mirror.New), executor.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	ex := executor.New(executor.WithKind(plan.KindMirror, mirror.NewKind()), executor.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	ex.Apply(ctx, p)
 	w.t.Cleanup(func() { cancel(); ex.Stop() })
 	return ex

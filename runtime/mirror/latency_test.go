@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -144,16 +145,7 @@ func TestMetricsReporterAndPrometheus(t *testing.T) {
 
 	srv := httptest.NewServer(httpapi.Handler(ex.Registry(), nil))
 	defer srv.Close()
-	resp, err := srv.Client().Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics does not parse: %v", err)
-	}
+	families := scrape(t, srv.URL)
 	var records float64
 	for _, m := range families["ferry_records_total"].GetMetric() {
 		if label(m.GetLabel(), "job") == "mirror:metered:dc1-dc2" {
@@ -202,4 +194,20 @@ func waitRecords(t testing.TB, ex *executor.Executor, id string, n int64) metric
 	}
 	t.Fatalf("%s delivered %d records, want %d (state %s %s)", id, st.Counters[metrics.Records], n, st.State, strings.TrimSpace(st.Error))
 	return st
+}
+
+// scrape reads the Prometheus metrics an executor's API at url serves.
+func scrape(t testing.TB, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	return families
 }

@@ -1,272 +1,169 @@
-// Package mirror is the mirror job kind: it copies one topic from one
+// Package mirror is the mirror job kind: each job copies one topic from one
 // datacenter to the same topic in another, partition by partition, exactly
 // once and without loops.
 //
-// The processes of a shard share a job's partitions through the consumer
-// group ferry.<shard>.<job> in the source datacenter; nothing is committed
-// to that group. Each partition is copied by a worker with its own
-// transactional producer on the target (transactional ID
-// ferry.<job>.<partition>), and each transaction carries, besides the
-// copies, the partition's checkpoint (the next source offset) in
-// ferry.checkpoints of the target. Output and progress thus commit or abort
-// together. A worker that takes a partition first initialises its producer,
-// which fences the previous owner and aborts its open transaction, and only
-// then reads the checkpoint back: whatever the previous owner committed is
-// counted once, whatever it did not is redone.
+// Jobs are the unit of the plan, of placement and of status, but a job owns
+// no Kafka client: an executor's mirror jobs of one shard, direction and
+// tier share a lane (lane.go), one consumer in the source datacenter for
+// all their partitions. A lane spreads its partitions over
+// systopics.SlotCount slots (slot.go), each with one transactional
+// producer in the target datacenter whose transactions carry the copies of
+// all the slot's partitions together with their checkpoints. The
+// processes of a shard share a lane's slots through a consumer group on
+// ferry.slots; a slot's transactional ID is the lane's and the slot's, so
+// whoever takes a slot fences its previous owner. Taking a partition is a
+// claim (claim.go) that also fences a previous writer of another lane, as
+// when a job moves between shards or tiers. So an idle fleet costs a few
+// clients per lane, whatever the number of topics and partitions.
+//
+// docs/design/mirroring.md gives the argument for exactly once, the
+// failure cases and the figures.
 package mirror
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"sort"
+	"log/slog"
 	"sync"
-	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
-	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
-	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
-	"github.com/ferry-pipelines/ferry/runtime/systopics"
 )
 
-// Group session settings: a process that dies loses its partitions to the
-// others of its shard within sessionTimeout.
-const (
-	sessionTimeout    = 6 * time.Second
-	heartbeatInterval = 500 * time.Millisecond
-)
+// Option configures the mirror kind of one executor.
+type Option func(*fleet)
+
+// WithLogger sets the logger of what the jobs share (lanes, slots and
+// provisioning). Default: slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(f *fleet) { f.logger = l } }
+
+// NewKind returns the mirror kind of one executor: the jobs it builds share
+// their lanes. Give each executor its own (an executor is a member of its
+// shard's groups).
+func NewKind(opts ...Option) executor.Kind {
+	f := &fleet{logger: slog.Default(), lanes: map[laneKey]*lane{}, provs: map[string]*provisioner{}}
+	for _, o := range opts {
+		o(f)
+	}
+	return f.newJob
+}
+
+// fleet is what the mirror jobs of one executor share.
+type fleet struct {
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	lanes map[laneKey]*lane
+	provs map[string]*provisioner // by datacenter definition
+}
 
 type job struct {
-	env      *executor.Env
-	spec     plan.Job
-	origins  map[string]bool // the datacenters a record read here may have been mirrored from
-	src, dst []kgo.Opt
-	maxBytes int32 // max.message.bytes of the target topic
-
-	mu      sync.Mutex
-	workers map[int32]*worker
-	fail    func(error)
+	f    *fleet
+	env  *executor.Env
+	spec plan.Job
+	key  laneKey
 }
 
-// New builds a mirror job from its plan entry.
-func New(env *executor.Env, spec plan.Job) (executor.Job, error) {
-	if spec.Mirror == nil {
+func (f *fleet) newJob(env *executor.Env, spec plan.Job) (executor.Job, error) {
+	m := spec.Mirror
+	if m == nil {
 		return nil, fmt.Errorf("%s: not a mirror job", spec.ID)
 	}
-	src, err := env.Kafka(spec.Mirror.From)
-	if err != nil {
-		return nil, err
+	dcs := map[string]any{}
+	for _, dc := range []string{m.From, m.To} {
+		d, ok := env.Plan.Datacenters[dc]
+		if !ok {
+			return nil, fmt.Errorf("%s: datacenter %s is not in the plan", spec.ID, dc)
+		}
+		dcs[dc] = d
 	}
-	dst, err := env.Kafka(spec.Mirror.To)
-	if err != nil {
-		return nil, err
-	}
-	return &job{env: env, spec: spec, origins: origins(env.Plan, spec.Mirror.From), src: src, dst: dst}, nil
+	defs, _ := json.Marshal(dcs)
+	key := laneKey{shard: spec.Shard, from: m.From, to: m.To, tier: spec.Tier, budget: spec.Budget, client: spec.Client, dcs: string(defs)}
+	return &job{f: f, env: env, spec: spec, key: key}, nil
 }
 
-// Run provisions the topic in both datacenters, joins the job's group and
-// copies the partitions it is given until ctx ends.
-func (m *job) Run(ctx context.Context) error {
-	if _, err := m.provision(ctx, m.spec.Mirror.From, m.src); err != nil {
+// Run provisions the topic in both datacenters, then has its lane copy the
+// partitions this process is given until ctx ends, or until one of them
+// cannot be written (the executor then starts the job again).
+func (j *job) Run(ctx context.Context) error {
+	m := j.spec.Mirror
+	if _, err := j.f.provision(ctx, j.env, m.From, j.spec); err != nil {
 		return err
 	}
-	maxBytes, err := m.provision(ctx, m.spec.Mirror.To, m.dst)
+	maxBytes, err := j.f.provision(ctx, j.env, m.To, j.spec)
 	if err != nil {
 		return err
 	}
-	m.maxBytes = maxBytes
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	m.fail = cancel
-	m.workers = map[int32]*worker{}
-
-	c := m.spec.Client
-	opts := append(append(append([]kgo.Opt(nil), m.src...),
-		kafkaconn.GroupConsumer(executor.Group(m.spec.Shard, m.spec.ID), m.spec.Mirror.Topic)...),
-		kgo.SessionTimeout(sessionTimeout),
-		kgo.HeartbeatInterval(heartbeatInterval),
-		kgo.FetchMaxWait(max(c.FetchMaxWait.D(), 10*time.Millisecond)),
-		kgo.FetchMinBytes(c.FetchMinBytes),
-		kgo.AdjustFetchOffsetsFn(m.assigned),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { m.release(lost, true) }),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { m.release(lost, false) }),
-	)
-	if m.env.Instance != "" {
-		opts = append(opts, kgo.InstanceID(m.env.Instance+"/"+m.spec.ID))
-	}
-	cl, err := kgo.NewClient(opts...)
+	l, err := j.f.join(j.env, j.key)
 	if err != nil {
 		return err
 	}
-	m.env.Metrics.SetState(metrics.StateRunning, nil)
-	err = m.poll(runCtx, cl)
-	m.stopAll(ctx.Err() == nil || errors.Is(err, context.Canceled))
-	cl.Close()
-	if cause := context.Cause(runCtx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
-	}
-	if ctx.Err() != nil {
+	defer j.f.leave(l)
+	lj := l.add(j.env, j.spec, maxBytes)
+	defer l.remove(lj)
+	j.env.Metrics.SetState(metrics.StateRunning, nil)
+	select {
+	case <-ctx.Done():
 		return nil
-	}
-	return err
-}
-
-// poll hands fetched records to the partitions' workers.
-func (m *job) poll(ctx context.Context, cl *kgo.Client) error {
-	for {
-		fetches := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if fetches.IsClientClosed() {
-			return errors.New("consumer closed")
-		}
-		fetches.EachError(func(topic string, part int32, err error) {
-			m.env.Logger.Warn("fetch failed; retrying", "topic", topic, "partition", part, "error", err)
-		})
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) == 0 {
-				return
-			}
-			m.mu.Lock()
-			w := m.workers[p.Partition]
-			m.mu.Unlock()
-			if w != nil {
-				w.deliver(ctx, batch{records: p.Records, lso: p.LastStableOffset})
-			}
-		})
+	case err := <-lj.failed:
+		return err
 	}
 }
 
-// assigned starts a worker for each partition the group gave this process:
-// it fences the partition's previous owner, then reads the partition's
-// checkpoint back and starts consuming there.
-func (m *job) assigned(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	parts := offsets[m.spec.Mirror.Topic]
-	if len(parts) == 0 {
-		return offsets, nil
-	}
-	fresh := map[int32]*worker{}
-	for p := range parts {
-		prod, err := m.producer(p)
-		if err == nil {
-			_, _, err = prod.ProducerID(ctx)
-		}
+// provision makes sure the job's topic is right in datacenter dc, through
+// the datacenter's shared provisioner, and returns its max.message.bytes.
+func (f *fleet) provision(ctx context.Context, env *executor.Env, dc string, spec plan.Job) (int32, error) {
+	def, _ := json.Marshal(env.Plan.Datacenters[dc])
+	f.mu.Lock()
+	p := f.provs[string(def)]
+	if p == nil {
+		opts, err := env.Kafka(dc)
 		if err != nil {
-			if prod != nil {
-				prod.Close()
-			}
-			for _, w := range fresh {
-				w.prod.Close()
-			}
-			return nil, fmt.Errorf("partition %d: init transactional producer: %w", p, err)
+			f.mu.Unlock()
+			return 0, err
 		}
-		fresh[p] = newWorker(m, p, prod)
+		if p, err = newProvisioner(dc, opts, f.logger); err != nil {
+			f.mu.Unlock()
+			return 0, err
+		}
+		f.provs[string(def)] = p
 	}
-	saved, err := checkpoint.Load(ctx, m.dst, m.spec.ID)
-	if err != nil {
-		for _, w := range fresh {
-			w.prod.Close()
-		}
-		return nil, err
+	f.mu.Unlock()
+	maxBytes, err := p.ensure(ctx, env.Logger, spec.Mirror)
+	if unreachable(err) {
+		return 0, env.Unreachable(ctx, dc, err)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for p, w := range fresh {
-		parts[p] = kgo.NewOffset().AtStart()
-		if b, ok := saved[w.name]; ok {
-			var pos position
-			if err := json.Unmarshal(b, &pos); err != nil {
-				return nil, fmt.Errorf("partition %d: corrupt checkpoint %q: %w", p, b, err)
-			}
-			w.next, w.saved = pos.Next, pos.Next
-			parts[p] = kgo.NewOffset().At(pos.Next)
-		}
-		if old := m.workers[p]; old != nil {
-			old.stop(false)
-		}
-		m.workers[p] = w
-		go w.run()
-	}
-	m.env.Metrics.SetAssigned(m.owned())
-	m.env.Logger.Info("partitions assigned", "partitions", m.owned())
-	return offsets, nil
+	return maxBytes, err
 }
 
-// producer makes the transactional producer of one partition.
-func (m *job) producer(p int32) (*kgo.Client, error) {
-	c := m.spec.Client
-	batchMax := min(c.BatchMaxBytes, m.maxBytes)
-	return kgo.NewClient(append(append([]kgo.Opt(nil), m.dst...),
-		kgo.TransactionalID(fmt.Sprintf("ferry.%s.%d", m.spec.ID, p)),
-		kgo.TransactionTimeout(max(10*time.Second, 3*c.CommitInterval.D())),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		// Recover from a leader change in well under a Tier 1 budget.
-		kgo.MetadataMinAge(250*time.Millisecond),
-		kgo.ProducerLinger(c.Linger.D()),
-		kgo.ProducerBatchCompression(compression(c.Compression)),
-		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 {
-			if topic == systopics.DLQ {
-				return systopics.DLQMaxMessageBytes // dead letters may be records too large for their topic
-			}
-			return batchMax
-		}),
-	)...)
-}
-
-// release stops the workers of partitions taken from this process.
-func (m *job) release(lost map[string][]int32, commit bool) {
-	m.mu.Lock()
-	var ws []*worker
-	for _, p := range lost[m.spec.Mirror.Topic] {
-		if w := m.workers[p]; w != nil {
-			ws = append(ws, w)
-			delete(m.workers, p)
-			m.env.Metrics.DropPart(w.name)
+// join returns the job's lane, starting it for the first of its jobs.
+func (f *fleet) join(env *executor.Env, key laneKey) (*lane, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l := f.lanes[key]
+	if l == nil {
+		var err error
+		if l, err = newLane(f, env, key); err != nil {
+			return nil, err
 		}
+		f.lanes[key] = l
 	}
-	m.env.Metrics.SetAssigned(m.owned())
-	m.mu.Unlock()
-	for _, w := range ws {
-		w.stop(commit)
-	}
+	l.refs++
+	return l, nil
 }
 
-func (m *job) stopAll(commit bool) {
-	m.mu.Lock()
-	ws := m.workers
-	m.workers = map[int32]*worker{}
-	m.mu.Unlock()
-	for _, w := range ws {
-		w.stop(commit)
+// leave stops the lane when its last job leaves it.
+func (f *fleet) leave(l *lane) {
+	f.mu.Lock()
+	l.refs--
+	last := l.refs == 0
+	if last {
+		delete(f.lanes, l.key)
 	}
-}
-
-// owned lists the partitions this process copies; call with m.mu held.
-func (m *job) owned() []int32 {
-	parts := make([]int32, 0, len(m.workers))
-	for p := range m.workers {
-		parts = append(parts, p)
+	f.mu.Unlock()
+	if last {
+		l.close()
 	}
-	sort.Slice(parts, func(a, b int) bool { return parts[a] < parts[b] })
-	return parts
-}
-
-func compression(name string) kgo.CompressionCodec {
-	switch name {
-	case "lz4":
-		return kgo.Lz4Compression()
-	case "zstd":
-		return kgo.ZstdCompression()
-	case "snappy":
-		return kgo.SnappyCompression()
-	case "gzip":
-		return kgo.GzipCompression()
-	}
-	return kgo.NoCompression()
 }

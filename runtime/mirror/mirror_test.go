@@ -54,7 +54,7 @@ func newWorld(t testing.TB, mirrors map[string]schema.Mirror, edits ...func(*sch
 func (w *world) run() *executor.Executor {
 	ctx, cancel := context.WithCancel(context.Background())
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ex := executor.New(executor.WithKind(plan.KindMirror, mirror.New), executor.WithLogger(logger))
+	ex := executor.New(executor.WithKind(plan.KindMirror, mirror.NewKind()), executor.WithLogger(logger))
 	ex.Apply(ctx, w.plan)
 	w.t.Cleanup(func() { cancel(); ex.Stop() })
 	return ex

@@ -25,14 +25,14 @@ func TestFailoverWithMirrorJob(t *testing.T) {
 	w := newWorld(t, nil, "orders.events", 3)
 	p := w.plan()
 	w.catchUp = w.waitMirrored
-	stop := w.runExecutor(p, plan.KindMirror, mirror.New)
+	stop := w.runExecutor(p, plan.KindMirror, mirror.NewKind())
 	w.writeAll(10, 8)
 	w.waitMirrored()
 	consumed := ids(w.consume("dc1", "billing", 40), "dc1")
 	w.writeAll(6, 6)
 	stop()
 	res := w.move("billing")
-	w.runExecutor(p, plan.KindMirror, mirror.New)
+	w.runExecutor(p, plan.KindMirror, mirror.NewKind())
 	w.failover("billing", consumed, res)
 }
 

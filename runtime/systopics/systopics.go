@@ -23,7 +23,18 @@ const (
 	// must run once (a CDC source) join a group on it, and the member given
 	// its one partition holds the job.
 	Leases = "ferry.leases"
+	// Slots stays empty too: the processes of a shard that mirror from one
+	// datacenter to another at one tier join a group on it, and each
+	// member copies the mirror partitions of the slots (its partitions)
+	// the group gives it.
+	Slots = "ferry.slots"
 )
+
+// SlotCount is the partition count of ferry.slots: how many slots the
+// partitions of one lane (shard, direction, tier) are spread over, and so
+// how many processes of a shard can share that lane's work and how many
+// transactional producers a lane has at most.
+const SlotCount = 8
 
 // CheckpointPartitions is the partition count of ferry.checkpoints. A job's
 // checkpoints all live in one partition, chosen by hashing the job ID, so a
@@ -47,6 +58,7 @@ var specs = map[string]spec{
 	Checkpoints: {partitions: CheckpointPartitions, configs: map[string]*string{"cleanup.policy": str("compact")}},
 	Definitions: {partitions: 1, configs: map[string]*string{"cleanup.policy": str("compact")}},
 	Leases:      {partitions: 1},
+	Slots:       {partitions: SlotCount},
 }
 
 // Ensure creates the named system topics that do not exist yet.

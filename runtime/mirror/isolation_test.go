@@ -1,0 +1,147 @@
+package mirror_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/schema"
+)
+
+// TestIsolation runs Tier 1 topics that share their lane, and so their
+// slots' transactions, with four bad ones: a record over the target's
+// max.message.bytes, another partition count in the target, a target
+// partition that refuses every write, and a target topic deleted under
+// ferry. The good topics' records all arrive once and within budget
+// (asserted without the race detector), and each bad topic shows what is
+// wrong with it.
+func TestIsolation(t *testing.T) {
+	mirrors := map[string]schema.Mirror{
+		"bad.poison":   {Partitions: 4, Tier: 1},
+		"bad.mismatch": {Partitions: 4, Tier: 1},
+		"bad.refused":  {Partitions: 4, Tier: 1},
+		"bad.deleted":  {Partitions: 4, Tier: 1},
+	}
+	var good []string
+	for i := 0; i < 16; i++ {
+		name := fmt.Sprintf("good.t%02d", i)
+		mirrors[name] = schema.Mirror{Partitions: 4, Tier: 1}
+		good = append(good, name)
+	}
+	w := newWorld(t, mirrors)
+	w.createTopic("dc2", "bad.poison", 4, map[string]string{"max.message.bytes": "2000"})
+	w.createTopic("dc2", "bad.mismatch", 2, nil)
+	// Every write to one partition of bad.refused is refused, retriably,
+	// for ever: as if its leader were gone.
+	refused := w.pair.DC2.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "bad.refused", Partitions: []int32{1}, Err: kerr.NotLeaderForPartition, Count: -1})
+	defer refused.Remove()
+	ex := w.run()
+	for _, topic := range append([]string{"bad.poison", "bad.refused", "bad.deleted"}, good...) {
+		w.waitTopic("dc2", topic)
+	}
+	time.Sleep(time.Second) // the slots took their partitions
+
+	// Traffic on every topic for 8 s; the target topic bad.deleted goes
+	// away 2 s in, and a record too large for bad.poison's target goes in
+	// every second.
+	src := w.client("dc1", kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	produced := map[string]int{}
+	var mu sync.Mutex
+	stop := time.Now().Add(8 * time.Second)
+	for _, topic := range append([]string{"bad.poison", "bad.refused", "bad.deleted"}, good...) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop); i++ {
+				v := []byte(fmt.Sprintf("%s %d", topic, i))
+				if topic == "bad.poison" && i%20 == 10 {
+					v = make([]byte, 5000)
+					_, _ = rand.Read(v) // incompressible
+				}
+				r := &kgo.Record{Topic: topic, Partition: int32(i % 4), Value: v, Timestamp: time.Now()}
+				if err := src.ProduceSync(ctx, r).FirstErr(); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				produced[topic]++
+				mu.Unlock()
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	if err := w.pair.DC2.Cluster.DeleteTopic("bad.deleted"); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	for _, topic := range good {
+		recs := w.consume("dc2", topic, produced[topic], 30*time.Second)
+		if len(recs) != produced[topic] {
+			t.Fatalf("%s: %d copies of %d records", topic, len(recs), produced[topic])
+		}
+		st := ex.Registry().Lookup("mirror:" + topic + ":dc1-dc2").Status()
+		late := st.Latency.P99 > st.BudgetMs && !raceEnabled
+		if st.State != metrics.StateRunning || late || st.Counters[metrics.Records] != int64(produced[topic]) {
+			t.Errorf("%s: %s, p99 %.1f ms (max %.1f) of a %.0f ms budget, %d records: a bad topic held it up", topic, st.State, st.Latency.P99, st.Latency.Max, st.BudgetMs, st.Counters[metrics.Records])
+		}
+	}
+
+	// Each bad topic says what is wrong with it (between the restarts of
+	// its job).
+	for topic, want := range map[string]string{
+		"bad.mismatch": "has 2 partitions in dc2 but the definition declares 4",
+		"bad.refused":  "partition 1 of bad.refused cannot be written to dc2",
+	} {
+		var st metrics.Status
+		for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			if st = status(ex, topic); st.State == metrics.StateError && strings.Contains(st.Error, want) {
+				break
+			}
+		}
+		if st.State != metrics.StateError || !strings.Contains(st.Error, want) {
+			t.Errorf("%s: %s %q, want an error with %q", topic, st.State, st.Error, want)
+		}
+	}
+	poisoned := (produced["bad.poison"] + 9) / 20
+	if st := status(ex, "bad.poison"); st.Counters[metrics.DeadLetters] != int64(poisoned) {
+		t.Errorf("bad.poison: %d dead letters, want %d", st.Counters[metrics.DeadLetters], poisoned)
+	}
+	if n := len(w.consume("dc2", "bad.poison", produced["bad.poison"]-poisoned, 30*time.Second)); n != produced["bad.poison"]-poisoned {
+		t.Errorf("bad.poison: %d copies, want %d", n, produced["bad.poison"]-poisoned)
+	}
+	// bad.deleted is made again by its job's next start and gets the
+	// records written since it went away: its checkpoint did not move past
+	// them.
+	last := []byte(fmt.Sprintf("bad.deleted %d", produced["bad.deleted"]-1))
+	cl := w.client("dc2", kgo.ConsumeTopics("bad.deleted"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	wait, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for found := false; !found; {
+		fs := cl.PollFetches(wait)
+		if wait.Err() != nil {
+			t.Fatalf("bad.deleted: %q not copied after the topic came back", last)
+		}
+		fs.EachRecord(func(r *kgo.Record) { found = found || bytes.Equal(r.Value, last) })
+	}
+}
+
+// status is the figures of topic's job from dc1 to dc2.
+func status(ex *executor.Executor, topic string) metrics.Status {
+	return ex.Registry().Lookup("mirror:" + topic + ":dc1-dc2").Status()
+}

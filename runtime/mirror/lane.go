@@ -1,0 +1,444 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/systopics"
+)
+
+// Group session settings of a lane's slot group: a process that dies loses
+// its slots to the others of its shard within sessionTimeout.
+const (
+	sessionTimeout    = 6 * time.Second
+	heartbeatInterval = 500 * time.Millisecond
+)
+
+// recordTries is how many times a slot's producer tries a partition's
+// records. A refused write (a leader gone) is tried again once metadata is
+// fresh, and metadata is kept at most a quarter of giveUpAfter old, so a
+// partition the target keeps refusing fails after about giveUpAfter and is
+// taken out of the slot's transactions (see slot.commit): it holds the
+// slot's other partitions up for about that long at most.
+const recordTries = 4
+
+// giveUpAfter is a third of the budget: the slot's other partitions still
+// meet theirs.
+func giveUpAfter(budget time.Duration) time.Duration {
+	if budget <= 0 {
+		return time.Second
+	}
+	return max(budget/3, 50*time.Millisecond)
+}
+
+// laneKey tells lanes apart: jobs of one shard, direction and tier, with
+// the same client settings and datacenter definitions, share one.
+type laneKey struct {
+	shard, from, to string
+	tier            int
+	budget          plan.Duration
+	client          plan.ClientSettings
+	dcs             string // both datacenters' definitions
+}
+
+// lane copies the partitions of its jobs that this process is given: one
+// consumer in the source datacenter, and a slot (with one transactional
+// producer in the target) for each ferry.slots partition the lane's group
+// gives this process.
+type lane struct {
+	key      laneKey
+	name     string // the group, and the prefix of the slots' transactional IDs
+	log      *slog.Logger
+	src, dst []kgo.Opt
+	origins  map[string]bool
+	f        *fetcher    // source: the partitions the slots took
+	group    *kgo.Client // source: member of the lane's slot group
+	adm      *kgo.Client // target: fences
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	refs     int // jobs in the lane (fleet.mu)
+
+	mu     sync.Mutex
+	jobs   map[string]*laneJob  // by topic
+	slots  map[int]*slot        // the slots this process holds
+	logged map[string]time.Time // when a topic's fetch failure was last logged
+}
+
+// laneJob is a job in its lane.
+type laneJob struct {
+	env      *executor.Env
+	spec     plan.Job
+	maxBytes int32 // the target topic's max.message.bytes
+	failed   chan error
+	taken    map[int32]bool   // partitions this process copies (lane.mu)
+	held     map[int32]string // partitions another lane holds, by writer (lane.mu)
+}
+
+// fail ends the job with err (the first of its failures).
+func (j *laneJob) fail(err error) {
+	select {
+	case j.failed <- err:
+	default:
+	}
+}
+
+// laneName is the lane's group and transactional ID prefix. It leaves out
+// the client settings, so that a lane started again with new ones fences
+// the old.
+func laneName(k laneKey) string {
+	return fmt.Sprintf("ferry.lane.%s.%s.%s.t%d", k.shard, k.from, k.to, k.tier)
+}
+
+func newLane(f *fleet, env *executor.Env, key laneKey) (*lane, error) {
+	l := &lane{
+		key: key, name: laneName(key), log: f.logger.With("lane", laneName(key)),
+		origins: origins(env.Plan, key.from),
+		jobs:    map[string]*laneJob{}, slots: map[int]*slot{}, logged: map[string]time.Time{},
+	}
+	var err error
+	if l.src, err = l.clientOpts(env, key.from); err != nil {
+		return nil, err
+	}
+	if l.dst, err = l.clientOpts(env, key.to); err != nil {
+		return nil, err
+	}
+	if l.adm, err = kgo.NewClient(l.dst...); err != nil {
+		return nil, err
+	}
+	// The group's callbacks start slots: everything they use is made
+	// before it.
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	if l.f, err = newFetcher(l.ctx, l); err != nil {
+		l.cancel()
+		l.adm.Close()
+		return nil, err
+	}
+	gopts := append(append([]kgo.Opt(nil), l.src...),
+		kgo.ConsumerGroup(l.name),
+		kgo.ConsumeTopics(systopics.Slots),
+		kgo.SessionTimeout(sessionTimeout),
+		kgo.HeartbeatInterval(heartbeatInterval),
+		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { l.assigned(m[systopics.Slots]) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { l.revoked(m[systopics.Slots], true) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { l.revoked(m[systopics.Slots], false) }),
+	)
+	if env.Instance != "" {
+		h := fnv.New32a()
+		h.Write([]byte(fmt.Sprint(key.client, key.dcs)))
+		gopts = append(gopts, kgo.InstanceID(fmt.Sprintf("%s/%s/%x", env.Instance, l.name, h.Sum32())))
+	}
+	if l.group, err = kgo.NewClient(gopts...); err != nil {
+		l.cancel()
+		l.f.close()
+		l.adm.Close()
+		return nil, err
+	}
+	l.group.PauseFetchTopics(systopics.Slots) // it stays empty: membership is all
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for l.ctx.Err() == nil {
+			l.group.PollFetches(l.ctx)
+		}
+	}()
+	return l, nil
+}
+
+// clientOpts are the options of the lane's clients in datacenter dc,
+// logging as the lane's.
+func (l *lane) clientOpts(env *executor.Env, dc string) ([]kgo.Opt, error) {
+	opts, err := kafkaconn.Options(env.Plan.Datacenters[dc])
+	if err != nil {
+		return nil, fmt.Errorf("datacenter %s: %w", dc, err)
+	}
+	return append(opts, kgo.WithLogger(kafkaconn.Logger(l.log.With("datacenter", dc)))), nil
+}
+
+// producerOpts are a slot's producer options.
+func (l *lane) producerOpts(txnID string) []kgo.Opt {
+	c := l.key.client
+	return append(append([]kgo.Opt(nil), l.dst...),
+		kgo.RecordRetries(recordTries),
+		kgo.UnknownTopicRetries(2),
+		kgo.MetadataMinAge(giveUpAfter(l.key.budget.D())/recordTries),
+		kgo.TransactionalID(txnID),
+		kgo.TransactionTimeout(txnTimeout),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(c.Linger.D()),
+		kgo.ProducerBatchCompression(compression(c.Compression)),
+		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 {
+			if topic == systopics.DLQ {
+				return systopics.DLQMaxMessageBytes // dead letters may be records too large for their topic
+			}
+			return min(c.BatchMaxBytes, l.maxBytes(topic))
+		}),
+	)
+}
+
+// maxBytes is the max.message.bytes of a job's target topic.
+func (l *lane) maxBytes(topic string) int32 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if j := l.jobs[topic]; j != nil && j.maxBytes > 0 {
+		return j.maxBytes
+	}
+	return defaultMaxMessageBytes
+}
+
+// add puts a job in the lane: the slots this process holds take its
+// partitions.
+func (l *lane) add(env *executor.Env, spec plan.Job, maxBytes int32) *laneJob {
+	j := &laneJob{env: env, spec: spec, maxBytes: maxBytes, failed: make(chan error, 1), taken: map[int32]bool{}, held: map[int32]string{}}
+	l.mu.Lock()
+	l.jobs[spec.Mirror.Topic] = j
+	slots := l.heldSlots()
+	l.mu.Unlock()
+	for _, s := range slots {
+		s.add(l.jobParts(j, s.n))
+	}
+	return j
+}
+
+// remove takes a job out of the lane: its slots commit what is pending of
+// it and release its partitions. The clients then forget its topic, so
+// that the job's next start meets the topic as it is then (deleted and
+// made again, kgo would otherwise keep its old ID).
+func (l *lane) remove(j *laneJob) {
+	topic := j.spec.Mirror.Topic
+	l.mu.Lock()
+	if l.jobs[topic] == j {
+		delete(l.jobs, topic)
+	}
+	slots := l.heldSlots()
+	l.mu.Unlock()
+	for _, s := range slots {
+		s.drop(j)
+		s.forget(topic)
+	}
+	l.f.forget(topic)
+}
+
+func (l *lane) heldSlots() []*slot {
+	out := make([]*slot, 0, len(l.slots))
+	for _, s := range l.slots {
+		out = append(out, s)
+	}
+	return out
+}
+
+// wanted reports whether the job is still in the lane.
+func (l *lane) wanted(j *laneJob) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.jobs[j.spec.Mirror.Topic] == j
+}
+
+// partsOf lists the partitions of every job of the lane in slot n.
+func (l *lane) partsOf(n int) []*part {
+	l.mu.Lock()
+	jobs := make([]*laneJob, 0, len(l.jobs))
+	for _, j := range l.jobs {
+		jobs = append(jobs, j)
+	}
+	l.mu.Unlock()
+	var out []*part
+	for _, j := range jobs {
+		out = append(out, l.jobParts(j, n)...)
+	}
+	return out
+}
+
+// jobParts lists a job's partitions in slot n, fresh for a slot to take.
+func (l *lane) jobParts(j *laneJob, n int) []*part {
+	var out []*part
+	m := j.spec.Mirror
+	for p := int32(0); p < int32(m.Partitions); p++ {
+		if slotOf(m.Topic, p) == n {
+			name := strconv.Itoa(int(p))
+			out = append(out, &part{job: j, topic: m.Topic, partition: p, name: name, key: j.spec.ID + "/" + name, poison: map[int64]error{}})
+		}
+	}
+	return out
+}
+
+// started shows the partitions a slot took, and those that wait for
+// another lane, in their jobs' status.
+func (l *lane) started(got, held []*part) {
+	l.mu.Lock()
+	for _, p := range got {
+		p.job.taken[p.partition] = true
+		delete(p.job.held, p.partition)
+	}
+	for _, p := range held {
+		p.job.held[p.partition] = p.heldBy
+	}
+	jobs := jobsOf(append(got, held...))
+	l.mu.Unlock()
+	l.showJobs(jobs)
+}
+
+// stopped shows that a slot let a partition go.
+func (l *lane) stopped(p *part) {
+	l.mu.Lock()
+	delete(p.job.taken, p.partition)
+	l.mu.Unlock()
+	p.job.env.Metrics.DropPart(p.name)
+	l.showJobs([]*laneJob{p.job})
+}
+
+// unwait forgets partitions that no longer wait for another lane.
+func (l *lane) unwait(parts []*part) {
+	l.mu.Lock()
+	for _, p := range parts {
+		delete(p.job.held, p.partition)
+	}
+	jobs := jobsOf(parts)
+	l.mu.Unlock()
+	l.showJobs(jobs)
+}
+
+func jobsOf(parts []*part) []*laneJob {
+	var out []*laneJob
+	for _, p := range parts {
+		if !slices.Contains(out, p.job) {
+			out = append(out, p.job)
+		}
+	}
+	return out
+}
+
+// showJobs updates the jobs' status: the partitions this process copies,
+// and a job with partitions another lane holds is waiting for them.
+func (l *lane) showJobs(jobs []*laneJob) {
+	for _, j := range jobs {
+		l.mu.Lock()
+		taken := make([]int32, 0, len(j.taken))
+		for p := range j.taken {
+			taken = append(taken, p)
+		}
+		var waiting error
+		if len(j.held) > 0 {
+			parts := make([]int32, 0, len(j.held))
+			for p := range j.held {
+				parts = append(parts, p)
+			}
+			slices.Sort(parts)
+			waiting = fmt.Errorf("partitions %v are held by another lane (%s): taken over once released or idle for %s", parts, j.held[parts[0]], holdTimeout)
+		}
+		l.mu.Unlock()
+		j.env.Metrics.SetAssigned(taken)
+		if waiting != nil {
+			j.env.Metrics.SetState(metrics.StateWaiting, waiting)
+		} else if j.env.Metrics.Status().State == metrics.StateWaiting {
+			j.env.Metrics.SetState(metrics.StateRunning, nil)
+		}
+	}
+}
+
+// fetchFailed handles a partition's failed fetch: a source topic that is
+// gone fails its job (whose next start makes it again); other errors are
+// retried by kgo and logged once a minute per topic.
+func (l *lane) fetchFailed(topic string, part int32, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	l.mu.Lock()
+	j := l.jobs[topic]
+	quiet := time.Since(l.logged[topic]) < time.Minute
+	if !quiet {
+		l.logged[topic] = time.Now()
+	}
+	l.mu.Unlock()
+	if j != nil && topicGone(err) {
+		j.fail(fmt.Errorf("topic %s cannot be read in %s: %w", topic, l.key.from, err))
+		return
+	}
+	if !quiet {
+		l.log.Warn("fetch failed; retrying", "topic", topic, "partition", part, "error", err)
+	}
+}
+
+// assigned starts the slots the group gives this process.
+func (l *lane) assigned(slots []int32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range slots {
+		if l.slots[int(n)] != nil {
+			continue
+		}
+		s := newSlot(l, int(n))
+		l.slots[int(n)] = s
+		go s.run(l.ctx)
+	}
+	l.log.Info("slots assigned", "slots", slots)
+}
+
+// revoked stops the slots the group takes from this process: committing
+// what is pending when they are revoked, aborting it when they are lost.
+func (l *lane) revoked(slots []int32, commit bool) {
+	var stop []*slot
+	l.mu.Lock()
+	for _, n := range slots {
+		if s := l.slots[int(n)]; s != nil {
+			stop = append(stop, s)
+			delete(l.slots, int(n))
+		}
+	}
+	l.mu.Unlock()
+	for _, s := range stop {
+		s.stop(commit)
+	}
+}
+
+// holds reports whether this process still holds slot n.
+func (l *lane) holds(s *slot) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.slots[s.n] == s
+}
+
+// close stops the lane once its last job left: its slots, then its
+// membership and clients.
+func (l *lane) close() {
+	l.mu.Lock()
+	slots := l.heldSlots()
+	l.slots = map[int]*slot{}
+	l.mu.Unlock()
+	for _, s := range slots {
+		s.stop(true)
+	}
+	l.cancel()
+	l.group.Close()
+	l.f.close()
+	l.wg.Wait()
+	l.adm.Close()
+}
+
+func compression(name string) kgo.CompressionCodec {
+	switch name {
+	case "lz4":
+		return kgo.Lz4Compression()
+	case "zstd":
+		return kgo.ZstdCompression()
+	case "snappy":
+		return kgo.SnappyCompression()
+	case "gzip":
+		return kgo.GzipCompression()
+	}
+	return kgo.NoCompression()
+}

@@ -1,0 +1,827 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
+	"github.com/ferry-pipelines/ferry/runtime/dlq"
+	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/systopics"
+)
+
+// Bounds of one transaction besides the tier's commit interval: its source
+// records are kept until it commits, to rebuild it after an abort.
+const (
+	maxTxnRecords = 20000
+	maxTxnBytes   = 8 << 20
+)
+
+// maxUnsaved is how far a partition's position may move without a
+// checkpoint: records skipped by the loop rule and transaction markers need
+// no transaction, and the position past them is written with the
+// partition's next copies, when the slot lets the partition go, or in a
+// transaction of its own past this many records. (A new owner reads them
+// again and skips them again.) So mirroring both ways, each direction's
+// reading of the other's copies costs no checkpoints.
+const maxUnsaved = 10000
+
+// txnTimeout is the transaction timeout of a slot's producer: the broker
+// aborts a transaction its writer left open this long.
+const txnTimeout = 60 * time.Second
+
+// slot copies the partitions of a lane that hash to it (slotOf), in
+// transactions of its one producer that carry their copies, dead letters
+// and checkpoints. Everything below the mutex belongs to the slot's
+// goroutine.
+type slot struct {
+	l     *lane
+	n     int
+	txnID string
+	prod  *kgo.Client
+
+	mu      sync.Mutex
+	batches []batch
+	adds    []*part
+	drops   []*dropReq
+	forgets []string
+	wake    chan struct{}
+	quit    chan bool // true: commit what is pending, then stop; false: abort
+	done    chan struct{}
+
+	parts    map[*part]bool // taken
+	waiting  []*part        // held by another lane or lost to a claim: tried again
+	retryAt  time.Time
+	inTxn    bool
+	saveDue  bool           // a position moved maxUnsaved without a transaction
+	txnAt    time.Time      // when the open transaction began, or saveDue was set
+	txnParts map[*part]bool // with output in the open transaction
+	moved    map[*part]bool // position moved since its last checkpoint
+	saving   []*part        // whose checkpoints the transaction carries
+	nRecs    int            // source records in the open transaction
+	nBytes   int            // and their bytes
+	inflight sync.WaitGroup // produces whose promise has not run yet
+	failMu   sync.Mutex
+	failure  *produceError           // the first failed produce of the open transaction
+	failed   map[*part]*produceError // and each partition's first
+}
+
+// part is one partition of a job, as a slot that takes it sees it.
+type part struct {
+	job       *laneJob
+	topic     string
+	partition int32
+	name      string // the partition number, as metrics and checkpoints name it
+	key       string // its checkpoint key
+	heldBy    string // the other lane's writer that holds it, while waiting
+	fromStart bool   // no checkpoint: copy from the partition's start
+
+	// the slot goroutine's
+	next    int64 // next source offset to take
+	saved   int64 // next offset as of the last committed checkpoint
+	lso     int64
+	pending []*kgo.Record // source records of the open transaction
+	copies  []copied
+	dead    int64
+	poison  map[int64]error // source offsets that can never be written
+	careful bool            // rebuild with a write at a time, to find a poison record
+
+	slot     *slot
+	queued   atomic.Int64 // bytes of fetched records waiting for the slot
+	paused   atomic.Bool  // its fetching is paused until the slot catches up
+	received int64        // next offset to hand over (the fetcher's)
+	handed   bool         // records were handed over (the fetcher's)
+}
+
+// batch is what the poll loop hands a slot: records of one of its
+// partitions and the partition's last stable offset, for lag.
+type batch struct {
+	p       *part
+	records []*kgo.Record
+	lso     int64
+	bytes   int64
+	reset   bool // the partition starts before its checkpoint: made again
+}
+
+type dropReq struct {
+	job  *laneJob
+	done chan struct{}
+}
+
+// copied is a copy in the open transaction, for its latency at commit.
+type copied struct {
+	at    time.Time
+	bytes int
+}
+
+// produceError is a produce that failed, with the partition and source
+// offset whose output it was (nil and -1 for a checkpoint).
+type produceError struct {
+	p      *part
+	offset int64
+	err    error
+}
+
+func (e *produceError) Error() string {
+	if e.p == nil {
+		return e.err.Error()
+	}
+	return fmt.Sprintf("partition %d of %s, offset %d: %v", e.p.partition, e.p.topic, e.offset, e.err)
+}
+
+func (e *produceError) Unwrap() error { return e.err }
+
+func newSlot(l *lane, n int) *slot {
+	return &slot{
+		l: l, n: n, txnID: slotTxnID(l.name, n),
+		wake: make(chan struct{}, 1), quit: make(chan bool, 1), done: make(chan struct{}),
+		parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{},
+	}
+}
+
+// forget has the producer forget a topic whose job left (see lane.remove).
+func (s *slot) forget(topic string) {
+	s.mu.Lock()
+	s.forgets = append(s.forgets, topic)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// deliver queues fetched records (called by the poll loop).
+func (s *slot) deliver(b batch) {
+	s.mu.Lock()
+	s.batches = append(s.batches, b)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// add queues partitions to take (a job joined the lane).
+func (s *slot) add(parts []*part) {
+	if len(parts) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.adds = append(s.adds, parts...)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// drop lets a job's partitions go: what is pending of them is committed and
+// a release is written for each. It waits until done or the slot stops.
+func (s *slot) drop(j *laneJob) {
+	d := &dropReq{job: j, done: make(chan struct{})}
+	s.mu.Lock()
+	s.drops = append(s.drops, d)
+	s.mu.Unlock()
+	s.signal()
+	select {
+	case <-d.done:
+	case <-s.done:
+	}
+}
+
+func (s *slot) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stop stops the slot and waits for it: commit what is pending when the
+// slot is still ours (revoked, closing), abort when it is lost.
+func (s *slot) stop(commit bool) {
+	select {
+	case s.quit <- commit:
+	default:
+	}
+	<-s.done
+}
+
+// run takes the slot and serves it until stopped. A failure (a fenced
+// producer, a datacenter away) ends an incarnation: the slot lets its
+// partitions go, waits, initialises its producer again (fencing whoever
+// holds its transactional ID) and takes them again.
+func (s *slot) run(ctx context.Context) {
+	defer close(s.done)
+	for backoff := 500 * time.Millisecond; ; backoff = min(2*backoff, 30*time.Second) {
+		started := time.Now()
+		commit, err := s.incarnation(ctx)
+		s.leaveAll(ctx, commit && err == nil)
+		if s.prod != nil {
+			s.prod.Close()
+			s.prod = nil
+		}
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > time.Minute {
+			backoff = 500 * time.Millisecond
+		}
+		s.l.log.Warn("slot failed; taking it again", "slot", s.n, "error", err, "in", backoff)
+		select {
+		case <-s.quit:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if !s.l.holds(s) {
+			return // the group gave it to another process meanwhile
+		}
+	}
+}
+
+// incarnation initialises the producer, takes the slot's partitions and
+// serves them until told to stop (nil error, and whether to commit) or
+// until it fails.
+func (s *slot) incarnation(ctx context.Context) (commit bool, err error) {
+	s.prod, err = kgo.NewClient(s.l.producerOpts(s.txnID)...)
+	if err != nil {
+		return false, err
+	}
+	if _, _, err := s.prod.ProducerID(ctx); err != nil {
+		return false, fmt.Errorf("init transactional producer %s: %w", s.txnID, err)
+	}
+
+	s.mu.Lock()
+	s.adds = nil // the lane's current partitions of the slot replace them
+	s.mu.Unlock()
+	if err := s.take(ctx, s.l.partsOf(s.n)); err != nil {
+		return false, err
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		timer.Reset(s.nextWake())
+		select {
+		case commit := <-s.quit:
+			return commit, nil
+		case <-ctx.Done():
+			return false, nil
+		case <-s.wake:
+			if err := s.work(ctx); err != nil {
+				return false, err
+			}
+		case <-timer.C:
+			if err := s.tick(ctx); err != nil {
+				return false, err
+			}
+		}
+	}
+}
+
+// nextWake is how long until the open transaction is due or waiting
+// partitions are tried again.
+func (s *slot) nextWake() time.Duration {
+	due := time.Now().Add(time.Hour)
+	if s.inTxn || s.saveDue {
+		due = s.txnAt.Add(s.l.key.client.CommitInterval.D())
+	}
+	if len(s.waiting) > 0 && s.retryAt.Before(due) {
+		due = s.retryAt
+	}
+	return max(time.Until(due), 0)
+}
+
+func (s *slot) tick(ctx context.Context) error {
+	if (s.inTxn || s.saveDue) && time.Since(s.txnAt) >= s.l.key.client.CommitInterval.D() {
+		if err := s.commit(ctx); err != nil {
+			return err
+		}
+	}
+	if len(s.waiting) > 0 && !time.Now().Before(s.retryAt) {
+		parts := s.waiting
+		s.waiting = nil
+		return s.take(ctx, parts)
+	}
+	return nil
+}
+
+// work handles what the poll loop and the lane queued.
+func (s *slot) work(ctx context.Context) error {
+	s.mu.Lock()
+	batches, adds, drops, forgets := s.batches, s.adds, s.drops, s.forgets
+	s.batches, s.adds, s.drops, s.forgets = nil, nil, nil, nil
+	s.mu.Unlock()
+	if len(forgets) > 0 {
+		if s.inTxn { // a topic cannot be forgotten within a transaction
+			if err := s.commit(ctx); err != nil {
+				return err
+			}
+		}
+		s.prod.PurgeTopicsFromProducing(forgets...)
+
+	}
+	for _, b := range batches {
+		if err := s.process(ctx, b); err != nil {
+			return err
+		}
+	}
+	if len(adds) > 0 {
+		if s.inTxn { // claims are transactions of their own
+			if err := s.commit(ctx); err != nil {
+				return err
+			}
+		}
+		if err := s.take(ctx, adds); err != nil {
+			return err
+		}
+	}
+	if len(drops) > 0 {
+		leaving := map[*laneJob]bool{}
+		for _, d := range drops {
+			leaving[d.job] = true
+		}
+		if err := s.release(ctx, leaving); err != nil {
+			return err
+		}
+		for _, d := range drops {
+			close(d.done)
+		}
+	}
+	return nil
+}
+
+// take acquires partitions (see acquire) and starts fetching those it got.
+func (s *slot) take(ctx context.Context, parts []*part) error {
+	var live []*part
+	for _, p := range parts {
+		if s.l.wanted(p.job) {
+			live = append(live, p)
+		}
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	held, lost, err := s.acquire(ctx, live)
+	if err != nil {
+		return err
+	}
+	waiting := map[*part]bool{}
+	for _, p := range append(held, lost...) {
+		waiting[p] = true
+	}
+	var got []*part
+	for _, p := range live {
+		if !waiting[p] {
+			s.parts[p] = true
+			got = append(got, p)
+		}
+	}
+	if len(held)+len(lost) > 0 {
+		s.waiting = append(s.waiting, held...)
+		s.waiting = append(s.waiting, lost...)
+		s.retryAt = time.Now().Add(time.Second)
+		for _, p := range held {
+			s.l.log.Info("partition held by another lane; taking it once released or idle", "topic", p.topic, "partition", p.partition, "writer", p.heldBy, "within", holdTimeout)
+		}
+	}
+	for _, p := range got {
+		p.slot = s
+	}
+	s.l.f.add(got)
+	s.l.started(got, held)
+	return nil
+}
+
+// process writes the output of fetched records into the open transaction.
+func (s *slot) process(ctx context.Context, b batch) error {
+	p := b.p
+	s.l.f.processed(p, b.bytes)
+	if !s.parts[p] {
+		return nil
+	}
+	if b.reset {
+		s.l.log.Warn("partition starts before its checkpoint: the topic was made again or emptied; copying its records from its start", "topic", p.topic, "partition", p.partition, "checkpoint", p.next, "start", b.records[0].Offset)
+		p.next = b.records[0].Offset
+	}
+	p.lso = b.lso
+	filtered := int64(0)
+	for _, r := range b.records {
+		if r.Offset < p.next {
+			continue // fetched before our checkpoint moved on
+		}
+		p.next = r.Offset + 1
+		s.moved[p] = true
+		if r.Attrs.IsControl() {
+			continue // a transaction marker: nothing to copy
+		}
+		out := s.output(p, r)
+		if out == nil {
+			filtered++
+			continue
+		}
+		if err := s.begin(); err != nil {
+			return err
+		}
+		s.txnParts[p] = true
+		p.pending = append(p.pending, r)
+		s.nRecs++
+		s.nBytes += len(r.Key) + len(r.Value)
+		s.produce(ctx, out, p, r.Offset)
+		if s.nRecs >= maxTxnRecords || s.nBytes >= maxTxnBytes {
+			if err := s.commit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if filtered > 0 {
+		p.job.env.Metrics.Count(p.name, metrics.Filtered, filtered)
+	}
+	if !s.txnParts[p] {
+		p.job.env.Metrics.SetLag(p.name, p.lso-p.next)
+	}
+	if !s.saveDue && p.next-max(p.saved, 0) >= maxUnsaved {
+		s.saveDue = true
+		if !s.inTxn {
+			s.txnAt = time.Now()
+		}
+	}
+	return nil
+}
+
+func (s *slot) begin() error {
+	if s.inTxn {
+		return nil
+	}
+	if err := s.prod.BeginTransaction(); err != nil {
+		return err
+	}
+	s.failMu.Lock()
+	s.failure = nil // the failures of an aborted transaction are handled
+	clear(s.failed)
+	s.failMu.Unlock()
+	s.inTxn = true
+	if s.txnAt.IsZero() {
+		s.txnAt = time.Now()
+	}
+	return nil
+}
+
+// output is what a source record becomes in the target datacenter: its
+// copy, its dead letter, or nil when the loop rule skips it.
+func (s *slot) output(p *part, r *kgo.Record) *kgo.Record {
+	spec := p.job.spec
+	verdict, why := classify(r, s.l.origins)
+	switch {
+	case verdict == skipRecord:
+		return nil
+	case verdict == badOrigin:
+		p.dead++
+		target := *r
+		target.Headers = append([]kgo.RecordHeader(nil), r.Headers...)
+		return dlq.Record(&target, s.letter(p, r, "MALFORMED_ORIGIN_HEADER", why))
+	case p.poison[r.Offset] != nil:
+		p.dead++
+		err := p.poison[r.Offset]
+		return dlq.Record(copyOf(r, spec.Mirror.From), s.letter(p, r, dlq.Class(err), fmt.Sprintf("cannot write to %s in %s: %v", r.Topic, spec.Mirror.To, err)))
+	}
+	p.copies = append(p.copies, copied{at: r.Timestamp, bytes: len(r.Key) + len(r.Value)})
+	return copyOf(r, spec.Mirror.From)
+}
+
+// letter says why a source record is dead-lettered.
+func (s *slot) letter(p *part, r *kgo.Record, class, msg string) dlq.Failure {
+	return dlq.Failure{Job: p.job.spec.ID, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Class: class, Message: msg}
+}
+
+// produce writes a record asynchronously, keeping the first failure of the
+// transaction. Its promise is counted, because kgo calls the promise of a
+// record that fails before it is buffered (one too large, say) after Flush
+// may already have returned.
+func (s *slot) produce(ctx context.Context, out *kgo.Record, p *part, sourceOffset int64) {
+	s.inflight.Add(1)
+	s.prod.Produce(ctx, out, func(_ *kgo.Record, err error) {
+		defer s.inflight.Done()
+		if err == nil {
+			return
+		}
+		pe := &produceError{p: p, offset: sourceOffset, err: err}
+		s.failMu.Lock()
+		if s.failure == nil || s.failure.p == nil && p != nil {
+			s.failure = pe
+		}
+		if p != nil && s.failed[p] == nil {
+			s.failed[p] = pe
+		}
+		s.failMu.Unlock()
+	})
+}
+
+// emit writes the output of one source record again, after an abort.
+// Careful emits wait for each write, so that a failure names its record
+// exactly.
+func (s *slot) emit(ctx context.Context, p *part, r *kgo.Record) error {
+	out := s.output(p, r)
+	if out == nil {
+		return nil
+	}
+	if p.careful {
+		if err := s.prod.ProduceSync(ctx, out).FirstErr(); err != nil {
+			return &produceError{p: p, offset: r.Offset, err: err}
+		}
+		return nil
+	}
+	s.produce(ctx, out, p, r.Offset)
+	return nil
+}
+
+// settle waits until every record of the transaction has its outcome and
+// returns the first failure.
+func (s *slot) settle(ctx context.Context) error {
+	if err := s.prod.Flush(ctx); err != nil {
+		return err
+	}
+	s.inflight.Wait()
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.failure != nil {
+		return s.failure
+	}
+	return nil
+}
+
+// alone lists the partitions of the open transaction whose records failed
+// while others' were written: the target refuses them, not everything.
+func (s *slot) alone() []*part {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if len(s.failed) == len(s.txnParts) {
+		return nil
+	}
+	var out []*part
+	for p := range s.failed {
+		if s.txnParts[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// commit ends the open transaction with the checkpoints of the partitions
+// it copied and of those whose position moved maxUnsaved (all whose
+// position moved when all is set, as the slot lets them go). A record that fails permanently (too large for the
+// target topic, say) is found by rebuilding the transaction with its
+// partition's records written one at a time and is dead-lettered in its
+// place. A partition whose records fail (after the producer's retries,
+// see lane.producerOpts) while the others' are written, or twice when it
+// is alone in the transaction, is taken out of the transaction and its job
+// fails, to be started again by the executor; the others commit without
+// it. Any other failure is retried after a backoff
+// and never dead-lettered.
+func (s *slot) commit(ctx context.Context) error { return s.commitWith(ctx, false) }
+
+func (s *slot) commitWith(ctx context.Context, all bool) error {
+	if !s.inTxn && !s.saveDue && (!all || len(s.moved) == 0) {
+		return nil
+	}
+	rebuild := false
+	backoff := 100 * time.Millisecond
+	var again *part // a partition alone in the transaction that failed
+	for {
+		err := s.tryCommit(ctx, rebuild, all)
+		if err == nil {
+			s.committed()
+			return nil
+		}
+		if ctx.Err() != nil || fenced(err) {
+			return err
+		}
+		alone := s.alone()
+		if aerr := s.abort(ctx); aerr != nil && (ctx.Err() != nil || fenced(aerr)) {
+			return aerr
+		}
+		var pe *produceError
+		isPart := errors.As(err, &pe) && pe.p != nil
+		switch {
+		case isPart && dlq.Permanent(pe.err) && !pe.p.careful:
+			pe.p.careful = true
+		case isPart && dlq.Permanent(pe.err) && pe.p.poison[pe.offset] == nil:
+			pe.p.poison[pe.offset] = pe.err
+		case isPart && dlq.Permanent(pe.err):
+			s.evict(pe.p, pe.err) // its dead letter failed too
+		case isPart && (topicGone(pe.err) || !retriable(pe.err)):
+			s.evict(pe.p, pe.err)
+		case len(alone) > 0:
+			for _, p := range alone {
+				s.evict(p, s.failedWith(p))
+			}
+		case isPart && len(s.txnParts) == 1 && again == pe.p:
+			s.evict(pe.p, pe.err) // alone in the transaction, it failed twice
+		default:
+			if isPart && len(s.txnParts) == 1 {
+				again = pe.p
+			}
+			for p := range s.txnParts {
+				p.job.env.Metrics.Count(p.name, metrics.Retries, 1)
+			}
+			s.l.log.Warn("transaction failed; retrying", "slot", s.n, "error", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		rebuild = true
+	}
+}
+
+func (s *slot) failedWith(p *part) error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if pe := s.failed[p]; pe != nil {
+		return pe.err
+	}
+	return errors.New("its records failed")
+}
+
+func (s *slot) tryCommit(ctx context.Context, rebuild, all bool) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	if rebuild {
+		for p := range s.txnParts {
+			p.copies, p.dead = p.copies[:0], 0
+			for _, r := range p.pending {
+				if err := s.emit(ctx, p, r); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	s.saving = s.saving[:0]
+	for p := range s.moved {
+		if all || s.txnParts[p] || p.next-max(p.saved, 0) >= maxUnsaved {
+			s.saving = append(s.saving, p)
+			s.produce(ctx, checkpoint.Record(p.job.spec.ID, p.name, s.checkpointValue(p, false)), nil, -1)
+		}
+	}
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
+	return s.prod.EndTransaction(ctx, kgo.TryCommit)
+}
+
+// abort ends the open transaction without its writes.
+func (s *slot) abort(ctx context.Context) error {
+	s.inTxn = false
+	if err := s.prod.AbortBufferedRecords(ctx); err != nil {
+		return err
+	}
+	s.inflight.Wait()
+	return s.prod.EndTransaction(ctx, kgo.TryAbort)
+}
+
+// committed accounts for a committed transaction: every copy's end-to-end
+// latency is now minus its source timestamp.
+func (s *slot) committed() {
+	now := time.Now()
+	for p := range s.txnParts {
+		mx := p.job.env.Metrics
+		if len(p.copies) > 0 {
+			samples := make([]metrics.Sample, len(p.copies))
+			for i, c := range p.copies {
+				samples[i] = metrics.Sample{Latency: now.Sub(c.at), Bytes: c.bytes}
+			}
+			mx.ObserveAll(p.name, 0, samples...)
+		}
+		if p.dead > 0 {
+			mx.Count(p.name, metrics.DeadLetters, p.dead)
+		}
+		for _, r := range p.pending {
+			delete(p.poison, r.Offset)
+		}
+		p.pending, p.copies, p.dead, p.careful = p.pending[:0], p.copies[:0], 0, false
+	}
+	for _, p := range s.saving {
+		p.saved = p.next
+		delete(s.moved, p)
+	}
+	for p := range s.txnParts {
+		p.job.env.Metrics.SetLag(p.name, p.lso-p.next)
+	}
+	s.reset()
+}
+
+// reset forgets the transaction just ended.
+func (s *slot) reset() {
+	clear(s.txnParts)
+	s.saving = s.saving[:0]
+	s.inTxn, s.saveDue, s.txnAt, s.nRecs, s.nBytes = false, false, time.Time{}, 0, 0
+}
+
+// evict takes a partition that cannot be written out of the slot and fails
+// its job with the reason; what it had in the transaction is dropped (the
+// job's next start copies it again from its checkpoint).
+func (s *slot) evict(p *part, err error) {
+	s.l.log.Warn("partition cannot be written; its job fails and starts again", "topic", p.topic, "partition", p.partition, "error", err)
+	s.leave(p)
+	p.job.fail(fmt.Errorf("partition %d of %s cannot be written to %s: %w", p.partition, p.topic, p.job.spec.Mirror.To, err))
+}
+
+// leave forgets a partition: it leaves the open transaction, the routing
+// and the fetching.
+func (s *slot) leave(p *part) {
+	delete(s.parts, p)
+	delete(s.txnParts, p)
+	delete(s.moved, p)
+	s.l.f.remove(p)
+	s.l.stopped(p)
+}
+
+// leaveAll lets every partition go as the slot stops or fails, committing
+// what is pending first when it still may.
+func (s *slot) leaveAll(ctx context.Context, commit bool) {
+	if commit && s.prod != nil {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := s.commitWith(cctx, true); err != nil {
+			s.l.log.Warn("last commit before stopping failed; the next owner resumes from the previous checkpoint", "slot", s.n, "error", err)
+		}
+		cancel()
+	}
+	for p := range s.parts {
+		s.leave(p)
+	}
+	s.l.unwait(s.waiting)
+	s.waiting = nil
+	clear(s.moved)
+	s.reset()
+}
+
+// release commits what is pending of jobs leaving the lane and writes a
+// release for each of their partitions, in one transaction, so that a lane
+// they move to takes them at once.
+func (s *slot) release(ctx context.Context, leaving map[*laneJob]bool) error {
+	var mine []*part
+	for p := range s.parts {
+		if leaving[p.job] {
+			mine = append(mine, p)
+		}
+	}
+	s.waiting = slices.DeleteFunc(s.waiting, func(p *part) bool { return leaving[p.job] })
+	if len(mine) == 0 {
+		return nil
+	}
+	if err := s.commit(ctx); err != nil {
+		return err
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	for _, p := range mine {
+		s.produce(ctx, checkpoint.Record(p.job.spec.ID, p.name, s.checkpointValue(p, true)), nil, -1)
+	}
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
+	if err := s.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return err
+	}
+	s.reset()
+	for _, p := range mine {
+		s.leave(p)
+	}
+	return nil
+}
+
+// topicGone reports errors that say the target topic is not there: its
+// job starts again, which creates it.
+func topicGone(err error) bool {
+	return errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID)
+}
+
+// retriable reports produce errors that a retry of the transaction may get
+// past, unless the partition alone has them (see alone).
+func retriable(err error) bool {
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Retriable
+	}
+	return !errors.Is(err, kgo.ErrRecordTimeout) && !errors.Is(err, kgo.ErrRecordRetries)
+}
+
+// fenced reports errors that mean another producer took over the
+// transactional ID: the slot is no longer ours.
+func fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kgo.ErrClientClosed)
+}
+
+// slotOf is the slot a partition of a topic belongs to: consecutive
+// partitions go to different slots, so a topic's partitions spread over the
+// processes of a shard.
+func slotOf(topic string, partition int32) int {
+	h := fnv.New32a()
+	h.Write([]byte(topic))
+	return int((h.Sum32() + uint32(partition)) % systopics.SlotCount)
+}
