@@ -23,7 +23,7 @@ const DefaultMetricsInterval = 10 * time.Second
 // latency: no linger, small batches, short fetch waits, no compression and a
 // transaction every 10 ms. Tier 4 favours throughput: long lingers, large
 // batches, fetches that wait for 1 MiB, zstd and a transaction every 5 s.
-// README.md shows this table; keep the two in step.
+// docs/language.md shows this table; keep the two in step.
 var tierClients = [5]plan.ClientSettings{
 	1: {Linger: 0, BatchMaxBytes: 256 << 10, FetchMaxWait: ms(10), FetchMinBytes: 1, Compression: "none", CommitInterval: ms(10)},
 	2: {Linger: ms(5), BatchMaxBytes: 512 << 10, FetchMaxWait: ms(100), FetchMinBytes: 16 << 10, Compression: "lz4", CommitInterval: ms(100)},

@@ -21,10 +21,10 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/httpapi"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
-	"github.com/ferry-pipelines/ferry/runtime/mirror"
 )
 
 func demoCmd() *cobra.Command {
@@ -299,7 +299,7 @@ func countUnion(ctx context.Context, p *plan.Plan, dc, topic string, want int) (
 			}
 			seen[string(r.Key)] = true
 			for _, h := range r.Headers {
-				if h.Key == mirror.HeaderOrigin {
+				if h.Key == headers.Origin {
 					mirrored++
 					return
 				}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
-	"github.com/ferry-pipelines/ferry/runtime/mirror"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 )
 
 // TestOffsetsTranslate runs `ferry offsets translate` against two real
@@ -54,8 +54,8 @@ func TestOffsetsTranslate(t *testing.T) {
 			r := &kgo.Record{Partition: 0, Value: []byte("v")}
 			if origin != "" {
 				r.Headers = []kgo.RecordHeader{
-					{Key: mirror.HeaderOrigin, Value: []byte(origin)},
-					{Key: mirror.HeaderOriginOffset, Value: []byte(strconv.Itoa(from + i))},
+					{Key: headers.Origin, Value: []byte(origin)},
+					{Key: headers.OriginOffset, Value: []byte(strconv.Itoa(from + i))},
 				}
 			}
 			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {

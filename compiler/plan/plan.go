@@ -60,7 +60,7 @@ type Job struct {
 }
 
 // ClientSettings are the Kafka client settings derived from the job's tier:
-// Tier 1 favours latency, Tier 4 throughput. README.md documents the table.
+// Tier 1 favours latency, Tier 4 throughput. docs/language.md documents the table.
 type ClientSettings struct {
 	Linger         Duration `json:"linger"`
 	BatchMaxBytes  int32    `json:"batchMaxBytes"`

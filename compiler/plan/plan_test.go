@@ -72,7 +72,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	}
 }
 
-// TestPlanJSONShape pins the field names README documents: the executor,
+// TestPlanJSONShape pins the field names docs/ documents: the executor,
 // CI tools and tests outside the repository read them.
 func TestPlanJSONShape(t *testing.T) {
 	b, err := basePlan().Encode()

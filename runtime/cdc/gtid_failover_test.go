@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/cdcstate"
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
@@ -94,7 +95,7 @@ func TestGTIDFailover(t *testing.T) {
 
 // waitServer waits for the job's checkpoint to be a position on the server
 // with server_id id.
-func waitServer(t *testing.T, w *world, job string, id uint32) *State {
+func waitServer(t *testing.T, w *world, job string, id uint32) *cdcstate.State {
 	t.Helper()
 	opts, _ := kafkaconn.Options(w.plan.Datacenters["dc1"])
 	deadline := time.Now().Add(30 * time.Second)
@@ -125,7 +126,7 @@ func runOnce(t *testing.T, w *world, pj plan.Job) error {
 }
 
 // saveState writes a checkpoint as the job would.
-func saveState(t *testing.T, w *world, job string, st *State) {
+func saveState(t *testing.T, w *world, job string, st *cdcstate.State) {
 	t.Helper()
 	opts, _ := kafkaconn.Options(w.plan.Datacenters["dc1"])
 	cl, err := kgo.NewClient(append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
@@ -135,7 +136,7 @@ func saveState(t *testing.T, w *world, job string, st *State) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := cl.ProduceSync(ctx, checkpoint.Record(job, checkpointKey, st.encode())).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, checkpoint.Record(job, cdcstate.Key, st.Encode())).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 }

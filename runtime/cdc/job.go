@@ -30,6 +30,7 @@ import (
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
+	"github.com/ferry-pipelines/ferry/runtime/cdcstate"
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
@@ -273,9 +274,9 @@ func (j *Job) start(ctx context.Context) (*runner, error) {
 		cl.Close()
 		return nil, fmt.Errorf("%s: %w", job.ID, err)
 	}
-	var st *State
-	if b, ok := values[checkpointKey]; ok {
-		if st, err = decodeState(b); err != nil {
+	var st *cdcstate.State
+	if b, ok := values[cdcstate.Key]; ok {
+		if st, err = cdcstate.Decode(b); err != nil {
 			cl.Close()
 			return nil, fmt.Errorf("%s: checkpoint: %v", job.ID, err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
+	"github.com/ferry-pipelines/ferry/runtime/cdcstate"
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
@@ -496,12 +497,12 @@ func TestSnapshotWhileWriting(t *testing.T) {
 }
 
 // The checkpoint's state, for tests.
-func loadState(ctx context.Context, opts []kgo.Opt, job string) (*State, error) {
+func loadState(ctx context.Context, opts []kgo.Opt, job string) (*cdcstate.State, error) {
 	values, err := loadCheckpoint(ctx, opts, job)
 	if err != nil || values == nil {
 		return nil, err
 	}
-	return decodeState(values)
+	return cdcstate.Decode(values)
 }
 
 func loadCheckpoint(ctx context.Context, opts []kgo.Opt, job string) ([]byte, error) {
@@ -509,7 +510,7 @@ func loadCheckpoint(ctx context.Context, opts []kgo.Opt, job string) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	return values[checkpointKey], nil
+	return values[cdcstate.Key], nil
 }
 
 // versionWriter inserts rows and bumps their version: every committed

@@ -16,8 +16,10 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
+	"github.com/ferry-pipelines/ferry/runtime/cdcstate"
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/dlq"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/schema"
 )
@@ -27,12 +29,6 @@ const (
 	heartbeatTable = "ferry_heartbeat"
 	watermarkTable = "ferry_watermark"
 )
-
-// SourceTimeHeader carries, on every change record, the commit time
-// lower bound the job measures latency from (see sourceTime), in
-// microseconds since the epoch as decimal text: finer than source.ts_ms
-// where the binlog has whole seconds.
-const SourceTimeHeader = "ferry.source.ts_us"
 
 // errCrash, as the cause of the job's context, stops it without
 // committing, as kill -9 would (tests).
@@ -51,7 +47,7 @@ type runner struct {
 	log        *slog.Logger
 	m          *metrics.Job
 
-	st     *State // everything processed (committed or in the open Kafka transaction)
+	st     *cdcstate.State // everything processed (committed or in the open Kafka transaction)
 	tables map[string]*tableRun
 
 	readerCh  chan readMsg
@@ -92,7 +88,7 @@ type runner struct {
 
 type tableRun struct {
 	p  plan.CDCTable
-	st *TableState
+	st *cdcstate.TableState
 }
 
 // observation is a change event awaiting its commit, when its latency is
@@ -110,7 +106,7 @@ type readMsg struct {
 
 // init settles the start position and each table's state from the
 // checkpoint (nil on a first start).
-func (r *runner) init(ctx context.Context, st *State) error {
+func (r *runner) init(ctx context.Context, st *cdcstate.State) error {
 	now := time.Now().UTC()
 	r.tables = map[string]*tableRun{}
 	r.counts = map[string]map[string]int64{}
@@ -156,14 +152,14 @@ func (r *runner) init(ctx context.Context, st *State) error {
 				break
 			}
 		}
-		st = &State{Position: start, Tables: map[string]*TableState{}}
+		st = &cdcstate.State{Position: start, Tables: map[string]*cdcstate.TableState{}}
 		for _, t := range r.job.CDC.Tables {
-			ts := &TableState{Mode: t.Snapshot, Since: pos}
+			ts := &cdcstate.TableState{Mode: t.Snapshot, Since: pos}
 			switch t.Snapshot {
 			case schema.SnapshotNever:
 				ts.Since = start
 			case schema.SnapshotInitial, schema.SnapshotWhenNeeded, "":
-				ts.Snapshot = &SnapState{Started: now}
+				ts.Snapshot = &cdcstate.SnapState{Started: now}
 			}
 			st.Tables[t.Name] = ts
 		}
@@ -196,11 +192,11 @@ func (r *runner) init(ctx context.Context, st *State) error {
 
 // newTableState starts capturing a table on the running stream: from the
 // current position, with an incremental snapshot if its mode wants one.
-func (r *runner) newTableState(t plan.CDCTable, now time.Time) *TableState {
-	ts := &TableState{Mode: t.Snapshot, Since: r.st.Position}
+func (r *runner) newTableState(t plan.CDCTable, now time.Time) *cdcstate.TableState {
+	ts := &cdcstate.TableState{Mode: t.Snapshot, Since: r.st.Position}
 	switch t.Snapshot {
 	case schema.SnapshotInitial, schema.SnapshotWhenNeeded, "":
-		ts.Snapshot = &SnapState{Started: now, Incremental: true}
+		ts.Snapshot = &cdcstate.SnapState{Started: now, Incremental: true}
 	}
 	return ts
 }
@@ -361,7 +357,7 @@ func (r *runner) readerFailed(err error) {
 
 // sourceTime is the best lower bound of a transaction's commit time: the
 // GTID event's microseconds (MySQL 8), else the later of the binlog
-// header's second and the newest heartbeat before it (see README, "CDC").
+// header's second and the newest heartbeat before it (see docs/cdc.md, "Latency and the heartbeat").
 func (r *runner) sourceTime(txn *binlog.Txn) time.Time {
 	if txn.Micro {
 		return txn.Time
@@ -417,7 +413,7 @@ func (r *runner) process(ctx context.Context, txn *binlog.Txn) error {
 		src := r.sourceTime(txn)
 		// The commit time as measured here travels with the change, so a
 		// sink measures its latency from the same, finer, lower bound.
-		srcHeader := kgo.RecordHeader{Key: SourceTimeHeader, Value: strconv.AppendInt(nil, src.UnixMicro(), 10)}
+		srcHeader := kgo.RecordHeader{Key: headers.SourceTime, Value: strconv.AppendInt(nil, src.UnixMicro(), 10)}
 		for k := range recs {
 			r.snap.touch(tr.p.Name, recs[k].Key)
 			if err := r.produce(ctx, tr.p.Topic, &recs[k], srcHeader); err != nil {
@@ -566,7 +562,7 @@ func (r *runner) commit(parent context.Context) error {
 		return err
 	}
 	r.inflight.Add(1)
-	r.cl.Produce(ctx, checkpoint.Record(r.job.ID, checkpointKey, r.st.encode()), r.promise)
+	r.cl.Produce(ctx, checkpoint.Record(r.job.ID, cdcstate.Key, r.st.Encode()), r.promise)
 	if err := r.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("%s: flush: %w", r.job.ID, err)
 	}

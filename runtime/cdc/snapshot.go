@@ -23,6 +23,7 @@ import (
 
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
+	"github.com/ferry-pipelines/ferry/runtime/cdcstate"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 )
 
@@ -69,7 +70,7 @@ type snapshotter struct {
 type snapTable struct {
 	name     string
 	db, tbl  string
-	st       *SnapState
+	st       *cdcstate.SnapState
 	ranges   chan chunkRange
 	cancel   context.CancelFunc
 	chunks   []*chunk
@@ -219,7 +220,7 @@ func (s *snapshotter) stop() {
 }
 
 // add starts loading a table.
-func (s *snapshotter) add(_ context.Context, name string, st *SnapState) {
+func (s *snapshotter) add(_ context.Context, name string, st *cdcstate.SnapState) {
 	if !s.started {
 		return // start picks it up
 	}

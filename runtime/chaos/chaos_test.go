@@ -36,8 +36,8 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
-	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -416,7 +416,7 @@ func (s *soak) verify() {
 			for _, r := range recs {
 				origin := ""
 				for _, h := range r.Headers {
-					if h.Key == mirror.HeaderOrigin {
+					if h.Key == headers.Origin {
 						origin = string(h.Value)
 					}
 				}
@@ -467,7 +467,7 @@ func mirroredFrom(rs []*kgo.Record, from string) int {
 	n := 0
 	for _, r := range rs {
 		for _, h := range r.Headers {
-			if h.Key == mirror.HeaderOrigin && string(h.Value) == from {
+			if h.Key == headers.Origin && string(h.Value) == from {
 				n++
 			}
 		}

@@ -15,8 +15,8 @@ import (
 // definition set fits.
 const maxBody = 32 << 20
 
-// Handler serves the control API under /v1/ (README.md, "Control API",
-// documents it). With WithToken, every request needs the bearer token.
+// Handler serves the control API under /v1/, as docs/control-api.md
+// documents it. With WithToken, every request needs the bearer token.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range routes {
@@ -33,7 +33,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/plan", s.compiledPlan)
 	mux.HandleFunc("POST /v1/batch", s.batch)
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 0, nil, api.Errorf(http.StatusNotFound, "%s %q is not a method and path of the control API (README.md, \"Endpoints\", lists them)", r.Method, r.URL.Path))
+		reply(w, 0, nil, api.Errorf(http.StatusNotFound, "%s %q is not a method and path of the control API (docs/control-api.md, \"Endpoints\", lists them)", r.Method, r.URL.Path))
 	})
 	if s.token == "" {
 		return mux

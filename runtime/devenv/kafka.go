@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-// Default ports of the two development clusters, as in design.md.
+// Default ports of the two development clusters, as in docs/design/design.md.
 const (
 	DC1Port = 19092
 	DC2Port = 29092

@@ -21,7 +21,7 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/systopics"
 )
 
-// Header names, as design.md fixes them, plus the replay marker's.
+// Header names, as docs/design/design.md fixes them, plus the replay marker's.
 const (
 	HeaderTopic     = "ferry.error.topic"
 	HeaderPartition = "ferry.error.partition"

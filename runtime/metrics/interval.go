@@ -7,7 +7,7 @@ import (
 // Report is one job's figures over one interval: the JSON object the
 // reporter writes to ferry.metrics, one per job per interval. Counts are of
 // the interval; the *_total fields and within_budget_total are since the job
-// started. README.md documents it with a ClickHouse table that ingests it.
+// started. docs/operating.md documents it with a ClickHouse table that ingests it.
 type Report struct {
 	Time              time.Time `json:"time"`
 	Job               string    `json:"job"`

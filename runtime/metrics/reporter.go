@@ -17,7 +17,7 @@ import (
 // Reporter writes, every interval, one Report per job to the topic
 // ferry.metrics of the datacenter the job writes to, keyed by job ID, so
 // that thousands of jobs can be analysed over months (a ClickHouse Kafka
-// engine table ingests the topic; see README.md).
+// engine table ingests the topic; see docs/operating.md).
 type Reporter struct {
 	reg     *Registry
 	logger  *slog.Logger

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
-	"github.com/ferry-pipelines/ferry/runtime/mirror"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -107,14 +107,14 @@ func TestMirrorExactlyOnceAcrossKills(t *testing.T) {
 		seen := map[string]int{}
 		mirrored := 0
 		for _, r := range recs {
-			origin, n := header(r, mirror.HeaderOrigin)
+			origin, n := header(r, headers.Origin)
 			if n == 0 {
 				continue
 			}
 			if origin != other {
 				t.Fatalf("%s: record with ferry.origin %q", dc, origin)
 			}
-			off, _ := header(r, mirror.HeaderOriginOffset)
+			off, _ := header(r, headers.OriginOffset)
 			seen[fmt.Sprintf("%d/%s", r.Partition, off)]++
 			mirrored++
 		}

@@ -17,9 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ferry-pipelines/ferry/runtime/dlq"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
-	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -85,7 +85,7 @@ func TestTooLargeRecordGoesToDLQ(t *testing.T) {
 	want := map[string]string{
 		dlq.HeaderTopic: "images", dlq.HeaderPartition: "0", dlq.HeaderOffset: "7",
 		dlq.HeaderClass: "MESSAGE_TOO_LARGE", dlq.HeaderJob: "mirror:images:dc1-dc2",
-		mirror.HeaderOrigin: "dc1", mirror.HeaderOriginOffset: "7",
+		headers.Origin: "dc1", headers.OriginOffset: "7",
 	}
 	for k, v := range want {
 		if got, _ := header(letters[0], k); got != v {

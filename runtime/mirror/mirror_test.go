@@ -17,6 +17,7 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/schema"
 )
@@ -150,8 +151,8 @@ func TestMirrorBothWays(t *testing.T) {
 				t.Fatalf("%s: key %s twice", dc, key)
 			}
 			keys[key] = r.Partition
-			origin, n := header(r, mirror.HeaderOrigin)
-			_, no := header(r, mirror.HeaderOriginOffset)
+			origin, n := header(r, headers.Origin)
+			_, no := header(r, headers.OriginOffset)
 			from := key[:3]
 			switch {
 			case from == dc && n != 0:

@@ -6,12 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
-)
-
-// Header names of the mirroring contract (design.md).
-const (
-	HeaderOrigin       = "ferry.origin"
-	HeaderOriginOffset = "ferry.origin.offset"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 )
 
 // Verdicts on a source record.
@@ -36,9 +31,9 @@ func classify(r *kgo.Record, origins map[string]bool) (verdict int, why string) 
 	var origin, offset []string
 	for _, h := range r.Headers {
 		switch h.Key {
-		case HeaderOrigin:
+		case headers.Origin:
 			origin = append(origin, string(h.Value))
-		case HeaderOriginOffset:
+		case headers.OriginOffset:
 			offset = append(offset, string(h.Value))
 		}
 	}
@@ -77,18 +72,18 @@ func isOffset(s string) bool {
 // copyOf is the record written to the target: same topic, partition, key,
 // value, timestamp and headers, plus the origin headers.
 func copyOf(r *kgo.Record, origin string) *kgo.Record {
-	headers := make([]kgo.RecordHeader, 0, len(r.Headers)+2)
-	headers = append(headers, r.Headers...)
-	headers = append(headers,
-		kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(origin)},
-		kgo.RecordHeader{Key: HeaderOriginOffset, Value: strconv.AppendInt(nil, r.Offset, 10)},
+	hs := make([]kgo.RecordHeader, 0, len(r.Headers)+2)
+	hs = append(hs, r.Headers...)
+	hs = append(hs,
+		kgo.RecordHeader{Key: headers.Origin, Value: []byte(origin)},
+		kgo.RecordHeader{Key: headers.OriginOffset, Value: strconv.AppendInt(nil, r.Offset, 10)},
 	)
 	return &kgo.Record{
 		Topic:     r.Topic,
 		Partition: r.Partition,
 		Key:       r.Key,
 		Value:     r.Value,
-		Headers:   headers,
+		Headers:   hs,
 		Timestamp: r.Timestamp,
 	}
 }

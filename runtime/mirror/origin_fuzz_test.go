@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 )
 
 // fuzzOrigins is the world of FuzzOriginHeader: a job reading dc1 in a plan
@@ -31,7 +33,7 @@ func parseHeaders(s string) []kgo.RecordHeader {
 
 var canonicalOffset = regexp.MustCompile(`^(0|[1-9][0-9]*)$`)
 
-// oracle is README's rule ("Mirroring", the loop rule), written apart from
+// oracle is docs/mirroring.md's rule ("What is copied", the loop rule), written apart from
 // classify: no origin header at all is a client's record (copy); exactly one
 // ferry.origin naming a datacenter of the plan other than the one read, and
 // exactly one ferry.origin.offset that is a decimal int64 as a mirror writes
@@ -60,16 +62,16 @@ func oracle(hs []kgo.RecordHeader) int {
 // copy carries exactly one origin header pair naming the source and its
 // offset, with everything else of the record unchanged.
 func FuzzOriginHeader(f *testing.F) {
-	f.Fuzz(func(t *testing.T, headers string, offset int64) {
-		hs := parseHeaders(headers)
+	f.Fuzz(func(t *testing.T, raw string, offset int64) {
+		hs := parseHeaders(raw)
 		r := &kgo.Record{Topic: "orders", Partition: 3, Offset: offset, Key: []byte("k"), Value: []byte("v"),
 			Headers: hs, Timestamp: time.UnixMilli(1700000000000)}
 		verdict, why := classify(r, fuzzOrigins)
 		if want := oracle(hs); verdict != want {
-			t.Fatalf("headers %q: verdict %d (%s), the rule says %d", headers, verdict, why, want)
+			t.Fatalf("headers %q: verdict %d (%s), the rule says %d", raw, verdict, why, want)
 		}
 		if (verdict == badOrigin) != (why != "") {
-			t.Fatalf("headers %q: verdict %d with reason %q", headers, verdict, why)
+			t.Fatalf("headers %q: verdict %d with reason %q", raw, verdict, why)
 		}
 		if verdict != copyRecord {
 			return
@@ -89,9 +91,9 @@ func FuzzOriginHeader(f *testing.F) {
 		var origins, offsets []string
 		for _, h := range c.Headers {
 			switch h.Key {
-			case HeaderOrigin:
+			case headers.Origin:
 				origins = append(origins, string(h.Value))
-			case HeaderOriginOffset:
+			case headers.OriginOffset:
 				offsets = append(offsets, string(h.Value))
 			}
 		}

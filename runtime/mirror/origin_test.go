@@ -10,8 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/runtime/dlq"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
-	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -110,7 +110,7 @@ func TestMalformedOriginIsDeadLettered(t *testing.T) {
 	if st.Counters[metrics.Records] != 3 || st.Counters[metrics.DeadLetters] != 14 || st.Counters[metrics.Filtered] != 1 {
 		t.Fatalf("counters %v, want 3 records, 14 dead letters, 1 filtered (of 18 written)", st.Counters)
 	}
-	if _, n := header(copied[1], mirror.HeaderOrigin); n != 1 {
+	if _, n := header(copied[1], headers.Origin); n != 1 {
 		t.Fatalf("a copy carries ferry.origin %d times", n)
 	}
 }

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/httpapi"
-	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -80,8 +80,8 @@ func TestShardsShareWork(t *testing.T) {
 			recs := w.consume(dc, topic, 2*perTopicDC, 2*time.Minute)
 			seen := map[string]int{}
 			for _, r := range recs {
-				if _, n := header(r, mirror.HeaderOrigin); n == 1 {
-					off, _ := header(r, mirror.HeaderOriginOffset)
+				if _, n := header(r, headers.Origin); n == 1 {
+					off, _ := header(r, headers.OriginOffset)
 					seen[fmt.Sprintf("%d/%s", r.Partition, off)]++
 				}
 			}

@@ -85,7 +85,7 @@ func TestTranslateEdges(t *testing.T) {
 	}
 }
 
-// readmeExample writes the partitions of README's worked example
+// readmeExample writes the partitions of docs/failover.md's worked example
 // ("Consumer group failover"): a0 a1 b0 b1 | a5 a6 b5 | a9 b9, mirroring
 // both ways after the first two steps only.
 func readmeExample(w *world) {

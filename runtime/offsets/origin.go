@@ -5,7 +5,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ferry-pipelines/ferry/runtime/mirror"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 )
 
 // entry is a record as translation sees it: where it sits in the
@@ -32,9 +32,9 @@ func entryOf(r *kgo.Record, here string, origins map[string]bool) entry {
 	var nOrigin, nOffset int
 	for _, h := range r.Headers {
 		switch h.Key {
-		case mirror.HeaderOrigin:
+		case headers.Origin:
 			origin, nOrigin = string(h.Value), nOrigin+1
-		case mirror.HeaderOriginOffset:
+		case headers.OriginOffset:
 			offset, nOffset = string(h.Value), nOffset+1
 		}
 	}

@@ -8,7 +8,7 @@
 // translated offsets reads every record the group had not consumed in the
 // source (records first written to the source, to the target, or to a
 // third datacenter alike), and re-reads as few records as that allows.
-// README.md ("Consumer group failover") explains the algorithm with an
+// docs/failover.md explains the algorithm with an
 // example.
 package offsets
 

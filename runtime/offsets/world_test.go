@@ -12,8 +12,8 @@ import (
 
 	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
-	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/runtime/offsets"
 )
 
@@ -163,8 +163,8 @@ func (w *world) copies(from, to string, p int32, n int) ([]*kgo.Record, int) {
 			continue
 		}
 		headers := append(append([]kgo.RecordHeader(nil), r.Headers...),
-			kgo.RecordHeader{Key: mirror.HeaderOrigin, Value: []byte(from)},
-			kgo.RecordHeader{Key: mirror.HeaderOriginOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))})
+			kgo.RecordHeader{Key: headers.Origin, Value: []byte(from)},
+			kgo.RecordHeader{Key: headers.OriginOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))})
 		copies = append(copies, &kgo.Record{Topic: w.topic, Partition: p, Key: r.Key, Value: r.Value, Headers: headers, Timestamp: r.Timestamp})
 		n--
 	}
@@ -245,9 +245,9 @@ func origin(r *kgo.Record) (id, bool) {
 	var ok bool
 	for _, h := range r.Headers {
 		switch h.Key {
-		case mirror.HeaderOrigin:
+		case headers.Origin:
 			o.origin, ok = string(h.Value), true
-		case mirror.HeaderOriginOffset:
+		case headers.OriginOffset:
 			o.seq, _ = strconv.ParseInt(string(h.Value), 10, 64)
 		}
 	}

@@ -30,8 +30,8 @@ type Column struct {
 }
 
 // Columns reads a table's columns and primary key from the source's
-// information_schema and maps them to PostgreSQL types (README, "Sink into
-// PostgreSQL", has the table). renames maps source to target names.
+// information_schema and maps them to PostgreSQL types (docs/sink.md,
+// "Types", has the table). renames maps source to target names.
 func Columns(c *client.Conn, db, table string, renames map[string]string) ([]Column, error) {
 	r, err := c.Execute(`SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COALESCE(NUMERIC_PRECISION, 0), COALESCE(NUMERIC_SCALE, 0),
 		COALESCE(DATETIME_PRECISION, 0), COLUMN_KEY

@@ -31,8 +31,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
-	"github.com/ferry-pipelines/ferry/runtime/cdc"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 )
@@ -363,7 +363,7 @@ func (a *applier) add(r *kgo.Record) error {
 		src = time.UnixMilli(ev.Source.TsMs)
 	}
 	for _, h := range r.Headers {
-		if h.Key == cdc.SourceTimeHeader { // finer than source.ts_us on MariaDB
+		if h.Key == headers.SourceTime { // finer than source.ts_us on MariaDB
 			if us, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
 				src = time.UnixMicro(us)
 			}

@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// Names of ferry's topics, as design.md fixes them.
+// Names of ferry's topics, as docs/design/design.md fixes them.
 const (
 	DLQ         = "ferry.dlq"
 	Metrics     = "ferry.metrics"

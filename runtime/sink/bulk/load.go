@@ -2,7 +2,6 @@ package bulk
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -14,8 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
-	"github.com/ferry-pipelines/ferry/runtime/cdc"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
+	"github.com/ferry-pipelines/ferry/runtime/cdcstate"
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/sink"
 )
@@ -190,22 +189,18 @@ type Capture struct {
 	Since    binlog.Position // the table's changes are in Kafka from here
 }
 
-// checkpointKey is the key of a CDC job's checkpoint in ferry.checkpoints
-// (runtime/cdc writes it).
-const checkpointKey = "binlog"
-
 // LoadCapture reads the CDC job's checkpoint from its datacenter.
 func LoadCapture(ctx context.Context, opts []kgo.Opt, cdcJob, table string) (Capture, error) {
 	vals, err := checkpoint.Load(ctx, opts, cdcJob)
 	if err != nil {
 		return Capture{}, err
 	}
-	b, ok := vals[checkpointKey]
+	b, ok := vals[cdcstate.Key]
 	if !ok {
 		return Capture{}, fmt.Errorf("%s has no checkpoint yet: start the CDC source (ferry run) before loading or verifying its tables", cdcJob)
 	}
-	var st cdc.State
-	if err := json.Unmarshal(b, &st); err != nil {
+	st, err := cdcstate.Decode(b)
+	if err != nil {
 		return Capture{}, fmt.Errorf("%s: checkpoint: %v", cdcJob, err)
 	}
 	ts := st.Tables[table]

@@ -1,4 +1,7 @@
-package cdc
+// Package cdcstate is the checkpoint of a CDC source job, as it writes it
+// to ferry.checkpoints in the same Kafka transaction as its events, and as
+// the sink's bulk load and verify read it to know where capture stands.
+package cdcstate
 
 import (
 	"encoding/json"
@@ -7,8 +10,8 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 )
 
-// checkpointKey is the key of a CDC job's checkpoint in ferry.checkpoints.
-const checkpointKey = "binlog"
+// Key is the key of a CDC job's checkpoint in ferry.checkpoints.
+const Key = "binlog"
 
 // State is a CDC job's checkpoint, written in the same Kafka transaction
 // as the events it stands for: the binlog position right after the last
@@ -47,12 +50,14 @@ type SnapState struct {
 	Started     time.Time `json:"started"`
 }
 
-func (s *State) encode() []byte {
+// Encode is the checkpoint record's value.
+func (s *State) Encode() []byte {
 	b, _ := json.Marshal(s)
 	return b
 }
 
-func decodeState(b []byte) (*State, error) {
+// Decode reads a checkpoint record's value.
+func Decode(b []byte) (*State, error) {
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, err
