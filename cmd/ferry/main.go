@@ -26,7 +26,8 @@ func (e *exitError) Error() string {
 
 func exit(code int, err error) error { return &exitError{code: code, err: err} }
 
-func main() {
+// newRoot is the ferry command and its subcommands.
+func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "ferry",
 		Short:         "Pipelines as code for two-datacenter Kafka: mirrors, CDC, latency tiers, shards",
@@ -38,7 +39,11 @@ func main() {
 	root.AddCommand(applyCmd())
 	root.AddCommand(offsetsCmd())
 	root.AddCommand(loadCmd(), verifyCmd())
-	err := root.Execute()
+	return root
+}
+
+func main() {
+	err := newRoot().Execute()
 	if err == nil {
 		return
 	}
