@@ -71,7 +71,7 @@ func newCDCSourceResource() resource.Resource {
 					"server_id": schema.Int64Attribute{
 						Required:            true,
 						MarkdownDescription: "The replica `server_id` ferry connects with (1 to 4294967295); unique across sources and the server's replicas.",
-						Validators:          []validator.Int64{between{1, 4294967295}},
+						Validators:          []validator.Int64{bounds("#CDCSource.mysql.serverID")},
 					},
 					"flavor": schema.StringAttribute{
 						Optional:            true,
@@ -118,12 +118,12 @@ func newCDCSourceResource() resource.Resource {
 					"chunk_size": schema.Int64Attribute{
 						Optional:            true,
 						MarkdownDescription: "Rows per chunk. Default: 8192.",
-						Validators:          []validator.Int64{between{min: 1}},
+						Validators:          []validator.Int64{bounds("#CDCSource.snapshot.chunkSize")},
 					},
 					"parallelism": schema.Int64Attribute{
 						Optional:            true,
 						MarkdownDescription: "Chunks loaded at once (1 to 64). Default: 4.",
-						Validators:          []validator.Int64{between{1, 64}},
+						Validators:          []validator.Int64{bounds("#CDCSource.snapshot.parallelism")},
 					},
 				},
 			},

@@ -36,7 +36,7 @@ func newCDCTableResource() resource.Resource {
 				Required: true,
 				MarkdownDescription: "The table's latency tier, 1 (300 ms) to 4 (1 h), measured per table; the source's job " +
 					"runs at the tier of its strictest table.",
-				Validators: []validator.Int64{between{1, 4}},
+				Validators: []validator.Int64{bounds("#Tier")},
 			},
 			"snapshot": schema.StringAttribute{
 				Optional: true,
@@ -47,7 +47,7 @@ func newCDCTableResource() resource.Resource {
 			"rate": schema.Int64Attribute{
 				Optional:            true,
 				MarkdownDescription: "Expected row events per second, used to balance shards. Default: none.",
-				Validators:          []validator.Int64{between{min: 1}},
+				Validators:          []validator.Int64{bounds("#CDCTable.rate")},
 			},
 		})
 }

@@ -40,13 +40,13 @@ func newMirrorResource() resource.Resource {
 					"missing topic with it and never changes the count of an existing topic (that would move keys between " +
 					"partitions): changing it replaces the mirror, and its jobs refuse to start, naming both counts, until the " +
 					"topic is recreated with the new count in every datacenter.",
-				Validators:    []validator.Int64{between{1, 100000}},
+				Validators:    []validator.Int64{bounds("#Mirror.partitions")},
 				PlanModifiers: []planmodifier.Int64{int64planmodifier.RequiresReplace()},
 			},
 			"tier": schema.Int64Attribute{
 				Required:            true,
 				MarkdownDescription: "The latency tier, 1 (300 ms) to 4 (1 h): sets the jobs' client settings and budget. Changes in place.",
-				Validators:          []validator.Int64{between{1, 4}},
+				Validators:          []validator.Int64{bounds("#Tier")},
 			},
 			"shard": shardAttribute("both directions' jobs"),
 			"datacenters": schema.ListAttribute{
@@ -59,7 +59,7 @@ func newMirrorResource() resource.Resource {
 				Optional: true,
 				MarkdownDescription: "The replication factor ferry creates a missing topic with (1 to 32767). Default: the broker's. " +
 					"Changes in place; existing topics keep theirs.",
-				Validators: []validator.Int64{between{1, 32767}},
+				Validators: []validator.Int64{bounds("#Mirror.replicationFactor")},
 			},
 			"config": schema.MapAttribute{
 				Optional:    true,

@@ -32,18 +32,18 @@ func newShardResource() resource.Resource {
 				Required:            true,
 				ElementType:         types.Int64Type,
 				MarkdownDescription: "The latency tiers (1 to 4) whose jobs may run here, for example `[1]` or `[2, 3, 4]`.",
-				Validators:          []validator.List{atLeast(1), between{1, 4}},
+				Validators:          []validator.List{atLeast(1), bounds("#Tier")},
 			},
 			"max_jobs": schema.Int64Attribute{
 				Optional:            true,
 				MarkdownDescription: "At most this many jobs on the shard. Default: no limit.",
-				Validators:          []validator.Int64{between{min: 1}},
+				Validators:          []validator.Int64{bounds("#Shard.maxJobs")},
 			},
 			"max_weight": schema.Int64Attribute{
 				Optional: true,
 				MarkdownDescription: "At most this much weight on the shard: a mirror job weighs its partitions, a CDC job its " +
 					"tables plus its declared rate / 1000. Default: no limit.",
-				Validators: []validator.Int64{between{min: 1}},
+				Validators: []validator.Int64{bounds("#Shard.maxWeight")},
 			},
 		})
 }

@@ -10,19 +10,26 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/ferry-pipelines/ferry/schema"
 )
 
-// The patterns of ferry's schema (schema/schema.cue), checked as early as
-// `terraform validate`. Everything else (references, placement, duplicate
-// topics) is the compiler's, checked during `terraform plan`.
+// The patterns of ferry's schema (schema/schema.cue), taken from it and
+// checked as early as `terraform validate`. Everything else (references,
+// placement, duplicate topics) is the compiler's, checked during
+// `terraform plan`.
 var (
-	namePattern     = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-	addressPattern  = regexp.MustCompile(`^.+:[0-9]{1,5}$`)
-	topicPattern    = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
-	sourcePattern   = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
-	tablePattern    = regexp.MustCompile(`^[^./]+\.[^./]+$`)
-	envPattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	durationPattern = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`)
+	namePattern     = regexp.MustCompile(schema.Pattern("#Name"))
+	addressPattern  = regexp.MustCompile(schema.Pattern("#Address"))
+	topicPattern    = regexp.MustCompile(schema.Pattern("#Topic"))
+	sourcePattern   = regexp.MustCompile(schema.Pattern("#SourceName"))
+	tablePattern    = regexp.MustCompile(schema.Pattern("#TableName"))
+	envPattern      = regexp.MustCompile(schema.Pattern("#EnvName"))
+	durationPattern = regexp.MustCompile(schema.Pattern("#Duration"))
+)
+
+// The provider's own patterns: of its settings, not of definitions.
+var (
 	regexpNotEmpty  = regexp.MustCompile(`\S`)
 	endpointPattern = regexp.MustCompile(`^(https?://)?[^/\s]+(/\S*)?$`)
 )
@@ -70,6 +77,12 @@ func (v oneOf) ValidateString(ctx context.Context, req validator.StringRequest, 
 	if s := req.ConfigValue; !s.IsNull() && !s.IsUnknown() && !slices.Contains(v, s.ValueString()) {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid value", fmt.Sprintf("%q is not %s", s.ValueString(), v.Description(ctx)))
 	}
+}
+
+// bounds checks an integer against the bounds the schema gives path.
+func bounds(path string) between {
+	lo, hi := schema.Bounds(path)
+	return between{lo, hi}
 }
 
 // between checks an integer (or each integer of a list) lies in [min, max].
