@@ -5,7 +5,7 @@ export TF_ACC_TERRAFORM_PATH ?= /usr/local/bin/terraform
 
 # Packages whose tests run with the race detector: everything that runs
 # concurrently at run time.
-RACE_PKGS = $(wildcard ./runtime ./provider)
+RACE_PKGS = $(wildcard ./runtime ./provider ./internal)
 RACE_PATTERNS = $(addsuffix /...,$(RACE_PKGS))
 
 .PHONY: demo test bench lint deps chaos
@@ -22,7 +22,7 @@ demo: deps
 ## would slow it eightfold; the race run loads 100,000 rows. So does the
 ## mirror's isolation test, whose latency the race detector would distort.
 test: deps
-	$(GO) test -count=1 -timeout 14m $$($(GO) list ./... | grep -v -e /runtime -e /provider)
+	$(GO) test -count=1 -timeout 14m $$($(GO) list ./... | grep -v -e /runtime -e /provider -e /internal)
 	$(GO) test -count=1 -race -timeout 14m $(RACE_PATTERNS)
 	FERRY_CDC_LONG=1 $(GO) test -count=1 -v -run 'TestSnapshotWhileWriting$$' -timeout 10m ./runtime/cdc/
 	$(GO) test -count=1 -run 'TestIsolation$$' -timeout 5m ./runtime/mirror/
@@ -32,7 +32,7 @@ test: deps
 ## CHAOS=10m; it proves exactly once at the end. `make test` runs 1 minute.
 CHAOS ?= 5m
 chaos: deps
-	FERRY_CHAOS_DURATION=$(CHAOS) $(GO) test -count=1 -v -run TestChaos -timeout 90m ./runtime/chaos/
+	FERRY_CHAOS_DURATION=$(CHAOS) $(GO) test -count=1 -v -run TestChaos -timeout 90m ./internal/chaos/
 
 ## bench: run the benchmarks and print their figures and ratios.
 bench: deps

@@ -19,9 +19,9 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ferry-pipelines/ferry/internal/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/control"
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
 )
 
 // The acceptance tests run the real terraform binary against the provider

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ferry-pipelines/ferry/internal/devenv"
+	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
-	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 

@@ -34,8 +34,8 @@ import (
 
 	"github.com/ferry-pipelines/ferry/compiler"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
-	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
+	"github.com/ferry-pipelines/ferry/internal/devenv"
+	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/schema"

@@ -19,8 +19,8 @@ import (
 
 	"github.com/ferry-pipelines/ferry/compiler"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/internal/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 )
 

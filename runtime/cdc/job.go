@@ -60,8 +60,8 @@ const (
 	idleCommit = time.Second
 )
 
-// Job is a running CDC source.
-type Job struct {
+// source runs a CDC source job: the runner of its plan entry.
+type source struct {
 	env *executor.Env
 	log *slog.Logger
 
@@ -72,7 +72,7 @@ type Job struct {
 }
 
 // New builds a CDC job from its plan entry.
-func New(env *executor.Env, job plan.Job) (executor.Job, error) {
+func New(env *executor.Env, job plan.Job) (executor.Runner, error) {
 	if job.CDC == nil {
 		return nil, fmt.Errorf("%s: plan entry has no cdc block", job.ID)
 	}
@@ -83,16 +83,16 @@ func New(env *executor.Env, job plan.Job) (executor.Job, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Job{env: env, log: log.With("job", job.ID), job: job, notify: make(chan struct{}, 1)}, nil
+	return &source{env: env, log: log.With("job", job.ID), job: job, notify: make(chan struct{}, 1)}, nil
 }
 
-var _ executor.Updater = (*Job)(nil)
+var _ executor.Updater = (*source)(nil)
 
 // Update takes a changed plan entry that only adds or removes tables (or
 // changes a table's tier or snapshot mode) and applies it on the running
 // binlog connection: a new table starts with its own snapshot mode, the
 // others go on untouched. Any other change needs a restart (false).
-func (j *Job) Update(job plan.Job) bool {
+func (j *source) Update(job plan.Job) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if !onlyTablesChanged(j.job, job) {
@@ -120,7 +120,7 @@ func onlyTablesChanged(a, b plan.Job) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-func (j *Job) takeUpdate() *plan.Job {
+func (j *source) takeUpdate() *plan.Job {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	p := j.pending
@@ -131,14 +131,14 @@ func (j *Job) takeUpdate() *plan.Job {
 	return p
 }
 
-func (j *Job) current() plan.Job {
+func (j *source) current() plan.Job {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.job
 }
 
 // Run captures the source until ctx ends.
-func (j *Job) Run(ctx context.Context) error {
+func (j *source) Run(ctx context.Context) error {
 	m := j.env.Metrics
 	m.SetState(metrics.StateStarting, nil)
 	r, err := j.start(ctx)
@@ -209,7 +209,7 @@ func heartbeatSettings(h *schema.Heartbeat) (time.Duration, string, error) {
 
 // start checks the server, provisions topics, fences the job's earlier
 // producers and loads the checkpoint.
-func (j *Job) start(ctx context.Context) (*runner, error) {
+func (j *source) start(ctx context.Context) (*runner, error) {
 	job := j.current()
 	m := j.env.Metrics
 	cfg, err := binlogConfig(job, j.log)
@@ -282,7 +282,7 @@ func (j *Job) start(ctx context.Context) (*runner, error) {
 		}
 	}
 	r := &runner{
-		j: j, job: job, cfg: cfg, srv: srv, cl: cl, opts: opts,
+		src: j, job: job, cfg: cfg, srv: srv, cl: cl, opts: opts,
 		hbInterval: hbInterval, hbDB: hbDB, log: j.log, m: m,
 	}
 	r.promise = r.produced

@@ -16,12 +16,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/internal/devenv"
+	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
 	"github.com/ferry-pipelines/ferry/runtime/cdcstate"
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
-	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
@@ -85,7 +85,7 @@ func table(name, mode string, tier int) plan.CDCTable {
 
 // running is a job started in-process.
 type running struct {
-	job    executor.Job
+	job    executor.Runner
 	cancel context.CancelCauseFunc
 	done   chan error
 	m      *metrics.Job

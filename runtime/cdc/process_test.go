@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/internal/devenv"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 

@@ -36,7 +36,7 @@ var errCrash = errors.New("cdc: simulated crash")
 
 // runner is one run of the job: it owns the state from start to stop.
 type runner struct {
-	j          *Job
+	src        *source // the job it runs for: updates of its plan entry arrive there
 	job        plan.Job
 	cfg        binlog.Config
 	srv        binlog.Server
@@ -272,8 +272,8 @@ func (r *runner) loop(ctx context.Context) error {
 			if err := r.snap.onResult(ctx, res); err != nil {
 				return err
 			}
-		case <-r.j.notify:
-			if p := r.j.takeUpdate(); p != nil {
+		case <-r.src.notify:
+			if p := r.src.takeUpdate(); p != nil {
 				if err := r.applyUpdate(ctx, *p); err != nil {
 					return err
 				}

@@ -15,8 +15,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
-	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
 )
 
 // fuzzRoutes are the request shapes FuzzRequest sends: a method and a path

@@ -30,7 +30,7 @@ const (
 // job's transactional producer fences the old holder should it still be
 // alive, so the lease needs no clock.
 func Exclusive(k Kind) Kind {
-	return func(env *Env, spec plan.Job) (Job, error) {
+	return func(env *Env, spec plan.Job) (Runner, error) {
 		inner, err := k(env, spec)
 		if err != nil {
 			return nil, err
@@ -42,7 +42,7 @@ func Exclusive(k Kind) Kind {
 type exclusive struct {
 	env   *Env
 	spec  plan.Job
-	inner Job
+	inner Runner
 }
 
 // Update passes a changed plan entry on to the job, which keeps running.

@@ -62,7 +62,7 @@ type Executor struct {
 type running struct {
 	spec   plan.Job
 	dcs    map[string]any // the datacenter definitions the job was started with
-	impl   Job
+	impl   Runner
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -142,7 +142,7 @@ func (e *Executor) Apply(ctx context.Context, p *plan.Plan) Change {
 	return ch
 }
 
-func updates(impl Job, spec plan.Job) bool {
+func updates(impl Runner, spec plan.Job) bool {
 	u, ok := impl.(Updater)
 	return ok && u.Update(spec)
 }

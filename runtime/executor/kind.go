@@ -13,11 +13,12 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 )
 
-// Job is a running job of a plan. Run works until ctx is cancelled, then
-// stops cleanly (committing or aborting what is in flight) and returns nil;
-// an error means the job failed, and the executor starts it again after a
-// backoff. A job reports its figures and state through Env.Metrics.
-type Job interface {
+// Runner runs a job of a plan (a plan.Job) for a job kind. Run works until
+// ctx is cancelled, then stops cleanly (committing or aborting what is in
+// flight) and returns nil; an error means the job failed, and the executor
+// starts it again after a backoff. It reports the job's figures and state
+// through Env.Metrics.
+type Runner interface {
 	Run(ctx context.Context) error
 }
 
@@ -28,8 +29,9 @@ type Updater interface {
 	Update(job plan.Job) bool
 }
 
-// Kind builds a job of one kind ("mirror", "cdc", ...) from its plan entry.
-type Kind func(env *Env, job plan.Job) (Job, error)
+// Kind builds the runner of a job of one kind ("mirror", "cdc", ...) from
+// its plan entry.
+type Kind func(env *Env, job plan.Job) (Runner, error)
 
 // Env is what the executor hands a job.
 type Env struct {

@@ -66,7 +66,7 @@ type job struct {
 	key  laneKey
 }
 
-func (f *fleet) newJob(env *executor.Env, spec plan.Job) (executor.Job, error) {
+func (f *fleet) newJob(env *executor.Env, spec plan.Job) (executor.Runner, error) {
 	m := spec.Mirror
 	if m == nil {
 		return nil, fmt.Errorf("%s: not a mirror job", spec.ID)

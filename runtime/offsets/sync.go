@@ -59,7 +59,7 @@ type translated struct {
 }
 
 // NewSync builds an offsets job from its plan entry.
-func NewSync(env *executor.Env, spec plan.Job) (executor.Job, error) {
+func NewSync(env *executor.Env, spec plan.Job) (executor.Runner, error) {
 	o := spec.Offsets
 	if o == nil {
 		return nil, fmt.Errorf("%s: not an offsets job", spec.ID)

@@ -10,8 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
-	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
+	"github.com/ferry-pipelines/ferry/internal/devenv"
+	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/offsets"

@@ -63,7 +63,7 @@ type job struct {
 }
 
 // New builds a sink job from its plan entry.
-func New(env *executor.Env, spec plan.Job) (executor.Job, error) {
+func New(env *executor.Env, spec plan.Job) (executor.Runner, error) {
 	if spec.Sink == nil {
 		return nil, fmt.Errorf("%s: plan entry has no sink block", spec.ID)
 	}

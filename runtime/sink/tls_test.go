@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
-	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
+	"github.com/ferry-pipelines/ferry/internal/devenv"
+	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 

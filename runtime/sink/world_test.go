@@ -21,8 +21,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/internal/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/cdc"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"

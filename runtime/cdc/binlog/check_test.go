@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
-	"github.com/ferry-pipelines/ferry/runtime/devenv/devtest"
+	"github.com/ferry-pipelines/ferry/internal/devenv"
+	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
 )
 
 func startMariaDB(t *testing.T, args ...string) *devenv.MariaDB {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
+	"github.com/ferry-pipelines/ferry/internal/devenv"
 )
 
 // TestPositionOrigin: a position records its server next to file and

@@ -12,9 +12,9 @@ import (
 
 	"golang.org/x/tools/txtar"
 
+	"github.com/ferry-pipelines/ferry/internal/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
-	"github.com/ferry-pipelines/ferry/runtime/devenv"
 )
 
 // typeCase is one column type: its DDL and the literals inserted, each in
