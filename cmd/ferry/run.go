@@ -137,6 +137,7 @@ func run(ctx context.Context, args []string, f runFlags) error {
 	defer stop()
 	opts := append(kinds(logger), executor.WithShard(f.shard), executor.WithInstance(f.instance))
 	ex := executor.New(opts...)
+	go showLoads(ctx, ex.Registry())
 	defer ex.Stop()
 
 	if f.httpAddr != "" {
