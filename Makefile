@@ -25,6 +25,7 @@ demo: deps
 ## The 1,000,000-row load under writes runs without the race detector, which
 ## would slow it eightfold; the race run loads 100,000 rows. So does the
 ## mirror's isolation test, whose latency the race detector would distort.
+test: export FERRY_REQUIRE_TOOLS = 1
 test: deps
 	$(GO) test -count=1 -timeout 14m $$($(GO) list ./... | grep -v -e /runtime -e /provider -e /internal)
 	$(GO) test -count=1 -race -timeout 14m $(RACE_PATTERNS)

@@ -93,6 +93,7 @@ func (s *source) compile(opts []Option) (*plan.Plan, *schema.Definitions, error)
 		Shards:      shards,
 		Tiers:       map[string]plan.Duration{},
 		Metrics:     plan.Metrics{Interval: plan.Duration(DefaultMetricsInterval)},
+		Alerts:      d.defs.Alerts,
 	}
 	for t := 1; t <= 4; t++ {
 		p.Tiers[string(rune('0'+t))] = plan.Duration(budget(&d.defs, t))

@@ -57,6 +57,12 @@ func (s *source) decode(schemaErrs Errors) *decoded {
 			d.defs.Metrics = &metrics
 		}
 	}
+	if a := s.value.LookupPath(cue.ParsePath("alerts")); a.Exists() && !bad["alerts"] {
+		var alerts schema.Alerts
+		if a.Decode(&alerts) == nil {
+			d.defs.Alerts = &alerts
+		}
+	}
 	for i := 0; ; i++ { // one by one: a bad pattern is left empty, the others keep their indices
 		v := s.value.LookupPath(cue.MakePath(cue.Str("groups"), cue.Index(i)))
 		if !v.Exists() {

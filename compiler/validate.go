@@ -15,8 +15,11 @@ import (
 )
 
 // sections are the top-level fields of a definition set; each holds named
-// objects except metrics.
-var sections = []string{"datacenters", "shards", "tiers", "mirrors", "cdc", "metrics"}
+// objects except the settings sections.
+var sections = []string{"datacenters", "shards", "tiers", "mirrors", "cdc", "metrics", "alerts"}
+
+// settings are the sections that hold settings rather than named objects.
+var settings = map[string]bool{"metrics": true, "alerts": true}
 
 // topLevel are all the top-level fields: the sections and groups, a list.
 var topLevel = append(append([]string(nil), sections...), "groups")
@@ -41,7 +44,7 @@ func (s *source) validate() Errors {
 		// CUE may stop at a section's first bad object; asking each section
 		// and each object on its own finds the rest.
 		errs = append(errs, s.convert(sv.Validate(cue.All()))...)
-		if sec == "metrics" {
+		if settings[sec] {
 			errs = append(errs, s.convert(sv.Validate(cue.Concrete(true), cue.All()))...)
 			continue
 		}
@@ -75,7 +78,7 @@ func (s *source) badKeys() Errors {
 		}
 	}
 	for _, sec := range sections {
-		if sec != "metrics" {
+		if !settings[sec] {
 			check(cue.ParsePath(sec), sch.LookupPath(cue.MakePath(cue.Str(sec).Optional())))
 		}
 	}

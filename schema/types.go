@@ -25,6 +25,7 @@ type Definitions struct {
 	Mirrors     map[string]Mirror       `json:"mirrors,omitempty"`
 	CDC         map[string]CDCSource    `json:"cdc,omitempty"`
 	Metrics     *Metrics                `json:"metrics,omitempty"`
+	Alerts      *Alerts                 `json:"alerts,omitempty"`
 	Groups      []string                `json:"groups,omitempty"`
 }
 
@@ -174,4 +175,18 @@ type PostgresSink struct {
 // Metrics configures the metrics reporter.
 type Metrics struct {
 	Interval string `json:"interval,omitempty"`
+}
+
+// Alerts tunes the generated Prometheus rules: labels on every alert, and
+// per tier ("1".."4") its alerts' severity and waits.
+type Alerts struct {
+	Labels map[string]string     `json:"labels,omitempty"`
+	Tiers  map[string]TierAlerts `json:"tiers,omitempty"`
+}
+
+// TierAlerts are one tier's alert settings; empty fields take the defaults.
+type TierAlerts struct {
+	Severity     string `json:"severity,omitempty"`
+	AtRiskFor    string `json:"atRiskFor,omitempty"`
+	BreachingFor string `json:"breachingFor,omitempty"`
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"runtime/debug"
 
@@ -8,13 +9,14 @@ import (
 
 	"github.com/ferry-pipelines/ferry/compiler"
 	"github.com/ferry-pipelines/ferry/compiler/k8s"
+	"github.com/ferry-pipelines/ferry/compiler/observe"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
 func compileCmd() *cobra.Command {
 	var out, from string
-	var asK8s bool
+	var asK8s, alerts, dashboard bool
 	var k8sOpts k8s.Options
 	cmd := &cobra.Command{
 		Use:   "compile [DIR]",
@@ -22,16 +24,35 @@ func compileCmd() *cobra.Command {
 		Long: `Compile writes the plan of DIR as JSON; the same input gives the same bytes.
 With --k8s it writes Kubernetes manifests instead: the plan in a ConfigMap and,
 per shard, a StatefulSet of executors (ferry run --plan --shard) with a
-headless Service.`,
+headless Service; with --alerts as well, a PrometheusRule of the alert rules
+and a ServiceMonitor of the executors.
+
+--alerts writes the Prometheus rule file of the plan instead (recording rules,
+and alerts per tier with thresholds from its budgets), --dashboard a Grafana
+dashboard (JSON) of it.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := compileWith(dirArg(args), from)
 			if err != nil {
 				return err
 			}
-			b, err := p.Encode()
-			if asK8s && err == nil {
-				b, err = k8s.Render(p, k8sOpts)
+			var b []byte
+			switch {
+			case asK8s:
+				if alerts {
+					k8sOpts.Rules, err = observe.Rules(p)
+				}
+				if err == nil {
+					b, err = k8s.Render(p, k8sOpts)
+				}
+			case alerts && dashboard:
+				err = errors.New("--alerts and --dashboard write one file each: run ferry compile once for each")
+			case alerts:
+				b, err = observe.Rules(p)
+			case dashboard:
+				b, err = observe.Dashboard(p)
+			default:
+				b, err = p.Encode()
 			}
 			if err != nil {
 				return exit(1, err)
@@ -49,6 +70,8 @@ headless Service.`,
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the plan to `FILE` instead of stdout")
 	cmd.Flags().StringVar(&from, "from", "", "keep the job placement of the previous plan `FILE`")
 	cmd.Flags().BoolVar(&asK8s, "k8s", false, "write Kubernetes manifests (ConfigMap, StatefulSet and Service per shard) instead of the plan")
+	cmd.Flags().BoolVar(&alerts, "alerts", false, "write the plan's Prometheus rule file (with --k8s: a PrometheusRule and a ServiceMonitor too)")
+	cmd.Flags().BoolVar(&dashboard, "dashboard", false, "write the plan's Grafana dashboard (JSON)")
 	cmd.Flags().IntVar(&k8sOpts.Replicas, "replicas", 2, "with --k8s: executor processes per shard")
 	cmd.Flags().StringVar(&k8sOpts.Image, "image", "ghcr.io/ferry-pipelines/ferry:latest", "with --k8s: the ferry container `IMAGE`")
 	cmd.Flags().StringVar(&k8sOpts.Namespace, "namespace", "ferry", "with --k8s: the Kubernetes `NAMESPACE`")

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler"
+	"github.com/ferry-pipelines/ferry/compiler/observe"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/internal/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
@@ -58,6 +60,9 @@ func demo(ctx context.Context, out io.Writer, dir string, duration time.Duration
 	defer stop()
 	p, _, err := compiler.CompileDir(dir)
 	if err != nil {
+		return exit(1, err)
+	}
+	if err := writeObservability(out, p); err != nil {
 		return exit(1, err)
 	}
 	pair, err := devenv.StartPair(devenv.DC1Port, devenv.DC2Port)
@@ -317,4 +322,32 @@ func appendOnce(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
+}
+
+// writeObservability writes the plan's Prometheus rules and Grafana
+// dashboard (what ferry compile --alerts and --dashboard write) into
+// .ferry-demo/ and says where.
+func writeObservability(out io.Writer, p *plan.Plan) error {
+	if err := os.MkdirAll(".ferry-demo", 0o755); err != nil {
+		return err
+	}
+	for _, o := range []struct {
+		file string
+		gen  func(*plan.Plan) ([]byte, error)
+		what string
+	}{
+		{"alerts.yaml", observe.Rules, "Prometheus rules (ferry compile --alerts)"},
+		{"dashboard.json", observe.Dashboard, "Grafana dashboard (ferry compile --dashboard)"},
+	} {
+		b, err := o.gen(p)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(".ferry-demo", o.file)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s: %s\n", o.what, path)
+	}
+	return nil
 }

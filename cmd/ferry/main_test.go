@@ -211,6 +211,10 @@ func TestPlan(t *testing.T) {
 	}{
 		{"mirror added", added, nil, 2, `+ mirror:payments.events:dc1-dc2 (mirror, tier 2, shard standard)
 + mirror:payments.events:dc2-dc1 (mirror, tier 2, shard standard)
+~ alerts (ferry compile --alerts)
+    added: FerryTier2AtRisk, FerryTier2Breaching
+~ dashboard (ferry compile --dashboard)
+    added: Tier 2 (budget 10s): Lag, Tier 2 (budget 10s): Latency against the budget, Tier 2 (budget 10s): Throughput, Tier 2 (budget 10s): Within budget
 
 2 to add, 0 to remove, 0 to change, 0 to move, 0 settings changed.
 `},
@@ -233,7 +237,29 @@ func TestPlan(t *testing.T) {
   "removed": [],
   "changed": [],
   "moved": [],
-  "settings": []
+  "settings": [],
+  "outputs": [
+    {
+      "output": "alerts",
+      "added": [
+        "FerryTier2AtRisk",
+        "FerryTier2Breaching"
+      ],
+      "removed": [],
+      "changed": []
+    },
+    {
+      "output": "dashboard",
+      "added": [
+        "Tier 2 (budget 10s): Lag",
+        "Tier 2 (budget 10s): Latency against the budget",
+        "Tier 2 (budget 10s): Throughput",
+        "Tier 2 (budget 10s): Within budget"
+      ],
+      "removed": [],
+      "changed": []
+    }
+  ]
 }
 `},
 	}

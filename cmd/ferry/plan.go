@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-pipelines/ferry/compiler/observe"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 )
 
@@ -17,7 +18,9 @@ func planCmd() *cobra.Command {
 		Short: "Show what changes against an older plan: jobs added, removed, changed, moved",
 		Long: `Plan compiles DIR (keeping the placements of OLD.json) and prints what
 differs from OLD.json: jobs added (+), removed (-), changed (~, field: old ->
-new) and moved between shards (>). --json prints the same as JSON for tools.
+new) and moved between shards (>), and the alert rules and dashboard ferry
+compile --alerts and --dashboard write that change with them. --json prints
+the same as JSON for tools.
 Exit status 0 when nothing changes, 2 when something does, 1 on error.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -33,6 +36,9 @@ Exit status 0 when nothing changes, 2 when something does, 1 on error.`,
 				return err
 			}
 			d := plan.Compare(old, p)
+			if d.Outputs, err = observe.Changes(old, p); err != nil {
+				return exit(1, err)
+			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")

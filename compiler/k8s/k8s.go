@@ -24,6 +24,10 @@ type Options struct {
 	// variables, for the plan's {env: NAME} secret references. Default
 	// "ferry-secrets".
 	SecretName string
+	// Rules, a Prometheus rule file (observe.Rules), adds a PrometheusRule
+	// holding it and a ServiceMonitor of the executors, for the Prometheus
+	// Operator. Default: none.
+	Rules []byte
 }
 
 func (o *Options) defaults() {
@@ -62,9 +66,10 @@ func Render(p *plan.Plan, o Options) ([]byte, error) {
 	var b bytes.Buffer
 	err = manifests.Execute(&b, struct {
 		Options
-		Plan   string
-		Shards []shard
-	}{o, indent(string(planJSON), "    "), shards})
+		Plan      string
+		RuleGroup string
+		Shards    []shard
+	}{o, indent(string(planJSON), "    "), indent(string(o.Rules), "  "), shards})
 	if err != nil {
 		return nil, fmt.Errorf("render manifests: %w", err)
 	}
@@ -147,10 +152,37 @@ kind: Service
 metadata:
   name: ferry-{{.Resource}}
   namespace: {{$.Namespace}}
+  labels: {app.kubernetes.io/name: ferry, ferry.shard: {{.Resource}}}
 spec:
   clusterIP: None
   selector: {app.kubernetes.io/name: ferry, ferry.shard: {{.Resource}}}
   ports:
     - {name: http, port: 7310}
+{{- end}}
+{{- if .Rules}}
+---
+# The plan's alert rules (ferry compile --alerts), for the Prometheus Operator.
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: ferry
+  namespace: {{.Namespace}}
+  labels: {app.kubernetes.io/name: ferry}
+spec:
+{{.RuleGroup}}
+---
+# Every executor's /metrics. ferry's metrics carry their own job label (the
+# ferry job): honorLabels keeps it.
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: ferry
+  namespace: {{.Namespace}}
+  labels: {app.kubernetes.io/name: ferry}
+spec:
+  selector:
+    matchLabels: {app.kubernetes.io/name: ferry}
+  endpoints:
+    - {port: http, path: /metrics, interval: 15s, honorLabels: true}
 {{- end}}
 `))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferry-pipelines/ferry/compiler"
 	"github.com/ferry-pipelines/ferry/compiler/k8s"
+	"github.com/ferry-pipelines/ferry/compiler/observe"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 )
 
@@ -91,5 +92,70 @@ func TestRender(t *testing.T) {
 	}
 	if !reflect.DeepEqual(kinds, want) {
 		t.Fatalf("manifests %v, want %v", kinds, want)
+	}
+}
+
+// TestRenderRules: with Rules, the manifests add a PrometheusRule whose
+// spec is the rule file unchanged and a ServiceMonitor that selects the
+// executors' Services and keeps their job label (honorLabels).
+func TestRenderRules(t *testing.T) {
+	p, _, err := compiler.CompileDir("../../pipelines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := observe.Rules(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := k8s.Render(p, k8s.Options{Rules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want any
+	if err := yaml.Unmarshal(rules, &want); err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(out))
+	found := map[string]bool{}
+	for {
+		var doc struct {
+			Kind     string                             `yaml:"kind"`
+			Metadata struct{ Labels map[string]string } `yaml:"metadata"`
+			Spec     yaml.Node                          `yaml:"spec"`
+		}
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("manifests do not parse: %v\n%s", err, out)
+		}
+		switch doc.Kind {
+		case "PrometheusRule":
+			var spec any
+			if err := doc.Spec.Decode(&spec); err != nil || !reflect.DeepEqual(spec, want) {
+				t.Errorf("the PrometheusRule's spec differs from the rule file (%v)", err)
+			}
+		case "ServiceMonitor":
+			var spec struct {
+				Selector struct {
+					MatchLabels map[string]string `yaml:"matchLabels"`
+				} `yaml:"selector"`
+				Endpoints []struct {
+					Port        string `yaml:"port"`
+					HonorLabels bool   `yaml:"honorLabels"`
+				} `yaml:"endpoints"`
+			}
+			if err := doc.Spec.Decode(&spec); err != nil || spec.Selector.MatchLabels["app.kubernetes.io/name"] != "ferry" ||
+				len(spec.Endpoints) != 1 || spec.Endpoints[0].Port != "http" || !spec.Endpoints[0].HonorLabels {
+				t.Errorf("ServiceMonitor %+v (%v): want the ferry Services' http port with honorLabels", spec, err)
+			}
+		case "Service":
+			if doc.Metadata.Labels["app.kubernetes.io/name"] != "ferry" {
+				t.Errorf("a Service without the label the ServiceMonitor selects: %v", doc.Metadata.Labels)
+			}
+		}
+		found[doc.Kind] = true
+	}
+	if !found["PrometheusRule"] || !found["ServiceMonitor"] {
+		t.Fatalf("no PrometheusRule or ServiceMonitor in:\n%s", out)
 	}
 }

@@ -19,6 +19,19 @@ type Diff struct {
 	Changed  []JobChange   `json:"changed"`
 	Moved    []JobMove     `json:"moved"`
 	Settings []FieldChange `json:"settings"`
+	// Outputs are what ferry writes from the plan besides it (its alert
+	// rules, its dashboard) that change with it; ferry plan fills them in.
+	Outputs []OutputChange `json:"outputs"`
+}
+
+// OutputChange is a file ferry writes from the plan that changes: the
+// names of its parts (alerts, recording rules, panels) added, removed and
+// changed.
+type OutputChange struct {
+	Output  string   `json:"output"` // "alerts", "dashboard"
+	Added   []string `json:"added"`
+	Removed []string `json:"removed"`
+	Changed []string `json:"changed"`
 }
 
 // JobSummary identifies an added or removed job.
@@ -52,7 +65,7 @@ type FieldChange struct {
 
 // Empty reports whether the plans are equivalent.
 func (d *Diff) Empty() bool {
-	return len(d.Added)+len(d.Removed)+len(d.Changed)+len(d.Moved)+len(d.Settings) == 0
+	return len(d.Added)+len(d.Removed)+len(d.Changed)+len(d.Moved)+len(d.Settings)+len(d.Outputs) == 0
 }
 
 // Compare diffs two plans. A nil old plan is an empty one.
@@ -60,7 +73,7 @@ func Compare(old, new *Plan) *Diff {
 	if old == nil {
 		old = &Plan{}
 	}
-	d := &Diff{Added: []JobSummary{}, Removed: []JobSummary{}, Changed: []JobChange{}, Moved: []JobMove{}}
+	d := &Diff{Added: []JobSummary{}, Removed: []JobSummary{}, Changed: []JobChange{}, Moved: []JobMove{}, Outputs: []OutputChange{}}
 	oldJobs, newJobs := index(old), index(new)
 	for _, id := range slices.Sorted(maps.Keys(oldJobs)) {
 		if _, ok := newJobs[id]; !ok {
@@ -111,6 +124,17 @@ func (d *Diff) Text() string {
 	if len(d.Settings) > 0 {
 		b.WriteString("~ settings\n")
 		writeChanges(&b, d.Settings)
+	}
+	for _, o := range d.Outputs {
+		fmt.Fprintf(&b, "~ %s (ferry compile --%s)\n", o.Output, o.Output)
+		for _, l := range []struct {
+			what  string
+			names []string
+		}{{"added", o.Added}, {"removed", o.Removed}, {"changed", o.Changed}} {
+			if len(l.names) > 0 {
+				fmt.Fprintf(&b, "    %s: %s\n", l.what, strings.Join(l.names, ", "))
+			}
+		}
 	}
 	fmt.Fprintf(&b, "\n%d to add, %d to remove, %d to change, %d to move, %d settings changed.\n",
 		len(d.Added), len(d.Removed), len(d.Changed), len(d.Moved), len(d.Settings))

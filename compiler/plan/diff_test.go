@@ -55,7 +55,7 @@ func TestCompare(t *testing.T) {
 			name:     "no change",
 			change:   func(*plan.Plan) {},
 			wantText: "No changes.\n",
-			wantJSON: `{"added":[],"removed":[],"changed":[],"moved":[],"settings":[]}`,
+			wantJSON: `{"added":[],"removed":[],"changed":[],"moved":[],"settings":[],"outputs":[]}`,
 		},
 		{
 			name: "mirror added",
@@ -71,7 +71,7 @@ func TestCompare(t *testing.T) {
 
 2 to add, 0 to remove, 0 to change, 0 to move, 0 settings changed.
 `,
-			wantJSON: `{"added":[{"id":"mirror:payments.events:dc1-dc2","kind":"mirror","shard":"standard","tier":2},{"id":"mirror:payments.events:dc2-dc1","kind":"mirror","shard":"standard","tier":2}],"removed":[],"changed":[],"moved":[],"settings":[]}`,
+			wantJSON: `{"added":[{"id":"mirror:payments.events:dc1-dc2","kind":"mirror","shard":"standard","tier":2},{"id":"mirror:payments.events:dc2-dc1","kind":"mirror","shard":"standard","tier":2}],"removed":[],"changed":[],"moved":[],"settings":[],"outputs":[]}`,
 		},
 		{
 			name:   "job removed",
@@ -80,7 +80,7 @@ func TestCompare(t *testing.T) {
 
 0 to add, 1 to remove, 0 to change, 0 to move, 0 settings changed.
 `,
-			wantJSON: `{"added":[],"removed":[{"id":"cdc:trading-db","kind":"cdc","shard":"realtime","tier":1}],"changed":[],"moved":[],"settings":[]}`,
+			wantJSON: `{"added":[],"removed":[{"id":"cdc:trading-db","kind":"cdc","shard":"realtime","tier":1}],"changed":[],"moved":[],"settings":[],"outputs":[]}`,
 		},
 		{
 			name: "fields changed, a CDC table added",
@@ -98,7 +98,7 @@ func TestCompare(t *testing.T) {
 
 0 to add, 0 to remove, 2 to change, 0 to move, 0 settings changed.
 `,
-			wantJSON: `{"added":[],"removed":[],"changed":[{"id":"cdc:trading-db","changes":[{"field":"cdc.tables[trading.fills]","old":null,"new":{"budget":"10s","database":"trading","name":"trading.fills","snapshot":"no_data","table":"fills","tier":2,"topic":"trading.trading.fills"}},{"field":"cdc.tables[trading.orders].snapshot","old":"initial","new":"never"}]},{"id":"mirror:orders.events:dc1-dc2","changes":[{"field":"mirror.partitions","old":6,"new":12},{"field":"weight","old":6,"new":12}]}],"moved":[],"settings":[]}`,
+			wantJSON: `{"added":[],"removed":[],"changed":[{"id":"cdc:trading-db","changes":[{"field":"cdc.tables[trading.fills]","old":null,"new":{"budget":"10s","database":"trading","name":"trading.fills","snapshot":"no_data","table":"fills","tier":2,"topic":"trading.trading.fills"}},{"field":"cdc.tables[trading.orders].snapshot","old":"initial","new":"never"}]},{"id":"mirror:orders.events:dc1-dc2","changes":[{"field":"mirror.partitions","old":6,"new":12},{"field":"weight","old":6,"new":12}]}],"moved":[],"settings":[],"outputs":[]}`,
 		},
 		{
 			name:   "moved",
@@ -107,7 +107,7 @@ func TestCompare(t *testing.T) {
 
 0 to add, 0 to remove, 0 to change, 1 to move, 0 settings changed.
 `,
-			wantJSON: `{"added":[],"removed":[],"changed":[],"moved":[{"id":"mirror:orders.events:dc2-dc1","from":"realtime","to":"standard"}],"settings":[]}`,
+			wantJSON: `{"added":[],"removed":[],"changed":[],"moved":[{"id":"mirror:orders.events:dc2-dc1","from":"realtime","to":"standard"}],"settings":[],"outputs":[]}`,
 		},
 		{
 			name: "settings changed",
@@ -123,7 +123,7 @@ func TestCompare(t *testing.T) {
 
 0 to add, 0 to remove, 0 to change, 0 to move, 3 settings changed.
 `,
-			wantJSON: `{"added":[],"removed":[],"changed":[],"moved":[],"settings":[{"field":"metrics.interval","old":"10s","new":"1m"},{"field":"shards.archive","old":null,"new":{"maxJobs":10,"tiers":[4]}},{"field":"tiers.1","old":"300ms","new":"200ms"}]}`,
+			wantJSON: `{"added":[],"removed":[],"changed":[],"moved":[],"settings":[{"field":"metrics.interval","old":"10s","new":"1m"},{"field":"shards.archive","old":null,"new":{"maxJobs":10,"tiers":[4]}},{"field":"tiers.1","old":"300ms","new":"200ms"}],"outputs":[]}`,
 		},
 	}
 	for _, tt := range tests {

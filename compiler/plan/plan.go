@@ -35,7 +35,10 @@ type Plan struct {
 	// Tiers maps a tier ("1".."4") to its latency budget.
 	Tiers   map[string]Duration `json:"tiers"`
 	Metrics Metrics             `json:"metrics"`
-	Jobs    []Job               `json:"jobs"`
+	// Alerts tunes the Prometheus rules written from the plan (ferry
+	// compile --alerts); nil for the defaults.
+	Alerts *schema.Alerts `json:"alerts,omitempty"`
+	Jobs   []Job          `json:"jobs"`
 }
 
 // Metrics holds the metrics reporter's settings.

@@ -464,6 +464,7 @@ func (r *runner) onHeartbeat(row *binlog.Rows) {
 	t, err := time.ParseInLocation("2006-01-02 15:04:05.999999", s, time.UTC)
 	if err == nil && t.After(r.hbLast) {
 		r.hbLast = t
+		r.m.SetHeartbeat(t)
 	}
 }
 

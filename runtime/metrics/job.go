@@ -70,6 +70,9 @@ type Job struct {
 	parts    map[string]*Part
 	// buckets count the job's records by Buckets, for Prometheus.
 	buckets []int64
+	// heartbeat is the newest heartbeat a CDC source read back from its
+	// binlog: it moves while the source reads, traffic or not.
+	heartbeat time.Time
 	// partLatency keeps latency histograms per part as well as per job:
 	// for the tables of a CDC source, each with its own tier, not for the
 	// thousands of partitions of a mirror fleet (60 KiB each).
@@ -210,6 +213,14 @@ func (j *Job) SetProgress(part string, done, estimate int64, rowsPerSec float64)
 	defer j.mu.Unlock()
 	p := j.part(part)
 	p.Done, p.Estimate, p.RowsPerSec = done, estimate, rowsPerSec
+}
+
+// SetHeartbeat records the newest heartbeat a CDC source read back from its
+// binlog.
+func (j *Job) SetHeartbeat(t time.Time) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.heartbeat = t
 }
 
 // SetState records the job's state and, for StateError and StateWaiting, why.

@@ -27,6 +27,8 @@ var (
 	descLatency     = prometheus.NewDesc("ferry_latency_seconds", "End-to-end latency: target write acknowledged minus source time.", jobLabels, nil)
 	descBudget      = prometheus.NewDesc("ferry_budget_seconds", "The job's latency budget (its tier's).", jobLabels, nil)
 	descWithin      = prometheus.NewDesc("ferry_within_budget_ratio", "Share of records delivered within budget since the job started.", jobLabels, nil)
+	descWithinTotal = prometheus.NewDesc("ferry_within_budget_total", "Records delivered within budget (of the job's records_total): rate them against ferry_records_total for a window's compliance.", jobLabels, nil)
+	descHeartbeat   = prometheus.NewDesc("ferry_cdc_heartbeat_timestamp_seconds", "The newest heartbeat a CDC source read back from its binlog: it moves while the source reads, traffic or not.", jobLabels, nil)
 	descState       = prometheus.NewDesc("ferry_job_state", "1 for the job's current state.", append(jobLabels, "state"), nil)
 	descCompliance  = prometheus.NewDesc("ferry_job_compliance", "1 for the job's compliance: healthy, at_risk or breaching.", append(jobLabels, "compliance"), nil)
 	descLastRecord  = prometheus.NewDesc("ferry_last_record_timestamp_seconds", "When the last record was written, per part.", partLabels, nil)
@@ -38,7 +40,7 @@ var (
 
 // Describe sends the descriptors of every metric.
 func (p *Prometheus) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRecords, descBytes, descDeadLetters, descRetries, descFiltered, descEvents, descLag, descLatency, descBudget, descWithin, descState, descCompliance, descLastRecord, descProgress, descLoadRate} {
+	for _, d := range []*prometheus.Desc{descRecords, descBytes, descDeadLetters, descRetries, descFiltered, descEvents, descLag, descLatency, descBudget, descWithin, descWithinTotal, descHeartbeat, descState, descCompliance, descLastRecord, descProgress, descLoadRate} {
 		ch <- d
 	}
 }
@@ -97,6 +99,10 @@ func (j *Job) collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(descLatency, cum+uint64(j.buckets[len(Buckets)]), sum, buckets, labels...)
 	gauge(descBudget, info.Budget.D().Seconds())
 	gauge(descWithin, share(j.total.within, count(all)))
+	ch <- prometheus.MustNewConstMetric(descWithinTotal, prometheus.CounterValue, float64(j.total.within), labels...)
+	if !j.heartbeat.IsZero() {
+		gauge(descHeartbeat, float64(j.heartbeat.UnixNano())/1e9)
+	}
 	for _, s := range []string{StateStarting, StateRunning, StateWaiting, StateStandby, StateError, StateStopped} {
 		gauge(descState, boolFloat(j.state == s), s)
 	}

@@ -3,7 +3,6 @@ package mirror_test
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/dlq"
 	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
@@ -159,13 +159,7 @@ func TestPartitionMismatch(t *testing.T) {
 // kcat produces to dc1 and, from dc2, consumes the mirrored record with its
 // origin headers.
 func TestKcat(t *testing.T) {
-	kcat, err := exec.LookPath("kcat")
-	if err != nil {
-		if os.Getenv("FERRY_REQUIRE_TOOLS") != "" {
-			t.Fatal("kcat is not installed (make test installs it)")
-		}
-		t.Skip("kcat is not installed")
-	}
+	kcat := devtest.Tool(t, "kcat")
 	w := newWorld(t, map[string]schema.Mirror{"kcat.test": {Partitions: 1, Tier: 1}})
 	w.run()
 	w.waitTopic("dc1", "kcat.test")

@@ -3,6 +3,8 @@
 package devtest
 
 import (
+	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -54,4 +56,21 @@ func started[S interface{ Close() }](t testing.TB, s S, err error) S {
 	}
 	t.Cleanup(s.Close)
 	return s
+}
+
+// Tool is the path of the command name (kcat, promtool, prometheus). A
+// test without it is skipped, unless FERRY_REQUIRE_TOOLS is set, as
+// `make test` sets it after installing them: then the test fails, so that
+// a missing package never passes as a skipped test.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("FERRY_REQUIRE_TOOLS") != "" {
+		t.Fatalf("%s is not installed (make test installs it with .ci/deps)", name)
+	}
+	t.Skipf("%s is not installed (make test installs it with .ci/deps)", name)
+	return ""
 }
