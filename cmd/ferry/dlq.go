@@ -71,7 +71,7 @@ func dlqCmd() *cobra.Command {
 }
 
 // dlqTarget finds the job in the plan and returns the client options of the
-// datacenter its dead letters go to.
+// datacenter its dead letters go to, with the job's compression.
 func dlqTarget(args []string, planFile string) ([]kgo.Opt, error) {
 	var p *plan.Plan
 	var err error
@@ -98,5 +98,7 @@ func dlqTarget(args []string, planFile string) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, exit(1, fmt.Errorf("datacenter %s: %w", dc, err))
 	}
-	return opts, nil
+	// Replay compresses as the job does, so that a letter the job's
+	// producer would have written fits and one it could not still fails.
+	return append(opts, kgo.ProducerBatchCompression(kafkaconn.Compression(j.Client.Compression))), nil
 }

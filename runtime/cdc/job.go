@@ -306,18 +306,7 @@ func producerOpts(job plan.Job) []kgo.Opt {
 	if c.BatchMaxBytes > 0 {
 		opts = append(opts, kgo.ProducerBatchMaxBytes(c.BatchMaxBytes))
 	}
-	switch c.Compression {
-	case "lz4":
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()))
-	case "zstd":
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.ZstdCompression(), kgo.NoCompression()))
-	case "snappy":
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.SnappyCompression(), kgo.NoCompression()))
-	case "gzip":
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.GzipCompression(), kgo.NoCompression()))
-	default:
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.NoCompression()))
-	}
+	opts = append(opts, kgo.ProducerBatchCompression(kafkaconn.Compression(c.Compression), kgo.NoCompression()))
 	return opts
 }
 

@@ -169,8 +169,20 @@ func (l *lane) clientOpts(env *executor.Env, dc string) ([]kgo.Opt, error) {
 	return append(opts, kgo.WithLogger(kafkaconn.Logger(l.log.With("datacenter", dc)))), nil
 }
 
-// producerOpts are a slot's producer options.
-func (l *lane) producerOpts(txnID string) []kgo.Opt {
+// wideBatchBytes is a slot producer's batch limit for ferry.dlq and for a
+// topic one of whose records is over the usual limit. Kafka judges a batch
+// by its size after compression, kgo a record by its size before: a record
+// kgo refuses may well fit once compressed, so it is written alone in a
+// batch under this limit, and only the broker's refusal dead-letters it.
+// It is kgo's default BrokerMaxWriteBytes, which bounds it anyway.
+const wideBatchBytes = 100 << 20
+
+// producerOpts are a slot's producer options. Batches of a topic are
+// bounded by its max.message.bytes and the tier's batch size, so that the
+// broker never refuses a batch for its size, but those of ferry.dlq and of
+// the topics in wide, whose records the slot writes one at a time, by
+// wideBatchBytes.
+func (l *lane) producerOpts(txnID string, wide map[string]bool) []kgo.Opt {
 	c := l.key.client
 	return append(append([]kgo.Opt(nil), l.dst...),
 		kgo.RecordRetries(recordTries),
@@ -180,10 +192,10 @@ func (l *lane) producerOpts(txnID string) []kgo.Opt {
 		kgo.TransactionTimeout(txnTimeout),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(c.Linger.D()),
-		kgo.ProducerBatchCompression(compression(c.Compression)),
+		kgo.ProducerBatchCompression(kafkaconn.Compression(c.Compression)),
 		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 {
-			if topic == systopics.DLQ {
-				return systopics.DLQMaxMessageBytes // dead letters may be records too large for their topic
+			if topic == systopics.DLQ || wide[topic] {
+				return wideBatchBytes
 			}
 			return min(c.BatchMaxBytes, l.maxBytes(topic))
 		}),
@@ -427,18 +439,4 @@ func (l *lane) close() {
 	l.f.close()
 	l.wg.Wait()
 	l.adm.Close()
-}
-
-func compression(name string) kgo.CompressionCodec {
-	switch name {
-	case "lz4":
-		return kgo.Lz4Compression()
-	case "zstd":
-		return kgo.ZstdCompression()
-	case "snappy":
-		return kgo.SnappyCompression()
-	case "gzip":
-		return kgo.GzipCompression()
-	}
-	return kgo.NoCompression()
 }

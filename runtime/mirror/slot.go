@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +50,7 @@ type slot struct {
 	n     int
 	txnID string
 	prod  *kgo.Client
+	wide  map[string]bool // topics the producer batches by wideBatchBytes (slot goroutine's)
 
 	mu      sync.Mutex
 	batches []batch
@@ -144,7 +147,7 @@ func newSlot(l *lane, n int) *slot {
 	return &slot{
 		l: l, n: n, txnID: slotTxnID(l.name, n),
 		wake: make(chan struct{}, 1), quit: make(chan bool, 1), done: make(chan struct{}),
-		parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{},
+		wide: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{},
 	}
 }
 
@@ -244,12 +247,8 @@ func (s *slot) run(ctx context.Context) {
 // serves them until told to stop (nil error, and whether to commit) or
 // until it fails.
 func (s *slot) incarnation(ctx context.Context) (commit bool, err error) {
-	s.prod, err = kgo.NewClient(s.l.producerOpts(s.txnID)...)
-	if err != nil {
+	if err := s.open(ctx); err != nil {
 		return false, err
-	}
-	if _, _, err := s.prod.ProducerID(ctx); err != nil {
-		return false, fmt.Errorf("init transactional producer %s: %w", s.txnID, err)
 	}
 
 	s.mu.Lock()
@@ -277,6 +276,23 @@ func (s *slot) incarnation(ctx context.Context) (commit bool, err error) {
 			}
 		}
 	}
+}
+
+// open starts the producer (fencing whoever holds the transactional ID,
+// an earlier producer of the slot included), with the wide topics of the
+// moment: kgo reads a topic's batch limit once per partition.
+func (s *slot) open(ctx context.Context) error {
+	if s.prod != nil {
+		s.prod.Close()
+	}
+	var err error
+	if s.prod, err = kgo.NewClient(s.l.producerOpts(s.txnID, maps.Clone(s.wide))...); err != nil {
+		return err
+	}
+	if _, _, err := s.prod.ProducerID(ctx); err != nil {
+		return fmt.Errorf("init transactional producer %s: %w", s.txnID, err)
+	}
+	return nil
 }
 
 // nextWake is how long until the open transaction is due or waiting
@@ -569,10 +585,13 @@ func (s *slot) alone() []*part {
 
 // commit ends the open transaction with the checkpoints of the partitions
 // it copied and of those whose position moved maxUnsaved (all whose
-// position moved when all is set, as the slot lets them go). A record that fails permanently (too large for the
-// target topic, say) is found by rebuilding the transaction with its
-// partition's records written one at a time and is dead-lettered in its
-// place. A partition whose records fail (after the producer's retries,
+// position moved when all is set, as the slot lets them go). A record that
+// fails permanently (too large for the target topic, say) is found by
+// rebuilding the transaction with its partition's records written one at a
+// time and is dead-lettered in its place, but only once the target broker
+// refused it alone in a batch: a record the producer refuses for its size
+// before compression is written again by a producer whose limit for its
+// topic is wideBatchBytes, until the transaction commits. A partition whose records fail (after the producer's retries,
 // see lane.producerOpts) while the others' are written, or twice when it
 // is alone in the transaction, is taken out of the transaction and its job
 // fails, to be started again by the executor; the others commit without
@@ -591,6 +610,10 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 		err := s.tryCommit(ctx, rebuild, all)
 		if err == nil {
 			s.committed()
+			if len(s.wide) > 0 {
+				clear(s.wide)
+				return s.open(ctx)
+			}
 			return nil
 		}
 		if ctx.Err() != nil || fenced(err) {
@@ -603,12 +626,18 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 		var pe *produceError
 		isPart := errors.As(err, &pe) && pe.p != nil
 		switch {
+		case isPart && refusedByClient(pe.err) && !s.wide[pe.p.topic]:
+			pe.p.careful = true
+			s.wide[pe.p.topic] = true
+			if err := s.open(ctx); err != nil {
+				return err
+			}
 		case isPart && dlq.Permanent(pe.err) && !pe.p.careful:
 			pe.p.careful = true
 		case isPart && dlq.Permanent(pe.err) && pe.p.poison[pe.offset] == nil:
 			pe.p.poison[pe.offset] = pe.err
 		case isPart && dlq.Permanent(pe.err):
-			s.evict(pe.p, pe.err) // its dead letter failed too
+			s.evict(pe.p, fmt.Errorf("its dead letter of offset %d cannot be written to %s either: %w", pe.offset, systopics.DLQ, pe.err))
 		case isPart && (topicGone(pe.err) || !retriable(pe.err)):
 			s.evict(pe.p, pe.err)
 		case len(alone) > 0:
@@ -634,6 +663,14 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 		}
 		rebuild = true
 	}
+}
+
+// refusedByClient reports a record that kgo refused before sending it,
+// larger than the producer's batch limit before compression; the broker,
+// which judges a batch after compression, never saw it. (kgo adds the
+// compressed size to the error only when the broker answered.)
+func refusedByClient(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) && !strings.Contains(err.Error(), " compressed_bytes=")
 }
 
 func (s *slot) failedWith(p *part) error {
