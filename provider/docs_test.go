@@ -3,7 +3,6 @@ package provider
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,8 +19,8 @@ import (
 // layout) is generated from the schemas' descriptions and the examples of
 // examples/terraform/main.tf, the way tfplugindocs lays it out. TestDocs
 // fails when the checked-in files are not what the code generates;
-// `go test ./provider -run TestDocs -update` rewrites them.
-var update = flag.Bool("update", false, "rewrite provider/docs from the schemas")
+// FERRY_UPDATE_GOLDEN=1 rewrites them, as it rewrites every golden.
+var update = os.Getenv("FERRY_UPDATE_GOLDEN") == "1"
 
 // importIDs are the import examples: a resource of examples/terraform and
 // its ID.
@@ -39,12 +38,12 @@ func TestDocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := "docs"
-	if *update {
+	if update {
 		os.RemoveAll(dir)
 	}
 	for name, content := range docs {
 		file := filepath.Join(dir, name)
-		if *update {
+		if update {
 			if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -55,7 +54,7 @@ func TestDocs(t *testing.T) {
 		}
 		got, err := os.ReadFile(file)
 		if err != nil || string(got) != content {
-			t.Errorf("%s is not current: run go test ./provider -run TestDocs -update", file)
+			t.Errorf("%s is not current: run FERRY_UPDATE_GOLDEN=1 go test ./provider -run TestDocs", file)
 		}
 	}
 	var checkedIn []string
@@ -68,7 +67,7 @@ func TestDocs(t *testing.T) {
 	})
 	for _, name := range checkedIn {
 		if _, ok := docs[name]; !ok {
-			t.Errorf("docs/%s documents nothing the provider has: run go test ./provider -run TestDocs -update", name)
+			t.Errorf("docs/%s documents nothing the provider has: run FERRY_UPDATE_GOLDEN=1 go test ./provider -run TestDocs", name)
 		}
 	}
 }

@@ -7,7 +7,7 @@
 // `terraform plan` fails with the compiler's own messages.
 package provider
 
-//go:generate go test -run TestDocs -update .
+//go:generate env FERRY_UPDATE_GOLDEN=1 go test -run TestDocs .
 
 import (
 	"context"
