@@ -169,6 +169,7 @@ func cdcJob(defs *schema.Definitions, name string) *pending {
 			Budget:   plan.Duration(budget(defs, tbl.Tier)),
 			Snapshot: snapshot,
 			Rate:     tbl.Rate,
+			Key:      tbl.Key,
 		})
 		if tbl.Tier < tier {
 			tier, tierTable = tbl.Tier, t
@@ -223,6 +224,7 @@ func sinkJobs(defs *schema.Definitions, name string) []*pending {
 					Target:     sinkTarget(t, tbl.Sink),
 					Columns:    tbl.Sink.Columns,
 					Snapshot:   snapshot,
+					Key:        tbl.Key,
 				},
 			},
 			pinned:    tbl.Sink.Shard,

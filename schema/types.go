@@ -125,7 +125,13 @@ type MySQL struct {
 	Flavor    string     `json:"flavor,omitempty"`
 	TLS       *TLS       `json:"tls,omitempty"`
 	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
+	// TimeAdjuster is Debezium's enable.time.adjuster; nil is true.
+	TimeAdjuster *bool `json:"timeAdjuster,omitempty"`
 }
+
+// RawYears reports whether DATE and DATETIME years 0-99 are written as
+// stored, the time adjuster being off.
+func (m MySQL) RawYears() bool { return m.TimeAdjuster != nil && !*m.TimeAdjuster }
 
 // Heartbeat configures the table ferry writes NOW(6) into, so that latency
 // is known to the millisecond where the binlog carries whole seconds only.
@@ -152,8 +158,10 @@ const (
 type CDCTable struct {
 	Tier     int    `json:"tier"`
 	Snapshot string `json:"snapshot,omitempty"`
-	Rate     int    `json:"rate,omitempty"`
-	Sink     *Sink  `json:"sink,omitempty"`
+	// Key names the columns that identify a row, replacing the primary key.
+	Key  []string `json:"key,omitempty"`
+	Rate int      `json:"rate,omitempty"`
+	Sink *Sink    `json:"sink,omitempty"`
 }
 
 // Sink writes a CDC table's events into a PostgreSQL table.

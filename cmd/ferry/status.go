@@ -103,6 +103,19 @@ func printStatus(w io.Writer, jobs []metrics.Status) {
 	tw.Flush()
 	printTables(w, jobs)
 	printLoads(w, jobs)
+	printPartErrors(w, jobs)
+}
+
+// printPartErrors prints, last, the parts a job cannot serve while it
+// serves the others (a CDC table whose load cannot go on), one line each.
+func printPartErrors(w io.Writer, jobs []metrics.Status) {
+	eachPart(jobs, func(_ metrics.Status, p metrics.PartStatus) bool { return p.Error != "" }, func(first bool, s metrics.Status, name string, p metrics.PartStatus) {
+		if first {
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "FAILING")
+		}
+		fmt.Fprintf(w, "%s %s: %s\n", s.ID, name, p.Error)
+	})
 }
 
 // printTables prints each CDC table's counters after the jobs: the

@@ -123,7 +123,8 @@ type SinkJob struct {
 	Postgres   schema.PostgresSink `json:"postgres"`
 	Target     string              `json:"target"` // "schema.table"
 	Columns    map[string]string   `json:"columns,omitempty"`
-	Snapshot   string              `json:"snapshot"` // the table's snapshot mode
+	Snapshot   string              `json:"snapshot"`      // the table's snapshot mode
+	Key        []string            `json:"key,omitempty"` // columns replacing the primary key
 }
 
 // CDCTable is one captured table with its topic and its own tier.
@@ -136,6 +137,7 @@ type CDCTable struct {
 	Budget   Duration `json:"budget"`
 	Snapshot string   `json:"snapshot"`
 	Rate     int      `json:"rate,omitempty"`
+	Key      []string `json:"key,omitempty"` // columns replacing the primary key
 }
 
 // Job returns the job with the ID, or nil. It searches Jobs in ID order,

@@ -102,6 +102,11 @@ func StartMariaDB(opts MariaDBOptions) (*MariaDB, error) {
 	}
 	m.DataDir = filepath.Join(m.Dir, "data")
 	m.Socket = filepath.Join(m.Dir, "mysqld.sock")
+	// Its own tmpdir: information_schema queries write temporary tables
+	// there, which a shared /tmp lets other processes disturb.
+	if err := os.MkdirAll(filepath.Join(m.Dir, "tmp"), 0o755); err != nil {
+		return nil, err
+	}
 	m.Port = opts.Port
 	fail := func(err error) (*MariaDB, error) {
 		m.Close()
@@ -144,6 +149,7 @@ func (m *MariaDB) args() []string {
 		"--no-defaults",
 		"--datadir=" + m.DataDir,
 		"--socket=" + m.Socket,
+		"--tmpdir=" + filepath.Join(m.Dir, "tmp"),
 		"--port=" + strconv.Itoa(m.Port),
 		"--bind-address=127.0.0.1",
 		"--pid-file=" + filepath.Join(m.Dir, "mysqld.pid"),

@@ -6,6 +6,7 @@ package cdc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -90,7 +91,7 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 		if keyCols == nil {
 			var err error
 			var ti tableInfo
-			ti, err = tableKey(c, t.db, t.tbl)
+			ti, err = tableKey(c, t.db, t.tbl, t.declared)
 			keyCols, keyKinds = ti.keyCols, ti.keyKinds
 			if err != nil {
 				if isFatal(err) {
@@ -100,6 +101,9 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 				c.Close()
 				c = nil
 				keyCols = nil
+				if !sleep(ctx, time.Second) {
+					return
+				}
 				continue
 			}
 			if first {
@@ -165,34 +169,34 @@ type tableInfo struct {
 	estimate int64 // rows, the server's estimate
 }
 
-// tableKey finds the primary key columns (for the load's queries only; the
-// events' columns come from the binlog) and the estimated row count.
-func tableKey(c *client.Conn, db, tbl string) (tableInfo, error) {
-	r, err := c.Execute("SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '" +
-		mysql.Escape(db) + "' AND TABLE_NAME = '" + mysql.Escape(tbl) + "' AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX")
-	if err != nil {
-		return tableInfo{}, err
+// tableKey finds the load's key columns, the declared key or else the
+// primary key (the events' key, by which a loaded row and a change of it
+// are told apart), their kinds and the estimated row count. A table that
+// cannot be loaded as it is (no key, no such table or column, no
+// privilege) is a fatalError.
+func tableKey(c *client.Conn, db, tbl string, declared []string) (tableInfo, error) {
+	cols := declared
+	if len(cols) == 0 {
+		var err error
+		if cols, err = primaryKey(c, db, tbl); err != nil {
+			return tableInfo{}, err
+		}
 	}
-	var cols []string
-	for i := range r.Values {
-		s := binlog.GetString(r, i, 0)
-		cols = append(cols, s)
-	}
-	r.Close()
 	if len(cols) == 0 {
 		ex, err := c.Execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '" + mysql.Escape(db) + "' AND TABLE_NAME = '" + mysql.Escape(tbl) + "'")
 		if err == nil {
 			n, _ := ex.GetInt(0, 0)
 			ex.Close()
 			if n == 0 {
-				return tableInfo{}, fatalError{fmt.Errorf("table %s.%s does not exist", db, tbl)}
+				return tableInfo{}, fatalError{fmt.Errorf("table %s.%s does not exist, or the account has no privilege on it", db, tbl)}
 			}
 		}
-		return tableInfo{}, fatalError{fmt.Errorf("table %s.%s has no primary key; the initial load reads it in primary key chunks: give it one, or set snapshot: \"no_data\"", db, tbl)}
+		return tableInfo{}, fatalError{fmt.Errorf("table %s.%s has no primary key: the initial load needs the columns that identify a row; "+
+			"name them with key: [...] on the table, or set snapshot: \"no_data\" to capture its changes only (with a null key, as Debezium does)", db, tbl)}
 	}
-	r, err = c.Execute("SELECT " + colList(cols) + " FROM " + qname(db, tbl) + " LIMIT 0")
+	r, err := c.Execute("SELECT " + colList(cols) + " FROM " + qname(db, tbl) + " LIMIT 0")
 	if err != nil {
-		return tableInfo{}, err
+		return tableInfo{}, tableFault(err)
 	}
 	kinds := make([]event.Kind, len(cols))
 	for i, f := range r.Fields {
@@ -205,6 +209,35 @@ func tableKey(c *client.Conn, db, tbl string) (tableInfo, error) {
 		r.Close()
 	}
 	return ti, nil
+}
+
+// primaryKey lists the table's primary key columns in key order.
+func primaryKey(c *client.Conn, db, tbl string) ([]string, error) {
+	r, err := c.Execute("SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '" +
+		mysql.Escape(db) + "' AND TABLE_NAME = '" + mysql.Escape(tbl) + "' AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX")
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var cols []string
+	for i := range r.Values {
+		cols = append(cols, binlog.GetString(r, i, 0))
+	}
+	return cols, nil
+}
+
+// tableFault makes the server's refusals that only a change to the table,
+// the definitions or the account fixes fatal to the table's load: no such
+// table or column, no privilege on it.
+func tableFault(err error) error {
+	var me *mysql.MyError
+	if errors.As(err, &me) {
+		switch me.Code {
+		case mysql.ER_NO_SUCH_TABLE, mysql.ER_BAD_FIELD_ERROR, mysql.ER_TABLEACCESS_DENIED_ERROR, mysql.ER_COLUMNACCESS_DENIED_ERROR:
+			return fatalError{err}
+		}
+	}
+	return err
 }
 
 // intKeys cuts a table whose primary key is one integer column into

@@ -106,10 +106,11 @@ func (s *snapshotter) readChunk(ctx context.Context, c *client.Conn, slot string
 		marker = event.SnapshotIncremental
 	}
 	enc := &chunkEncoder{
-		bufs: s.bufs.get(),
-		t:    t,
-		size: ch.rng.size,
-		src:  event.Source{Name: s.r.job.CDC.TopicPrefix, Time: time.Now(), File: pos.File, Pos: pos.Pos},
+		bufs:     s.bufs.get(),
+		t:        t,
+		size:     ch.rng.size,
+		src:      event.Source{Name: s.r.job.CDC.TopicPrefix, Time: time.Now(), File: pos.File, Pos: pos.Pos},
+		rawYears: s.r.cfg.RawYears,
 		// A whole-table load marks the table's first and last rows.
 		first: ch.rng.lo == nil && !t.st.Incremental,
 		last:  ch.rng.last && !t.st.Incremental,
@@ -170,6 +171,7 @@ type chunkEncoder struct {
 	src         event.Source
 	first, last bool
 	tbl         *event.Table
+	rawYears    bool // see binlog.Config.RawYears
 	row         []any
 	failed      []failedRow
 	tails       [3][]byte // the envelope's tail: any row, the first, the last
@@ -181,7 +183,9 @@ type chunkEncoder struct {
 func (e *chunkEncoder) begin(fields []*mysql.Field, marker string) {
 	e.tbl = &event.Table{DB: e.t.db, Name: e.t.tbl}
 	for _, f := range fields {
-		e.tbl.Columns = append(e.tbl.Columns, event.ColumnFromField(f))
+		c := event.ColumnFromField(f)
+		c.RawYears = e.rawYears
+		e.tbl.Columns = append(e.tbl.Columns, c)
 	}
 	for _, k := range e.t.keyCols {
 		for i, col := range e.tbl.Columns {

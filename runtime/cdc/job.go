@@ -179,7 +179,15 @@ func binlogConfig(job plan.Job, log *slog.Logger) (binlog.Config, error) {
 	if err != nil {
 		return binlog.Config{}, fmt.Errorf("%s: mysql.password: %w", job.ID, err)
 	}
-	cfg := binlog.Config{Addr: my.Address, User: my.User, Password: pass, ServerID: my.ServerID, Flavor: my.Flavor, Logger: log}
+	cfg := binlog.Config{Addr: my.Address, User: my.User, Password: pass, ServerID: my.ServerID, Flavor: my.Flavor, Logger: log, RawYears: my.RawYears()}
+	for _, t := range job.CDC.Tables {
+		if len(t.Key) > 0 {
+			if cfg.Keys == nil {
+				cfg.Keys = map[string][]string{}
+			}
+			cfg.Keys[t.Name] = t.Key
+		}
+	}
 	if my.TLS != nil {
 		t, err := kafkaconn.TLSConfigFor(my.TLS, my.Address)
 		if err != nil {

@@ -57,7 +57,14 @@ type snapshotter struct {
 	started     bool
 	bufs        bufPool
 	sent        []*chunkBufs // emitted in the open Kafka transaction
+	// failed holds the tables whose load cannot go on as they are, and
+	// when to try each again.
+	failed map[string]time.Time
 }
+
+// retryFailedLoad is how long a table whose load failed (no key, no such
+// table, no privilege) waits before it is tried again, in case it was fixed.
+const retryFailedLoad = 30 * time.Second
 
 type snapTable struct {
 	name     string
@@ -74,6 +81,7 @@ type snapTable struct {
 	lastLog  time.Time
 	keyKinds []event.Kind
 	keyCols  []string
+	declared []string // the key the definitions name, if any
 	// rowBytes is the most record bytes per row a chunk of the table has
 	// had; 0 until the first chunk is read. The loop writes it, the
 	// planner reads it to size the next chunks.
@@ -155,6 +163,7 @@ func newSnapshotter(r *runner) *snapshotter {
 		parallelism: r.job.CDC.Snapshot.Parallelism,
 		tables:      map[string]*snapTable{},
 		tokens:      map[string]*chunk{},
+		failed:      map[string]time.Time{},
 	}
 	if s.chunkSize <= 0 {
 		s.chunkSize = DefaultChunkSize
@@ -197,14 +206,42 @@ func (s *snapshotter) add(_ context.Context, name string, st *cdcstate.SnapState
 	if _, ok := s.tables[name]; ok {
 		return
 	}
+	delete(s.failed, name)
 	db, tbl, _ := strings.Cut(name, ".")
 	pctx, cancel := context.WithCancel(s.ctx)
 	t := &snapTable{name: name, db: db, tbl: tbl, st: st, ranges: make(chan chunkRange, s.parallelism), cancel: cancel, start: time.Now(), startRow: st.Rows}
+	if tr := s.r.tables[name]; tr != nil {
+		t.declared = tr.p.Key
+	}
 	s.tables[name] = t
 	s.order = append(s.order, name)
 	s.r.bg.Add(1)
 	go s.planner(pctx, t, st.After)
 	s.r.log.Info("initial load started", "table", name, "after", keyText(st.After), "rows", st.Rows)
+}
+
+// fail stops loading a table that cannot be loaded as it is: its error
+// shows on the table (ferry status, /v1/jobs) while the source's other
+// tables go on, and its changes keep streaming, so that nothing is lost
+// when its load, tried again after retryFailedLoad, succeeds.
+func (s *snapshotter) fail(name string, err error) {
+	s.drop(name)
+	s.failed[name] = time.Now().Add(retryFailedLoad)
+	s.r.m.SetPartError(name, fmt.Errorf("initial load: %w", err))
+	s.r.log.Warn("initial load cannot go on; the source's other tables do", "table", name, "err", err, "retry in", retryFailedLoad)
+}
+
+// retryFailed starts again the loads whose wait is over.
+func (s *snapshotter) retryFailed(ctx context.Context, now time.Time) {
+	for name, at := range s.failed {
+		tr := s.r.tables[name]
+		switch {
+		case tr == nil || tr.st.Snapshot == nil || tr.st.Snapshot.Done:
+			delete(s.failed, name) // it left the plan meanwhile
+		case now.After(at):
+			s.add(ctx, name, tr.st.Snapshot)
+		}
+	}
 }
 
 // drop stops loading a table (it left the plan).
@@ -251,8 +288,9 @@ func (s *snapshotter) paced() bool {
 }
 
 // tick dispatches chunks to free workers and retries failed ones.
-func (s *snapshotter) tick(_ context.Context) error {
+func (s *snapshotter) tick(ctx context.Context) error {
 	now := time.Now()
+	s.retryFailed(ctx, now)
 	for _, t := range s.tables {
 		for _, c := range t.chunks {
 			if !c.busy && c.rows == nil && !c.retryAt.IsZero() && now.After(c.retryAt) {
@@ -280,9 +318,14 @@ func (s *snapshotter) tick(_ context.Context) error {
 		select {
 		case rng := <-t.ranges:
 			if rng.err != nil {
-				return fmt.Errorf("%s: initial load of %s: %w", s.r.job.ID, name, rng.err)
+				s.fail(name, rng.err)
+				if len(s.order) == 0 {
+					return nil
+				}
+				continue
 			}
 			if rng.keyCols != nil {
+				s.r.m.SetPartError(name, nil)
 				t.keyCols, t.keyKinds, t.estimate = rng.keyCols, rng.keyKinds, rng.estimate
 				s.r.m.SetProgress(name, t.st.Rows, max(t.estimate, t.st.Rows), 0)
 			}

@@ -94,6 +94,7 @@ type Part struct {
 	Done       int64   // CDC initial load: rows done
 	Estimate   int64   // CDC initial load: estimated rows in all
 	RowsPerSec float64 // CDC initial load: rows/s since it (re)started
+	Err        string  // why the part is not served (a CDC table's load), while the job's other parts are
 	lat        *latencies
 	within     int64 // records within budget since start
 	intWithin  int64 // records within budget this interval
@@ -213,6 +214,18 @@ func (j *Job) SetProgress(part string, done, estimate int64, rowsPerSec float64)
 	defer j.mu.Unlock()
 	p := j.part(part)
 	p.Done, p.Estimate, p.RowsPerSec = done, estimate, rowsPerSec
+}
+
+// SetPartError records why one part cannot be served while the job's
+// others are (a CDC table that cannot be loaded, say); nil clears it.
+func (j *Job) SetPartError(part string, err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	p := j.part(part)
+	p.Err = ""
+	if err != nil {
+		p.Err = err.Error()
+	}
 }
 
 // SetHeartbeat records the newest heartbeat a CDC source read back from its

@@ -43,6 +43,8 @@ type PartStatus struct {
 	RowsPerSec   float64          `json:"rowsPerSec,omitempty"`
 	// ETASeconds is the time an initial load still needs at its rate.
 	ETASeconds float64 `json:"etaSeconds,omitempty"`
+	// Error says why the part is not served while the job's others are.
+	Error string `json:"error,omitempty"`
 }
 
 // Latency is a histogram's summary in milliseconds.
@@ -178,6 +180,7 @@ func (j *Job) Status() Status {
 			Estimate:     p.Estimate,
 			RowsPerSec:   p.RowsPerSec,
 			ETASeconds:   eta(p),
+			Error:        p.Err,
 		}
 	}
 	return s

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -253,8 +254,20 @@ func base64Value(raw json.RawMessage) ([]byte, error) {
 	return base64.StdEncoding.DecodeString(s)
 }
 
-// keyColumns returns the primary key's columns in key order.
-func keyColumns(c *client.Conn, db, table string, cols []Column) ([]int, error) {
+// keyColumns returns the key's columns in key order: the declared key's
+// (the table's key: in the definitions) or the primary key's.
+func keyColumns(c *client.Conn, db, table string, cols []Column, declared []string) ([]int, error) {
+	if len(declared) > 0 {
+		var key []int
+		for _, name := range declared {
+			j := slices.IndexFunc(cols, func(c Column) bool { return strings.EqualFold(c.Source, name) })
+			if j < 0 {
+				return nil, fmt.Errorf("key: table %s.%s has no column %q", db, table, name)
+			}
+			key = append(key, j)
+		}
+		return key, nil
+	}
 	r, err := c.Execute(`SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
 		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION`, db, table)
 	if err != nil {
@@ -271,7 +284,7 @@ func keyColumns(c *client.Conn, db, table string, cols []Column) ([]int, error) 
 		}
 	}
 	if len(key) == 0 {
-		return nil, fmt.Errorf("table %s.%s has no primary key: a sink needs one to apply changes by key (add a primary key to the source table)", db, table)
+		return nil, fmt.Errorf("table %s.%s has no primary key: a sink applies changes by key; name the columns that identify a row with key: [...] on the table, or add a primary key", db, table)
 	}
 	return key, nil
 }

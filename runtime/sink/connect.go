@@ -34,7 +34,7 @@ func SourceConfig(id string, s *plan.SinkJob) (binlog.Config, error) {
 	if err != nil {
 		return binlog.Config{}, fmt.Errorf("%s: mysql.password: %w", id, err)
 	}
-	cfg := binlog.Config{Addr: s.MySQL.Address, User: s.MySQL.User, Password: pass, ServerID: s.MySQL.ServerID, Flavor: s.MySQL.Flavor}
+	cfg := binlog.Config{Addr: s.MySQL.Address, User: s.MySQL.User, Password: pass, ServerID: s.MySQL.ServerID, Flavor: s.MySQL.Flavor, RawYears: s.MySQL.RawYears()}
 	if s.MySQL.TLS != nil {
 		if cfg.TLS, err = kafkaconn.TLSConfigFor(s.MySQL.TLS, s.MySQL.Address); err != nil {
 			return cfg, fmt.Errorf("%s: mysql.tls: %w", id, err)

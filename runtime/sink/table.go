@@ -29,6 +29,9 @@ type Table struct {
 	Name    string
 	Columns []Column
 	Key     []int // indexes of the primary key columns, in key order
+	// RawYears: the source writes DATE and DATETIME years as stored (its
+	// time adjuster off), so reading MySQL directly must too.
+	RawYears bool
 
 	index  map[string]int // source column name -> index
 	apply  string
@@ -57,12 +60,12 @@ func LoadTable(my *client.Conn, s *plan.SinkJob) (*Table, error) {
 			return nil, fmt.Errorf("sink.columns renames %s, which table %s does not have: fix the name or drop the rename", from, s.Table)
 		}
 	}
-	key, err := keyColumns(my, db, name, cols)
+	key, err := keyColumns(my, db, name, cols, s.Key)
 	if err != nil {
 		return nil, err
 	}
 	schema, target, _ := strings.Cut(s.Target, ".")
-	t := &Table{Source: s.Table, Schema: schema, Name: target, Columns: cols, Key: key, index: map[string]int{}}
+	t := &Table{Source: s.Table, Schema: schema, Name: target, Columns: cols, Key: key, RawYears: s.MySQL.RawYears(), index: map[string]int{}}
 	for i, c := range cols {
 		t.index[c.Source] = i
 	}

@@ -162,10 +162,12 @@ func comparison(mysqlType string) (src, pg string, same func(a, b string) bool) 
 			return x != nil && y != nil && *x == *y
 		}
 	case "datetime", "timestamp":
-		return "CAST(v AS CHAR)", "v::text", func(a, b string) bool {
+		return adjusted, "v::text", func(a, b string) bool {
 			x, y := instant(a), instant(b)
 			return x != nil && y != nil && x.Equal(*y)
 		}
+	case "date":
+		return adjusted, "v::text", text
 	case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
 		return "HEX(v)", "upper(encode(v, 'hex'))", text
 	case "json":
@@ -176,6 +178,10 @@ func comparison(mysqlType string) (src, pg string, same func(a, b string) bool) 
 	}
 	return "CAST(v AS CHAR)", "v::text", text
 }
+
+// adjusted is MariaDB's value with the time adjuster's years (Debezium's
+// default): 0-69 are 2000-2069, 70-99 1970-1999.
+const adjusted = "CAST(IF(YEAR(v) < 70, v + INTERVAL 2000 YEAR, IF(YEAR(v) < 100, v + INTERVAL 1900 YEAR, v)) AS CHAR)"
 
 var durationText = regexp.MustCompile(`^(-?)(\d+):(\d\d):(\d\d)(\.\d+)?$`)
 

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,12 @@ type Config struct {
 	Flavor   string // "mysql" or "mariadb"; "" detects
 	TLS      *tls.Config
 	Logger   *slog.Logger
+	// RawYears writes DATE and DATETIME years 0-99 as stored, as
+	// Debezium's enable.time.adjuster=false (see event.Column.RawYears).
+	RawYears bool
+	// Keys names, per table ("db.table"), the columns that replace its
+	// primary key as the events' key (Debezium's message.key.columns).
+	Keys map[string][]string
 }
 
 // Position is a place in the binlog: a file and an offset on the server
@@ -130,12 +137,15 @@ type Reader struct {
 	tables map[uint64]*event.Table
 	// charsets names the character set of each of the server's collations
 	charsets event.Charsets
-	want     func(db, table string) bool
-	cur      *Txn
-	out      chan *Txn
-	errc     chan error
-	done     chan struct{}
-	stop     context.CancelFunc
+	// floats holds, per table read ("db.table"), its FLOAT(M,D) columns,
+	// whose (M,D) TABLE_MAP does not carry; a DDL statement clears it.
+	floats map[string]map[string]bool
+	want   func(db, table string) bool
+	cur    *Txn
+	out    chan *Txn
+	errc   chan error
+	done   chan struct{}
+	stop   context.CancelFunc
 }
 
 // HandleEvent takes each event in go-mysql's reading goroutine (no extra
@@ -209,7 +219,7 @@ func Open(ctx context.Context, cfg Config, flavor string, pos Position, want fun
 	if !byGTID {
 		pos.Origin = origin // a checkpoint written before ferry recorded it
 	}
-	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, origin: origin, file: pos.File, tables: map[uint64]*event.Table{}, charsets: charsets, want: want,
+	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, origin: origin, file: pos.File, tables: map[uint64]*event.Table{}, charsets: charsets, floats: map[string]map[string]bool{}, want: want,
 		out: make(chan *Txn, 1024), errc: make(chan error, 1), done: make(chan struct{})}
 	scfg.SynchronousEventHandler = r
 	if pos.GTID != "" {
@@ -328,7 +338,10 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 		if strings.EqualFold(q, "COMMIT") {
 			return r.commit(h), nil
 		}
-		// DDL and other statements commit on their own.
+		// DDL and other statements commit on their own. A table's shape
+		// may have changed: its TABLE_MAP and FLOAT(M,D)s are read again.
+		clear(r.tables)
+		clear(r.floats)
 		if r.cur == nil {
 			r.begin(h)
 		}
@@ -349,6 +362,9 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 			return nil, nil
 		}
 		t, err := TableFromMap(e, r.charsets)
+		if err == nil {
+			err = r.annotate(t)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -485,6 +501,57 @@ func TableFromMap(e *replication.TableMapEvent, cs event.Charsets) (*event.Table
 		t.Key = append(t.Key, int(k))
 	}
 	return t, nil
+}
+
+// annotate adds to a table what its TABLE_MAP does not say: its FLOAT(M,D)
+// columns, read from the server once per table and again after a DDL
+// statement (the server's current schema, which is the binlog's unless the
+// reader is behind a later DDL statement), the years setting and a
+// declared key.
+func (r *Reader) annotate(t *event.Table) error {
+	if names, ok := r.cfg.Keys[t.FullName()]; ok {
+		key, err := t.ColumnIndexes(names)
+		if err != nil {
+			return fmt.Errorf("%s: key: %w", t.FullName(), err)
+		}
+		t.Key = key
+	}
+	floats := r.floats[t.FullName()]
+	if floats == nil && slices.ContainsFunc(t.Columns, func(c event.Column) bool { return c.Kind == event.KindFloat }) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := Connect(ctx, r.cfg)
+		if err != nil {
+			return err
+		}
+		floats, err = ReadFloats(c, t.DB, t.Name)
+		c.Close()
+		if err != nil {
+			return err
+		}
+		r.floats[t.FullName()] = floats
+	}
+	for i := range t.Columns {
+		c := &t.Columns[i]
+		c.Widen = c.Kind == event.KindFloat && floats[strings.ToLower(c.Name)]
+		c.RawYears = r.cfg.RawYears
+	}
+	return nil
+}
+
+// ReadFloats lists a table's FLOAT(M,D) columns, by lower-case name.
+func ReadFloats(c *client.Conn, db, table string) (map[string]bool, error) {
+	r, err := c.Execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND DATA_TYPE = 'float' AND COLUMN_TYPE LIKE 'float(%,%)'", db, table)
+	if err != nil {
+		return nil, fmt.Errorf("reading the FLOAT(M,D) columns of %s.%s: %w", db, table, err)
+	}
+	defer r.Close()
+	out := map[string]bool{}
+	for i := range r.Values {
+		col, _ := r.GetString(i, 0)
+		out[strings.ToLower(col)] = true
+	}
+	return out, nil
 }
 
 // ReadCharsets reads the character set of each of the server's collations.

@@ -12,6 +12,7 @@ package event
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -59,8 +60,15 @@ type Column struct {
 	// Size is the fractional seconds precision of TIME, DATETIME and
 	// TIMESTAMP, the bit count of BIT, and the byte length of a BINARY(n)
 	// (whose values Debezium pads with zero bytes to n).
-	Size     int
-	Pad      bool     // BINARY(n): pad values to Size bytes
+	Size int
+	Pad  bool // BINARY(n): pad values to Size bytes
+	// Widen marks a FLOAT(M,D): Debezium's default writes its float value
+	// as a double (FLOAT64), 5.61 as 5.610000133514404.
+	Widen bool
+	// RawYears writes a DATE's or DATETIME's years 0-99 as stored. Unset,
+	// they are adjusted as Debezium's enable.time.adjuster (default true)
+	// and MySQL's two-digit years do: 0-69 to 2000-2069, 70-99 to 1970-1999.
+	RawYears bool
 	Members  []string // ENUM and SET members, in declaration order
 	Nullable bool
 	// Charset is the character set of a binlog column's text ("latin1",
@@ -85,6 +93,10 @@ func (t *Table) FullName() string { return t.DB + "." + t.Name }
 
 // binaryCollation is the collation id of the binary character set.
 const binaryCollation = 63
+
+// notFixedDec is the decimals a result set gives a FLOAT or DOUBLE declared
+// without them (MySQL's NOT_FIXED_DEC, 31; MariaDB's is 39).
+const notFixedDec = 31
 
 // MySQL's limits on column metadata: BIT(64), BINARY(255) and six
 // fractional second digits. Metadata beyond them (a corrupt or hostile
@@ -232,9 +244,25 @@ func ColumnFromField(f *mysql.Field) Column {
 		if f.Charset == binaryCollation && f.ColumnLength <= maxBinary {
 			c.Size, c.Pad = int(f.ColumnLength), true
 		}
+	case mysql.MYSQL_TYPE_FLOAT:
+		c.Widen = f.Decimal < notFixedDec // FLOAT(M,D) has D decimals
 	}
 	c.Kind = kindOf(f.Type, uint64(f.Charset))
 	return c
+}
+
+// ColumnIndexes finds the named columns (case-insensitively, as MySQL
+// names them), in the order given.
+func (t *Table) ColumnIndexes(names []string) ([]int, error) {
+	out := make([]int, 0, len(names))
+	for _, n := range names {
+		i := slices.IndexFunc(t.Columns, func(c Column) bool { return strings.EqualFold(c.Name, n) })
+		if i < 0 {
+			return nil, fmt.Errorf("table %s has no column %q", t.FullName(), n)
+		}
+		out = append(out, i)
+	}
+	return out, nil
 }
 
 // KeyNames is the primary key's column names joined by ",".

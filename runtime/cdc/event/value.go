@@ -37,9 +37,9 @@ func AppendValue(buf []byte, c *Column, v any) ([]byte, error) {
 	case KindFloat, KindDouble:
 		switch x := v.(type) {
 		case float32:
-			return AppendJavaFloat(buf, float64(x), floatBits(c)), nil
+			return appendFloat(buf, c, float64(x)), nil
 		case float64:
-			return AppendJavaFloat(buf, x, floatBits(c)), nil
+			return appendFloat(buf, c, x), nil
 		}
 	case KindBool, KindBits:
 		// The binlog gives the bits as an integer.
@@ -104,7 +104,7 @@ func appendField(buf []byte, c *Column, fv *mysql.FieldValue) ([]byte, error) {
 		}
 	case mysql.FieldValueTypeFloat:
 		if c.Kind == KindFloat || c.Kind == KindDouble {
-			return AppendJavaFloat(buf, fv.AsFloat64(), floatBits(c)), nil
+			return appendFloat(buf, c, fv.AsFloat64()), nil
 		}
 	case mysql.FieldValueTypeString:
 		b := fv.AsString()
@@ -137,12 +137,11 @@ func appendFromText(buf []byte, c *Column, s string) ([]byte, error) {
 		}
 		return appendString(buf, s), nil
 	case KindFloat, KindDouble:
-		bits := floatBits(c)
-		f, err := strconv.ParseFloat(s, bits)
+		f, err := strconv.ParseFloat(s, floatBits(c))
 		if err != nil {
 			return buf, fmt.Errorf("float value %q: %v", s, err)
 		}
-		return AppendJavaFloat(buf, f, bits), nil
+		return appendFloat(buf, c, f), nil
 	case KindBool, KindBits:
 		// The text protocol gives the bits as big-endian bytes.
 		var u uint64
@@ -151,7 +150,7 @@ func appendFromText(buf []byte, c *Column, s string) ([]byte, error) {
 		}
 		return appendBits(buf, c, u), nil
 	case KindDate:
-		days, zero, err := parseDate(s)
+		days, zero, err := parseDate(s, !c.RawYears)
 		if err != nil {
 			return buf, err
 		}
@@ -166,7 +165,7 @@ func appendFromText(buf []byte, c *Column, s string) ([]byte, error) {
 		}
 		return strconv.AppendInt(buf, us, 10), nil
 	case KindDatetime:
-		us, zero, err := parseDatetime(s)
+		us, zero, err := parseDatetime(s, !c.RawYears)
 		if err != nil {
 			return buf, err
 		}
@@ -178,7 +177,7 @@ func appendFromText(buf []byte, c *Column, s string) ([]byte, error) {
 		}
 		return strconv.AppendInt(buf, us, 10), nil
 	case KindTimestamp:
-		us, zero, err := parseDatetime(s)
+		us, zero, err := parseDatetime(s, false) // from 1970: nothing to adjust
 		if err != nil {
 			return buf, err
 		}
@@ -296,6 +295,15 @@ func floatBits(c *Column) int {
 	return 64
 }
 
+// appendFloat writes a FLOAT or DOUBLE value; a FLOAT(M,D)'s float value
+// as a double, as Debezium widens it.
+func appendFloat(buf []byte, c *Column, f float64) []byte {
+	if c.Widen {
+		return AppendJavaFloat(buf, float64(float32(f)), 64)
+	}
+	return AppendJavaFloat(buf, f, floatBits(c))
+}
+
 // AppendJavaFloat writes f as Java's Float.toString (bits 32) or
 // Double.toString (bits 64) does, which is what Jackson, and so
 // JsonConverter, writes: the shortest digits that read back to the same
@@ -380,10 +388,11 @@ func appendBits(buf []byte, c *Column, u uint64) []byte {
 	return append(buf, '"')
 }
 
-// parseDate reads "YYYY-MM-DD" into days since the epoch. The arithmetic
+// parseDate reads "YYYY-MM-DD" into days since the epoch, years 0-99
+// adjusted if asked (see Column.RawYears). The arithmetic
 // is done here, not by time.Date: every DATE and DATETIME of a load or a
 // binlog row passes through it.
-func parseDate(s string) (days int64, zero bool, err error) {
+func parseDate(s string, adjust bool) (days int64, zero bool, err error) {
 	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
 		return 0, false, fmt.Errorf("DATE value %q", s)
 	}
@@ -395,6 +404,11 @@ func parseDate(s string) (days int64, zero bool, err error) {
 	}
 	if m == 0 || d == 0 {
 		return 0, true, nil
+	}
+	if adjust && y < 70 {
+		y += 2000
+	} else if adjust && y < 100 {
+		y += 1900
 	}
 	return civilDays(y, m, d), false, nil
 }
@@ -439,11 +453,11 @@ func digits(s string) (int64, bool) {
 
 // parseDatetime reads "YYYY-MM-DD HH:MM:SS[.ffffff]", as UTC, into
 // microseconds since the epoch.
-func parseDatetime(s string) (us int64, zero bool, err error) {
+func parseDatetime(s string, adjust bool) (us int64, zero bool, err error) {
 	if len(s) < 19 || s[10] != ' ' && s[10] != 'T' || s[13] != ':' || s[16] != ':' {
 		return 0, false, fmt.Errorf("DATETIME value %q", s)
 	}
-	days, zero, err := parseDate(s[:10])
+	days, zero, err := parseDate(s[:10], adjust)
 	if err != nil {
 		return 0, false, fmt.Errorf("DATETIME value %q", s)
 	}

@@ -193,6 +193,7 @@ func keyText(t *sink.Table, r *mysql.Result, row int) ([]*string, error) {
 	var buf []byte
 	for j, k := range t.Key {
 		c := event.ColumnFromField(r.Fields[j])
+		c.RawYears = t.RawYears
 		var err error
 		if buf, err = event.AppendValue(buf[:0], &c, r.Values[row][j].Value()); err != nil {
 			return nil, fmt.Errorf("%s.%s: %w", t.Source, t.Columns[k].Source, err)
@@ -237,6 +238,7 @@ func (s *Snapshot) Rows(t *sink.Table, ch Chunk) ([]sink.Row, error) {
 	evCols := make([]event.Column, len(r.Fields))
 	for j := range r.Fields {
 		evCols[j] = event.ColumnFromField(r.Fields[j])
+		evCols[j].RawYears = t.RawYears
 	}
 	rows := make([]sink.Row, r.RowNumber())
 	var buf []byte
