@@ -69,6 +69,7 @@ type source struct {
 	job     plan.Job
 	pending *plan.Job
 	notify  chan struct{}
+	poison  map[string]poison // records too large for their topic, by eventID (poison.go)
 }
 
 // New builds a CDC job from its plan entry.
@@ -266,16 +267,14 @@ func (j *source) start(ctx context.Context) (*runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", job.ID, err)
 	}
-	if err := provision(ctx, opts, job); err != nil {
-		return nil, fmt.Errorf("%s: %w", job.ID, err)
-	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...), producerOpts(job)...)...)
+	limits, err := provision(ctx, opts, job)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", job.ID, err)
 	}
-	if _, _, err := cl.ProducerID(ctx); err != nil {
-		cl.Close()
-		return nil, fmt.Errorf("%s: init transactional producer: %w", job.ID, err)
+	poison, alone := j.poisoned()
+	cl, err := openProducer(ctx, opts, job, limits, alone)
+	if err != nil {
+		return nil, err
 	}
 	values, err := checkpoint.Load(ctx, opts, job.ID)
 	if err != nil {
@@ -290,7 +289,7 @@ func (j *source) start(ctx context.Context) (*runner, error) {
 		}
 	}
 	r := &runner{
-		src: j, job: job, cfg: cfg, srv: srv, cl: cl, opts: opts,
+		src: j, job: job, cfg: cfg, srv: srv, cl: cl, opts: opts, limits: limits, poison: poison, alone: alone,
 		hbInterval: hbInterval, hbDB: hbDB, log: j.log, m: m,
 	}
 	r.promise = r.produced
@@ -301,7 +300,31 @@ func (j *source) start(ctx context.Context) (*runner, error) {
 	return r, nil
 }
 
-func producerOpts(job plan.Job) []kgo.Opt {
+// openProducer starts the job's transactional producer, fencing its
+// earlier ones.
+func openProducer(ctx context.Context, opts []kgo.Opt, job plan.Job, limits map[string]int32, alone map[string]bool) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...), producerOpts(job, limits, alone)...)...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", job.ID, err)
+	}
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("%s: init transactional producer: %w", job.ID, err)
+	}
+	return cl, nil
+}
+
+// aloneBatchBytes is the batch limit of a topic whose records are written
+// one at a time (poison.go): only the broker judges them. It is kgo's
+// default BrokerMaxWriteBytes, which bounds it anyway.
+const aloneBatchBytes = 100 << 20
+
+// producerOpts are the producer's options. A topic's batches are bounded
+// by its max.message.bytes (limits; Kafka's default for a topic added
+// since), so that the broker never refuses one for its size, ferry.dlq's
+// by its own, and those of the topics written one record at a time by
+// aloneBatchBytes.
+func producerOpts(job plan.Job, limits map[string]int32, alone map[string]bool) []kgo.Opt {
 	c := job.Client
 	opts := []kgo.Opt{
 		kgo.TransactionalID("ferry." + job.ID),
@@ -311,9 +334,17 @@ func producerOpts(job plan.Job) []kgo.Opt {
 		kgo.MaxBufferedRecords(100_000),
 		kgo.RecordRetries(10),
 	}
-	if c.BatchMaxBytes > 0 {
-		opts = append(opts, kgo.ProducerBatchMaxBytes(c.BatchMaxBytes))
-	}
+	opts = append(opts, kgo.ProducerBatchMaxBytesFn(func(topic string) int32 {
+		switch {
+		case alone[topic]:
+			return aloneBatchBytes
+		case topic == systopics.DLQ:
+			return systopics.DLQMaxMessageBytes
+		case limits[topic] > 0:
+			return limits[topic]
+		}
+		return kafkaconn.DefaultMaxMessageBytes
+	}))
 	opts = append(opts, kgo.ProducerBatchCompression(kafkaconn.Compression(c.Compression), kgo.NoCompression()))
 	return opts
 }
@@ -331,18 +362,34 @@ func (p partitioner) ForTopic(topic string) kgo.TopicPartitioner {
 }
 
 // provision creates ferry's system topics and the missing CDC topics in the
-// target datacenter. Existing topics are used as they are.
-func provision(ctx context.Context, opts []kgo.Opt, job plan.Job) error {
+// target datacenter (existing topics are used as they are) and returns
+// each CDC topic's max.message.bytes.
+func provision(ctx context.Context, opts []kgo.Opt, job plan.Job) (map[string]int32, error) {
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	if err := systopics.Ensure(ctx, adm, systopics.Checkpoints, systopics.DLQ); err != nil {
-		return err
+		return nil, err
 	}
-	return ensureTopics(ctx, adm, job.CDC.Tables)
+	if err := ensureTopics(ctx, adm, job.CDC.Tables); err != nil {
+		return nil, err
+	}
+	topics := make([]string, len(job.CDC.Tables))
+	for i, t := range job.CDC.Tables {
+		topics[i] = t.Topic
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("describe the CDC topics: %w", err)
+	}
+	limits := make(map[string]int32, len(topics))
+	for _, t := range topics {
+		limits[t] = kafkaconn.MaxMessageBytes(rcs, t)
+	}
+	return limits, nil
 }
 
 func ensureTopics(ctx context.Context, adm *kadm.Client, tables []plan.CDCTable) error {

@@ -93,6 +93,32 @@ type running struct {
 
 func (w *world) start(pj plan.Job) *running {
 	w.t.Helper()
+	r, ctx := w.launch(pj)
+	go func() { r.done <- r.job.Run(ctx) }()
+	w.waitRunning(r)
+	return r
+}
+
+// waitRunning waits until the job streams.
+func (w *world) waitRunning(r *running) {
+	w.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for r.m.Status().State != metrics.StateRunning {
+		select {
+		case err := <-r.done:
+			w.t.Fatalf("job ended while starting: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("job not running after 30s: %+v", r.m.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// launch builds the job, for start or startRetrying to run.
+func (w *world) launch(pj plan.Job) (*running, context.Context) {
+	w.t.Helper()
 	m := w.reg.Job(pj)
 	env := &executor.Env{Plan: w.plan, Shard: "default", Process: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m}
 	if os.Getenv("FERRY_TEST_LOG") != "" {
@@ -103,22 +129,7 @@ func (w *world) start(pj plan.Job) *running {
 		w.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	r := &running{job: j, cancel: cancel, done: make(chan error, 1), m: m}
-	go func() { r.done <- j.Run(ctx) }()
-	// Wait until it streams.
-	deadline := time.Now().Add(30 * time.Second)
-	for m.Status().State != metrics.StateRunning {
-		select {
-		case err := <-r.done:
-			w.t.Fatalf("job ended while starting: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("job not running after 30s: %+v", m.Status())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return r
+	return &running{job: j, cancel: cancel, done: make(chan error, 1), m: m}, ctx
 }
 
 // stop ends the job cleanly.

@@ -21,6 +21,7 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/dlq"
 	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/systopics"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -42,6 +43,10 @@ type runner struct {
 	srv        binlog.Server
 	cl         *kgo.Client
 	opts       []kgo.Opt
+	limits     map[string]int32  // each CDC topic's max.message.bytes
+	poison     map[string]poison // records too large for their topic (poison.go)
+	alone      map[string]bool   // topics whose records are written one at a time
+	aloneIDs   []string          // poisoned records written alone in the open transaction
 	hbInterval time.Duration
 	hbDB       string
 	log        *slog.Logger
@@ -71,6 +76,7 @@ type runner struct {
 	inflight sync.WaitGroup
 	prodMu   sync.Mutex
 	prodErr  error
+	prodRec  *kgo.Record              // the record prodErr is about
 	promise  func(*kgo.Record, error) // r.produced, made once, not per record
 
 	hbLast  time.Time // the newest heartbeat value read from the binlog
@@ -187,6 +193,13 @@ func (r *runner) init(ctx context.Context, st *cdcstate.State) error {
 		}
 	}
 	r.snap = newSnapshotter(r)
+	if r.dirty {
+		// A first start (or tables added while down) is saved before
+		// anything else: a run that fails before its first commit would
+		// otherwise start anew from a later position, and miss the
+		// changes in between.
+		return r.commit(ctx)
+	}
 	return nil
 }
 
@@ -207,7 +220,9 @@ func (r *runner) close() {
 	}
 	r.snap.stop()
 	r.bg.Wait()
-	r.cl.Close()
+	if r.cl != nil {
+		r.cl.Close()
+	}
 }
 
 // loop is the job's event loop.
@@ -490,15 +505,21 @@ func (r *runner) begin() error {
 	return nil
 }
 
-func (r *runner) produced(_ *kgo.Record, err error) {
+func (r *runner) produced(rec *kgo.Record, err error) {
 	defer r.inflight.Done()
-	if err != nil {
-		r.prodMu.Lock()
-		if r.prodErr == nil {
-			r.prodErr = err
-		}
-		r.prodMu.Unlock()
+	r.failed(rec, err)
+}
+
+// failed keeps the transaction's first failed record.
+func (r *runner) failed(rec *kgo.Record, err error) {
+	if err == nil {
+		return
 	}
+	r.prodMu.Lock()
+	if r.prodErr == nil {
+		r.prodErr, r.prodRec = err, rec
+	}
+	r.prodMu.Unlock()
 }
 
 func (r *runner) produce(ctx context.Context, topic string, rec *event.Record, extra ...kgo.RecordHeader) error {
@@ -518,7 +539,13 @@ func (r *runner) send(kr *kgo.Record) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
+	kr = r.screen(kr)
 	r.txnBytes += len(kr.Key) + len(kr.Value)
+	if r.alone[kr.Topic] {
+		// Alone in its batch: the broker judges the record itself.
+		r.failed(kr, r.cl.ProduceSync(r.pctx, kr).FirstErr())
+		return nil
+	}
 	r.inflight.Add(1)
 	r.cl.Produce(r.pctx, kr, r.promise)
 	return nil
@@ -570,17 +597,26 @@ func (r *runner) commit(parent context.Context) error {
 	r.inflight.Wait()
 	r.snap.release()
 	r.prodMu.Lock()
-	perr := r.prodErr
-	r.prodErr = nil
+	perr, prec := r.prodErr, r.prodRec
+	r.prodErr, r.prodRec = nil, nil
 	r.prodMu.Unlock()
 	if perr != nil {
 		_ = r.cl.EndTransaction(ctx, kgo.TryAbort)
 		r.inTxn = false
+		r.src.notePoison(prec, perr)
+		if prec != nil && prec.Topic == systopics.DLQ {
+			return fmt.Errorf("%s: a dead letter for %s cannot be written to %s either: %w", r.job.ID, deadLetterTopic(prec), systopics.DLQ, perr)
+		}
 		return fmt.Errorf("%s: produce: %w", r.job.ID, perr)
 	}
 	if err := r.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		r.inTxn = false
 		return fmt.Errorf("%s: commit Kafka transaction: %w", r.job.ID, err)
+	}
+	if len(r.aloneIDs) > 0 {
+		if err := r.endAlone(ctx); err != nil {
+			return err
+		}
 	}
 	now := time.Now()
 	r.inTxn, r.dirty = false, false

@@ -69,6 +69,14 @@ func Permanent(err error) bool {
 	return false
 }
 
+// RefusedByClient reports a record that kgo refused before sending it,
+// larger than the producer's batch limit before compression; the broker,
+// which judges a batch after compression, never saw it. (kgo adds the
+// compressed size to the error only when the broker answered.)
+func RefusedByClient(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) && !strings.Contains(err.Error(), " compressed_bytes=")
+}
+
 // Record builds the dead letter of rec, the record as it would have been
 // written to its target (topic and partition there).
 func Record(rec *kgo.Record, f Failure) *kgo.Record {

@@ -209,7 +209,7 @@ func (l *lane) maxBytes(topic string) int32 {
 	if j := l.jobs[topic]; j != nil && j.maxBytes > 0 {
 		return j.maxBytes
 	}
-	return defaultMaxMessageBytes
+	return kafkaconn.DefaultMaxMessageBytes
 }
 
 // add puts a job in the lane: the slots this process holds take its

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -14,11 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/systopics"
 )
-
-// defaultMaxMessageBytes is Kafka's default max.message.bytes.
-const defaultMaxMessageBytes = 1000012
 
 // provisionWindow is how long a provisioner gathers requests into one
 // round of admin requests: a thousand jobs starting together cost a few
@@ -147,7 +144,7 @@ func (p *provisioner) round(ctx context.Context, reqs []*provisionReq) {
 		case len(t.Partitions) != r.spec.Partitions:
 			r.err = fmt.Errorf("topic %s has %d partitions in %s but the definition declares %d: ferry never changes a partition count; change the definition or recreate the topic", r.spec.Topic, len(t.Partitions), p.dc, r.spec.Partitions)
 		default:
-			r.maxBytes = maxMessageBytes(configs, r.spec.Topic)
+			r.maxBytes = kafkaconn.MaxMessageBytes(configs, r.spec.Topic)
 		}
 	}
 }
@@ -187,23 +184,6 @@ func (p *provisioner) create(ctx context.Context, r *provisionReq) (kadm.TopicDe
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// maxMessageBytes is a topic's max.message.bytes, the largest record batch
-// its brokers accept.
-func maxMessageBytes(rcs kadm.ResourceConfigs, topic string) int32 {
-	rc, err := rcs.On(topic, nil)
-	if err != nil {
-		return defaultMaxMessageBytes
-	}
-	for _, c := range rc.Configs {
-		if c.Key == "max.message.bytes" && c.Value != nil {
-			if v, err := strconv.Atoi(*c.Value); err == nil && v > 0 {
-				return int32(v)
-			}
-		}
-	}
-	return defaultMaxMessageBytes
 }
 
 // unreachableError marks a failed request to the datacenter, which the job

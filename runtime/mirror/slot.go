@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -626,7 +625,7 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 		var pe *produceError
 		isPart := errors.As(err, &pe) && pe.p != nil
 		switch {
-		case isPart && refusedByClient(pe.err) && !s.wide[pe.p.topic]:
+		case isPart && dlq.RefusedByClient(pe.err) && !s.wide[pe.p.topic]:
 			pe.p.careful = true
 			s.wide[pe.p.topic] = true
 			if err := s.open(ctx); err != nil {
@@ -663,14 +662,6 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 		}
 		rebuild = true
 	}
-}
-
-// refusedByClient reports a record that kgo refused before sending it,
-// larger than the producer's batch limit before compression; the broker,
-// which judges a batch after compression, never saw it. (kgo adds the
-// compressed size to the error only when the broker answered.)
-func refusedByClient(err error) bool {
-	return errors.Is(err, kerr.MessageTooLarge) && !strings.Contains(err.Error(), " compressed_bytes=")
 }
 
 func (s *slot) failedWith(p *part) error {
