@@ -97,7 +97,10 @@ func (t *Table) keyList(prefix string) string {
 
 // Ensure creates the target schema and tables where they are missing, and
 // columns the target lacks (a column added at the source). It holds an
-// advisory lock, so processes starting together do not race.
+// advisory lock on the target schema, not the table: the schema and its
+// offsets table are shared by every sink into it, and PostgreSQL's IF NOT
+// EXISTS does not keep two creators from colliding (23505 on
+// pg_namespace), so sinks starting together into one schema take turns.
 func (t *Table) Ensure(ctx context.Context, pg *pgx.Conn) error {
 	tx, err := pg.Begin(ctx)
 	if err != nil {
@@ -117,7 +120,7 @@ func (t *Table) Ensure(ctx context.Context, pg *pgx.Conn) error {
 	}
 	pk := "PRIMARY KEY (" + t.keyList("") + ")"
 	stmts := []string{
-		"SELECT pg_advisory_xact_lock(hashtext('ferry sink ' || " + quoteLiteral(t.Schema+"."+t.Name) + "))",
+		"SELECT pg_advisory_xact_lock(hashtext('ferry sink schema ' || " + quoteLiteral(t.Schema) + "))",
 		"CREATE SCHEMA IF NOT EXISTS " + q(t.Schema),
 		"CREATE TABLE IF NOT EXISTS " + t.Ident() + " (" + strings.Join(defs, ", ") + ", " + q(VersionColumn) + " numeric(38,0), " + pk + ")",
 		"CREATE TABLE IF NOT EXISTS " + t.VersionsIdent() + " (" + strings.Join(keyDefs, ", ") + ", " +
