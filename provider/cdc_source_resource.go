@@ -130,7 +130,9 @@ func newCDCSourceResource() resource.Resource {
 		})
 }
 
-func (m *cdcSourceModel) objectName() string { return m.Name.ValueString() }
+func (m *cdcSourceModel) objectName() (string, bool) {
+	return m.Name.ValueString(), !m.Name.IsUnknown()
+}
 
 func (m *cdcSourceModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 

@@ -52,8 +52,8 @@ func newCDCTableResource() resource.Resource {
 		})
 }
 
-func (m *cdcTableModel) objectName() string {
-	return api.TableName(m.Source.ValueString(), m.Table.ValueString())
+func (m *cdcTableModel) objectName() (string, bool) {
+	return api.TableName(m.Source.ValueString(), m.Table.ValueString()), !m.Source.IsUnknown() && !m.Table.IsUnknown()
 }
 
 func (m *cdcTableModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }

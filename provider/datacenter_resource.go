@@ -61,7 +61,9 @@ func newDatacenterResource() resource.Resource {
 		})
 }
 
-func (m *datacenterModel) objectName() string { return m.Name.ValueString() }
+func (m *datacenterModel) objectName() (string, bool) {
+	return m.Name.ValueString(), !m.Name.IsUnknown()
+}
 
 func (m *datacenterModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 

@@ -71,7 +71,9 @@ func newMirrorResource() resource.Resource {
 		})
 }
 
-func (m *mirrorModel) objectName() string { return m.Name.ValueString() }
+func (m *mirrorModel) objectName() (string, bool) {
+	return m.Name.ValueString(), !m.Name.IsUnknown()
+}
 
 func (m *mirrorModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 

@@ -22,8 +22,9 @@ import (
 // has the attributes id (the object's name) and version.
 type model interface {
 	// objectName is the stored object's name, from the configured
-	// attributes.
-	objectName() string
+	// attributes, and whether they are known (at plan time they may not
+	// be, when they refer to another object's computed value).
+	objectName() (string, bool)
 	// spec is the object's spec: its schema type (schema.Mirror, ...).
 	spec() any
 	// load sets the attributes from a stored object's spec and name.
@@ -99,7 +100,7 @@ func (r *objectResource[M, P]) Create(ctx context.Context, req resource.CreateRe
 // put writes the planned object based on version (0: create only) and
 // sets the new state.
 func (r *objectResource[M, P]) put(ctx context.Context, m *M, base int64, state *tfsdk.State, diags *diag.Diagnostics) {
-	name := P(m).objectName()
+	name, _ := P(m).objectName()
 	o, err := r.client.Put(ctx, r.kind, name, P(m).spec(), &base)
 	r.client.applied(r.kind, name)
 	if err != nil {
@@ -197,15 +198,20 @@ func (r *objectResource[M, P]) ModifyPlan(ctx context.Context, req resource.Modi
 	if req.Plan.Raw.Equal(req.State.Raw) {
 		return // unchanged: the stored object holds it already
 	}
-	if !knownExcept(req.Plan.Raw, "id", "version") {
-		r.client.notKnown()
-		return
-	}
 	var m M
 	if resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...); resp.Diagnostics.HasError() {
 		return
 	}
-	name := P(&m).objectName()
+	name, known := P(&m).objectName()
+	if id, _ := P(&m).meta(); known && id.IsUnknown() {
+		// The id is the name: known now, so that objects referring to
+		// this one by id are known at plan time too.
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("id"), types.StringValue(name))...)
+	}
+	if !knownExcept(req.Plan.Raw, "id", "version") {
+		r.client.notKnown()
+		return
+	}
 	if priorName != "" && priorName != name { // replaced under a new name
 		resp.Diagnostics.Append(r.check(ctx, api.Op{Op: api.OpDelete, Kind: r.kind, Name: priorName}))
 	}

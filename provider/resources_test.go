@@ -291,6 +291,46 @@ resource "ferry_mirror" "audit" {
 	}
 }
 
+// TestPlanKnowsIDs: an object's id is its name, known at plan time, so a
+// reference by id (shard = ferry_shard.s9.id) leaves the plan checks on:
+// a mirror planned after it on a shard that does not exist fails the plan,
+// before anything is written.
+func TestPlanKnowsIDs(t *testing.T) {
+	s := startServer(t)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{{
+			Config: s.config(twoDatacenters + `
+resource "ferry_shard" "s9" {
+  name  = "s9"
+  tiers = [1]
+}
+
+resource "ferry_mirror" "a" {
+  name       = "a.events"
+  partitions = 1
+  tier       = 1
+  shard      = ferry_shard.s9.id
+  depends_on = [ferry_datacenter.dc1, ferry_datacenter.dc2]
+}
+
+resource "ferry_mirror" "b" {
+  name       = "b.events"
+  partitions = 1
+  tier       = 1
+  shard      = "nosuch"
+  depends_on = [ferry_mirror.a]
+}
+`),
+			PlanOnly:    true,
+			ExpectError: message(`mirrors."b.events".shard: unknown shard "nosuch" (declared: s9)`),
+		}},
+	})
+	if objs, _ := s.client.Objects(context.Background()); len(objs) != 0 {
+		t.Fatalf("a refused plan wrote %d objects", len(objs))
+	}
+}
+
 // TestOwnedByCUE: Terraform neither creates over nor imports an object a
 // CUE directory owns; the error names the owner.
 func TestOwnedByCUE(t *testing.T) {

@@ -48,7 +48,9 @@ func newShardResource() resource.Resource {
 		})
 }
 
-func (m *shardModel) objectName() string { return m.Name.ValueString() }
+func (m *shardModel) objectName() (string, bool) {
+	return m.Name.ValueString(), !m.Name.IsUnknown()
+}
 
 func (m *shardModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 
