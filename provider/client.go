@@ -26,10 +26,34 @@ type client struct {
 	planned map[string]api.Op // by api.Key
 	order   []string          // keys in planning order
 	unknown bool              // a planned object has values known only after apply
+	creates map[string]bool   // objects a resource plans to create, by api.Key
+	holds   map[string]bool   // objects this run's state holds (planned with a prior state)
 }
 
 func newClient(c *api.Client) *client {
-	return &client{Client: c, planned: map[string]api.Op{}}
+	return &client{Client: c, planned: map[string]api.Op{}, creates: map[string]bool{}, holds: map[string]bool{}}
+}
+
+// held records an object this configuration's state holds.
+func (c *client) held(kind api.Kind, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holds[api.Key(kind, name)] = true
+}
+
+// creating records that a resource of this run plans to create the
+// object: whether this configuration's state holds it (a replacement),
+// and whether it is the first to (Terraform plans each resource once per
+// run, plan or apply).
+func (c *client) creating(kind api.Kind, name string) (held, first bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := api.Key(kind, name)
+	if c.creates[key] {
+		return c.holds[key], false
+	}
+	c.creates[key] = true
+	return c.holds[key], true
 }
 
 // check adds a planned change and dry-runs every change planned so far.

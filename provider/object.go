@@ -190,6 +190,9 @@ func (r *objectResource[M, P]) ModifyPlan(ctx context.Context, req resource.Modi
 		}
 		id, _ := P(&prior).meta()
 		priorName = id.ValueString()
+		// This configuration's state holds it: a replacement's create,
+		// planned next with no prior state, finds it stored.
+		r.client.held(r.kind, priorName)
 	}
 	if req.Plan.Raw.IsNull() {
 		resp.Diagnostics.Append(r.check(ctx, api.Op{Op: api.OpDelete, Kind: r.kind, Name: priorName}))
@@ -208,6 +211,11 @@ func (r *objectResource[M, P]) ModifyPlan(ctx context.Context, req resource.Modi
 		// this one by id are known at plan time too.
 		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("id"), types.StringValue(name))...)
 	}
+	if known && req.State.Raw.IsNull() {
+		if resp.Diagnostics.Append(r.checkNew(ctx, name)...); resp.Diagnostics.HasError() {
+			return
+		}
+	}
 	if !knownExcept(req.Plan.Raw, "id", "version") {
 		r.client.notKnown()
 		return
@@ -221,6 +229,37 @@ func (r *objectResource[M, P]) ModifyPlan(ctx context.Context, req resource.Modi
 		return
 	}
 	resp.Diagnostics.Append(r.check(ctx, api.Op{Op: api.OpPut, Kind: r.kind, Name: name, Spec: spec}))
+}
+
+// checkNew refuses, at plan time, to create what apply would refuse: an
+// object that exists already (another state's, or one not imported) and a
+// name a second resource of this configuration also creates.
+func (r *objectResource[M, P]) checkNew(ctx context.Context, name string) diag.Diagnostics {
+	var diags diag.Diagnostics
+	at := path.Root("name")
+	if r.kind == api.CDCTable {
+		at = path.Root("table")
+	}
+	what := api.Describe(r.kind, name)
+	held, first := r.client.creating(r.kind, name)
+	if !first {
+		diags.AddAttributeError(at, "Duplicate "+what,
+			fmt.Sprintf("Two resources of this configuration create %s: give one of them another name.", what))
+		return diags
+	}
+	o, err := r.client.Get(ctx, r.kind, name)
+	switch {
+	case err == nil && o.Owner != api.OwnerTerraform:
+		// The dry run refuses it, naming the owner.
+	case err == nil && held:
+	case err == nil:
+		diags.AddAttributeError(at, what+" exists already",
+			fmt.Sprintf("%s is stored already (owner %s, version %d): import it (terraform import ferry_%s.NAME %s) if it is this configuration's, or choose another name.",
+				what, o.Owner, o.Version, r.typeName, name))
+	case !api.IsNotFound(err):
+		diags.Append(refused(r.kind, name, err))
+	}
+	return diags
 }
 
 func (r *objectResource[M, P]) check(ctx context.Context, op api.Op) diag.Diagnostic {

@@ -331,6 +331,50 @@ resource "ferry_mirror" "b" {
 	}
 }
 
+// TestPlanRefusesWhatApplyWould: two resources creating one name, and a
+// resource creating an object Terraform stored already (another state's,
+// or one never imported), fail the plan on the attribute, not the apply.
+func TestPlanRefusesWhatApplyWould(t *testing.T) {
+	s := startServer(t)
+	tf, err := api.NewClient(s.url, api.WithOwner(api.OwnerTerraform))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tf.Put(context.Background(), api.Shard, "batch", map[string]any{"tiers": []int{4}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{
+				Config: s.config(`
+resource "ferry_shard" "a" {
+  name  = "fast"
+  tiers = [1]
+}
+
+resource "ferry_shard" "b" {
+  name  = "fast"
+  tiers = [1, 2]
+}
+`),
+				PlanOnly:    true,
+				ExpectError: message(`Duplicate shard "fast"`),
+			},
+			{
+				Config: s.config(`
+resource "ferry_shard" "batch" {
+  name  = "batch"
+  tiers = [4]
+}
+`),
+				PlanOnly:    true,
+				ExpectError: message(`shard "batch" is stored already (owner terraform, version 1): import it (terraform import ferry_shard.NAME batch)`),
+			},
+		},
+	})
+}
+
 // TestOwnedByCUE: Terraform neither creates over nor imports an object a
 // CUE directory owns; the error names the owner.
 func TestOwnedByCUE(t *testing.T) {
