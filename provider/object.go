@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -101,7 +102,11 @@ func (r *objectResource[M, P]) Create(ctx context.Context, req resource.CreateRe
 // sets the new state.
 func (r *objectResource[M, P]) put(ctx context.Context, m *M, base int64, state *tfsdk.State, diags *diag.Diagnostics) {
 	name, _ := P(m).objectName()
-	o, err := r.client.Put(ctx, r.kind, name, P(m).spec(), &base)
+	var o *api.Object
+	err := patiently(ctx, func() (err error) {
+		o, err = r.client.Put(ctx, r.kind, name, P(m).spec(), &base)
+		return err
+	})
 	r.client.applied(r.kind, name)
 	if err != nil {
 		diags.Append(refused(r.kind, name, err))
@@ -163,10 +168,35 @@ func (r *objectResource[M, P]) Delete(ctx context.Context, req resource.DeleteRe
 	id, version := P(&m).meta()
 	name := id.ValueString()
 	base := version.ValueInt64()
-	err := r.client.Delete(ctx, r.kind, name, &base)
+	err := patiently(ctx, func() error { return r.client.Delete(ctx, r.kind, name, &base) })
 	r.client.applied(r.kind, name)
 	if err != nil && !api.IsNotFound(err) {
 		resp.Diagnostics.Append(refused(r.kind, name, err))
+	}
+}
+
+// applyPatience is how long a write at apply time is tried again while
+// the compiler refuses it (400) or the executors are busy (503). Terraform
+// applies unrelated resources in parallel, in no set order: a mirror
+// written before the datacenters it runs between, a shard deleted before
+// the mirrors placed on it, are refused until the run's other changes
+// land. The plan has checked the whole set, so such a refusal passes.
+var applyPatience = 30 * time.Second
+
+// patiently runs write until it succeeds, fails otherwise, or
+// applyPatience has passed.
+func patiently(ctx context.Context, write func() error) error {
+	deadline := time.Now().Add(applyPatience)
+	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := write()
+		if s := api.StatusOf(err); err == nil || s != http.StatusBadRequest && s != http.StatusServiceUnavailable || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
 	}
 }
 
