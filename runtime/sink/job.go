@@ -57,6 +57,9 @@ type job struct {
 	spec plan.Job
 	s    *plan.SinkJob
 	log  *slog.Logger
+	// kopts are the client options of the events' datacenter, where dead
+	// letters go too.
+	kopts []kgo.Opt
 
 	mu    sync.Mutex
 	owned map[int32]int64 // partition -> stored next offset (-1: none yet)
@@ -90,6 +93,7 @@ func (j *job) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.spec.ID, err)
 	}
+	j.kopts = opts
 	j.owned = map[int32]int64{}
 	c := j.spec.Client
 	copts := append(append([]kgo.Opt(nil), opts...), kafkaconn.GroupConsumer(executor.Group(j.spec.Shard, j.spec.ID), j.s.Topic)...)
@@ -119,6 +123,11 @@ func (j *job) Run(ctx context.Context) error {
 	}()
 	m.SetState(metrics.StateRunning, nil)
 	a := &applier{j: j, t: t, pg: pg, m: m}
+	defer func() {
+		if a.dl != nil {
+			a.dl.Close()
+		}
+	}()
 	err = a.loop(ctx, cl)
 	if ctx.Err() != nil {
 		return nil
@@ -229,6 +238,9 @@ type applier struct {
 	m  *metrics.Job
 
 	batch   []Row
+	recs    []*kgo.Record // the event of each row of the batch
+	dead    []letter      // the batch's events that go to ferry.dlq
+	dl      *kgo.Client   // writes them, made with the first
 	byKey   map[string]int
 	obs     []observation
 	counts  map[string]int64
@@ -243,7 +255,7 @@ type observation struct {
 }
 
 func (a *applier) reset() {
-	a.batch = a.batch[:0]
+	a.batch, a.recs, a.dead = a.batch[:0], a.recs[:0], a.dead[:0]
 	a.byKey = map[string]int{}
 	a.obs = a.obs[:0]
 	a.counts = map[string]int64{}
@@ -331,18 +343,24 @@ func (a *applier) add(r *kgo.Record) error {
 		return nil
 	}
 	row, ev, err := a.t.decode(r.Value)
-	if err != nil {
+	var restart restartError
+	switch {
+	case errors.As(err, &restart):
 		return fmt.Errorf("%s: record %s/%d@%d: %w", a.j.spec.ID, r.Topic, r.Partition, r.Offset, err)
+	case err != nil:
+		a.dead = append(a.dead, letter{rec: r, class: "conversion", err: err})
+		return nil
 	}
 	key := string(r.Key)
 	if i, ok := a.byKey[key]; ok {
 		if a.batch[i].Version.Compare(row.Version) <= 0 {
-			a.batch[i] = row
+			a.batch[i], a.recs[i] = row, r
 		}
 		a.counts[metrics.Filtered]++
 	} else {
 		a.byKey[key] = len(a.batch)
 		a.batch = append(a.batch, row)
+		a.recs = append(a.recs, r)
 	}
 	if v := a.newest[r.Partition]; v.Compare(row.Version) < 0 {
 		a.newest[r.Partition] = row.Version
@@ -394,7 +412,7 @@ func (t *Table) decode(value []byte) (Row, *envelope, error) {
 	}
 	for name := range img {
 		if _, ok := t.index[name]; !ok {
-			return Row{}, nil, fmt.Errorf("column %s is not in the target yet (added at the source); the job restarts to add it", name)
+			return Row{}, nil, restartError{fmt.Sprintf("column %s is not in the target yet (added at the source); the job restarts to add it", name)}
 		}
 	}
 	for i := range t.Columns {
@@ -417,14 +435,31 @@ func (t *Table) decode(value []byte) (Row, *envelope, error) {
 }
 
 // commit applies the batch and moves the offsets in one PostgreSQL
-// transaction, then reports the batch's figures.
+// transaction, then reports the batch's figures. A batch PostgreSQL
+// refuses for a row's sake is applied again a row at a time, and the rows
+// it refuses are dead-lettered (deadletter.go).
 func (a *applier) commit(ctx context.Context) error {
+	err := a.tryCommit(ctx, false)
+	if refusedRow(err) {
+		err = a.tryCommit(ctx, true)
+	}
+	return err
+}
+
+func (a *applier) tryCommit(ctx context.Context, alone bool) error {
 	tx, err := a.pg.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: PostgreSQL: %w", a.j.spec.ID, err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit a no-op
-	won, err := a.t.Apply(ctx, tx, a.batch)
+	refused := len(a.dead)
+	var won int
+	if alone {
+		won, err = a.applyAlone(ctx, tx)
+	} else {
+		won, err = a.t.Apply(ctx, tx, a.batch)
+	}
+	refused = len(a.dead) - refused
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.j.spec.ID, err)
 	}
@@ -457,6 +492,9 @@ func (a *applier) commit(ctx context.Context) error {
 	if err := br.Close(); err != nil {
 		return fmt.Errorf("%s: PostgreSQL: store offsets: %w", a.j.spec.ID, err)
 	}
+	if err := a.sendLetters(ctx); err != nil {
+		return err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("%s: PostgreSQL: commit: %w", a.j.spec.ID, err)
 	}
@@ -468,7 +506,7 @@ func (a *applier) commit(ctx context.Context) error {
 	for _, o := range a.obs {
 		a.m.ObserveBudget(a.t.Source, now.Sub(o.src), o.bytes, budget)
 	}
-	a.counts[metrics.Filtered] += int64(len(a.batch) - won)
+	a.counts[metrics.Filtered] += int64(len(a.batch) - won - refused)
 	for name, n := range a.counts {
 		if n > 0 {
 			a.m.Count(a.t.Source, name, n)
