@@ -109,7 +109,7 @@ func (r *objectResource[M, P]) put(ctx context.Context, m *M, base int64, state 
 	})
 	r.client.applied(r.kind, name)
 	if err != nil {
-		diags.Append(refused(r.kind, name, err))
+		diags.Append(r.refused(r.kind, name, err))
 		return
 	}
 	id, version := P(m).meta()
@@ -294,9 +294,22 @@ func (r *objectResource[M, P]) checkNew(ctx context.Context, name string) diag.D
 
 func (r *objectResource[M, P]) check(ctx context.Context, op api.Op) diag.Diagnostic {
 	if err := r.client.check(ctx, op); err != nil {
-		return refused(op.Kind, op.Name, err)
+		return r.refused(op.Kind, op.Name, err)
 	}
 	return nil
+}
+
+// refused is refused's diagnostic, on the attribute the compiler's problem
+// names when it is about this resource's object.
+func (r *objectResource[M, P]) refused(kind api.Kind, name string, err error) diag.Diagnostic {
+	d := refused(kind, name, err)
+	if kind != r.kind {
+		return d
+	}
+	if p, ok := attributeOf(r.schema.Attributes, kind, name, err); ok {
+		return diag.NewAttributeErrorDiagnostic(p, d.Summary(), d.Detail())
+	}
+	return d
 }
 
 // refused turns an API error into a diagnostic whose detail is the API's

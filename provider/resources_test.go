@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -261,8 +262,8 @@ func (s *server) gone(kind api.Kind, name string) resource.TestCheckFunc {
 }
 
 // TestPlanFailsWithCompilerMessage: a configuration the compiler refuses
-// fails `terraform plan` with the compiler's own message, before anything
-// is written.
+// fails `terraform plan` with the compiler's own message, on the attribute
+// it names, before anything is written.
 func TestPlanFailsWithCompilerMessage(t *testing.T) {
 	s := startServer(t)
 	resource.Test(t, resource.TestCase{
@@ -282,8 +283,9 @@ resource "ferry_mirror" "audit" {
   depends_on = [ferry_datacenter.dc1, ferry_datacenter.dc2]
 }
 `),
-			PlanOnly:    true,
-			ExpectError: message(`mirrors."audit.log".shard: shard "realtime" does not accept tier 4 (it accepts tiers 1)`),
+			PlanOnly: true,
+			// On the attribute: Terraform quotes its line before the message.
+			ExpectError: regexp.MustCompile(`(?s)shard\s+= ferry_shard\.realtime\.name.*` + message(`mirrors."audit.log".shard: shard "realtime" does not accept tier 4 (it accepts tiers 1)`).String()),
 		}},
 	})
 	if objs, _ := s.client.Objects(context.Background()); len(objs) != 0 {
