@@ -3,6 +3,8 @@ package provider
 import (
 	"encoding/json"
 
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
@@ -45,7 +47,14 @@ type snapshotModel struct {
 	Parallelism types.Int64 `tfsdk:"parallelism"`
 }
 
-func newCDCSourceResource() resource.Resource {
+func newCDCSourceResource() resource.Resource { return cdcsourceResource() }
+
+// newCDCSourceDataSource reads a stored object by its name.
+func newCDCSourceDataSource() datasource.DataSource {
+	return newObjectDataSource(cdcsourceResource(), "name")
+}
+
+func cdcsourceResource() *objectResource[cdcSourceModel, *cdcSourceModel] {
 	return newObjectResource[cdcSourceModel](api.CDCSource, "cdc_source",
 		"A MySQL or MariaDB server captured from its binlog into Kafka as Debezium-compatible change events "+
 			"(CUE: `cdc: SOURCE: {...}` without its `tables`, which are `ferry_cdc_table` resources). It runs as one job, "+

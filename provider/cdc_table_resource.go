@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -23,7 +25,14 @@ type cdcTableModel struct {
 	Rate     types.Int64  `tfsdk:"rate"`
 }
 
-func newCDCTableResource() resource.Resource {
+func newCDCTableResource() resource.Resource { return cdctableResource() }
+
+// newCDCTableDataSource reads a stored object by its source, table.
+func newCDCTableDataSource() datasource.DataSource {
+	return newObjectDataSource(cdctableResource(), "source", "table")
+}
+
+func cdctableResource() *objectResource[cdcTableModel, *cdcTableModel] {
 	return newObjectResource[cdcTableModel](api.CDCTable, "cdc_table",
 		"A table captured by a CDC source into its own topic, `PREFIX.DB.TABLE` (CUE: `cdc: SOURCE: tables: \"DB.TABLE\": {...}`). "+
 			"A table added to a running source is captured on the same binlog connection, without restarting the others, "+

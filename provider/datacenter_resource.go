@@ -3,6 +3,8 @@ package provider
 import (
 	"encoding/json"
 
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -27,7 +29,14 @@ type saslModel struct {
 	Password  secretModel  `tfsdk:"password"`
 }
 
-func newDatacenterResource() resource.Resource {
+func newDatacenterResource() resource.Resource { return datacenterResource() }
+
+// newDatacenterDataSource reads a stored object by its name.
+func newDatacenterDataSource() datasource.DataSource {
+	return newObjectDataSource(datacenterResource(), "name")
+}
+
+func datacenterResource() *objectResource[datacenterModel, *datacenterModel] {
 	return newObjectResource[datacenterModel](api.Datacenter, "datacenter",
 		"A Kafka cluster ferry reads from and writes to (CUE: `datacenters: NAME: kafka: {...}`). "+
 			"Every attribute but the name changes in place: the jobs using the datacenter restart with the new connection.",

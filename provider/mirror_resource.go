@@ -3,6 +3,8 @@ package provider
 import (
 	"encoding/json"
 
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
@@ -26,7 +28,14 @@ type mirrorModel struct {
 	Config            map[string]string `tfsdk:"config"`
 }
 
-func newMirrorResource() resource.Resource {
+func newMirrorResource() resource.Resource { return mirrorResource() }
+
+// newMirrorDataSource reads a stored object by its name.
+func newMirrorDataSource() datasource.DataSource {
+	return newObjectDataSource(mirrorResource(), "name")
+}
+
+func mirrorResource() *objectResource[mirrorModel, *mirrorModel] {
 	return newObjectResource[mirrorModel](api.Mirror, "mirror",
 		"A topic mirrored under the same name between datacenters, both ways, exactly once (CUE: `mirrors: \"TOPIC\": {...}`). "+
 			"It runs as one job per direction, `mirror:TOPIC:FROM-TO`. Tier, shard and datacenters change in place "+

@@ -100,7 +100,14 @@ func (p *ferryProvider) Resources(context.Context) []func() resource.Resource {
 }
 
 func (p *ferryProvider) DataSources(context.Context) []func() datasource.DataSource {
-	return []func() datasource.DataSource{newPlanDataSource}
+	return []func() datasource.DataSource{
+		newPlanDataSource,
+		newDatacenterDataSource,
+		newShardDataSource,
+		newMirrorDataSource,
+		newCDCSourceDataSource,
+		newCDCTableDataSource,
+	}
 }
 
 func firstSet(values ...string) string {

@@ -377,20 +377,78 @@ resource "ferry_shard" "batch" {
 	})
 }
 
+// TestDataSources: a workspace reads the objects a CUE directory owns
+// (datacenters, a shard) and places its own mirror on them by reference;
+// every data source reads back what is stored.
+func TestDataSources(t *testing.T) {
+	s := startServer(t)
+	cue := s.cueDatacenters(t, "platform")
+	ctx := context.Background()
+	if _, err := cue.Put(ctx, api.Shard, "shared", map[string]any{"tiers": []int{2, 3}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{{
+			Config: s.config(`
+data "ferry_datacenter" "dc1" {
+  name = "dc1"
+}
+
+data "ferry_datacenter" "dc2" {
+  name = "dc2"
+}
+
+data "ferry_shard" "shared" {
+  name = "shared"
+}
+
+resource "ferry_mirror" "orders" {
+  name        = "orders.events"
+  partitions  = 2
+  tier        = 2
+  shard       = data.ferry_shard.shared.name
+  datacenters = [data.ferry_datacenter.dc1.name, data.ferry_datacenter.dc2.name]
+}
+
+data "ferry_mirror" "orders" {
+  name       = ferry_mirror.orders.name
+  depends_on = [ferry_mirror.orders]
+}
+`),
+			Check: resource.ComposeAggregateTestCheckFunc(
+				resource.TestCheckResourceAttr("data.ferry_datacenter.dc1", "brokers.0", "127.0.0.1:19092"),
+				resource.TestCheckResourceAttr("data.ferry_datacenter.dc1", "version", "1"),
+				resource.TestCheckResourceAttr("data.ferry_shard.shared", "tiers.#", "2"),
+				resource.TestCheckResourceAttr("data.ferry_mirror.orders", "partitions", "2"),
+				resource.TestCheckResourceAttr("data.ferry_mirror.orders", "shard", "shared"),
+				s.stored(api.Mirror, "orders.events", 1),
+			),
+		}},
+	})
+}
+
+// cueDatacenters stores dc1 and dc2 as the CUE directory dir does, and
+// returns its client.
+func (s *server) cueDatacenters(t *testing.T, dir string) *api.Client {
+	t.Helper()
+	cue, err := api.NewClient(s.url, api.WithOwner(api.CUEOwner(dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"dc1", "dc2"} {
+		if _, err := cue.Put(context.Background(), api.Datacenter, name, map[string]any{"kafka": map[string]any{"brokers": []string{"127.0.0.1:19092"}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cue
+}
+
 // TestOwnedByCUE: Terraform neither creates over nor imports an object a
 // CUE directory owns; the error names the owner.
 func TestOwnedByCUE(t *testing.T) {
 	s := startServer(t)
-	cue, err := api.NewClient(s.url, api.WithOwner(api.CUEOwner("pipelines")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for _, name := range []string{"dc1", "dc2"} {
-		if _, err := cue.Put(ctx, api.Datacenter, name, map[string]any{"kafka": map[string]any{"brokers": []string{"127.0.0.1:19092"}}}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s.cueDatacenters(t, "pipelines")
 	owned := message(`datacenter "dc1" is owned by cue:pipelines; change it there or delete it there first`)
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: factories,

@@ -3,6 +3,8 @@ package provider
 import (
 	"encoding/json"
 
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -21,7 +23,14 @@ type shardModel struct {
 	MaxWeight types.Int64  `tfsdk:"max_weight"`
 }
 
-func newShardResource() resource.Resource {
+func newShardResource() resource.Resource { return shardResource() }
+
+// newShardDataSource reads a stored object by its name.
+func newShardDataSource() datasource.DataSource {
+	return newObjectDataSource(shardResource(), "name")
+}
+
+func shardResource() *objectResource[shardModel, *shardModel] {
 	return newObjectResource[shardModel](api.Shard, "shard",
 		"A shard: a named group of executor processes (`ferry run --shard NAME`) that jobs are placed on "+
 			"(CUE: `shards: NAME: {...}`). Every attribute but the name changes in place: ferry places the jobs again, "+
