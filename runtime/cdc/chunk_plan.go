@@ -43,7 +43,7 @@ func chunkRowCount(limit int, rowBytes int64) int {
 func (s *snapshotter) sqlConn(ctx context.Context) (*client.Conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := binlog.Connect(cctx, s.r.cfg)
+	c, err := binlog.Connect(cctx, s.cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func (s *snapshotter) sqlConn(ctx context.Context) (*client.Conn, error) {
 
 // planner cuts a table into chunk ranges, ahead of the workers.
 func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte) {
-	defer s.r.bg.Done()
+	defer s.bg.Done()
 	var c *client.Conn
 	defer func() {
 		if c != nil {

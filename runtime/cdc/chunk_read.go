@@ -22,14 +22,14 @@ import (
 
 // worker reads chunks between their watermarks.
 func (s *snapshotter) worker(ctx context.Context, slot int) {
-	defer s.r.bg.Done()
+	defer s.bg.Done()
 	var c *client.Conn
 	defer func() {
 		if c != nil {
 			c.Close()
 		}
 	}()
-	slotName := s.r.job.ID + "/" + strconv.Itoa(slot)
+	slotName := s.jobID + "/" + strconv.Itoa(slot)
 	for {
 		var ch *chunk
 		select {
@@ -79,13 +79,13 @@ func (s *snapshotter) readChunk(ctx context.Context, c *client.Conn, slot string
 		}
 	}()
 	t := ch.t
-	mark := "INSERT INTO " + qname(s.r.hbDB, watermarkTable) + " (slot, token) VALUES ('" + mysql.Escape(slot) + "', '%s') ON DUPLICATE KEY UPDATE token = VALUES(token)"
+	mark := "INSERT INTO " + qname(s.hbDB, watermarkTable) + " (slot, token) VALUES ('" + mysql.Escape(slot) + "', '%s') ON DUPLICATE KEY UPDATE token = VALUES(token)"
 	if _, err := c.Execute(fmt.Sprintf(mark, ch.lw)); err != nil {
 		return nil, nil, err
 	}
 	// The rows' source block names the binlog position at which the
 	// chunk's window opened, as Debezium's snapshot rows name theirs.
-	pos, err := binlog.MasterStatusConn(c, s.r.srv.Flavor)
+	pos, err := binlog.MasterStatusConn(c, s.flavor)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -109,8 +109,8 @@ func (s *snapshotter) readChunk(ctx context.Context, c *client.Conn, slot string
 		bufs:     s.bufs.get(),
 		t:        t,
 		size:     ch.rng.size,
-		src:      event.Source{Name: s.r.job.CDC.TopicPrefix, Time: time.Now(), File: pos.File, Pos: pos.Pos},
-		rawYears: s.r.cfg.RawYears,
+		src:      event.Source{Name: s.topicPrefix, Time: time.Now(), File: pos.File, Pos: pos.Pos},
+		rawYears: s.cfg.RawYears,
 		// A whole-table load marks the table's first and last rows.
 		first: ch.rng.lo == nil && !t.st.Incremental,
 		last:  ch.rng.last && !t.st.Incremental,

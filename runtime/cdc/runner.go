@@ -192,7 +192,11 @@ func (r *runner) init(ctx context.Context, st *cdcstate.State) error {
 			r.dirty = true
 		}
 	}
-	r.snap = newSnapshotter(r)
+	r.snap = newSnapshotter(r, loadSettings{
+		cfg: r.cfg, flavor: r.srv.Flavor, jobID: r.job.ID, topicPrefix: r.job.CDC.TopicPrefix, hbDB: r.hbDB,
+		chunkSize: r.job.CDC.Snapshot.ChunkSize, parallelism: r.job.CDC.Snapshot.Parallelism,
+		m: r.m, log: r.log, bg: &r.bg,
+	})
 	if r.dirty {
 		// A first start (or tables added while down) is saved before
 		// anything else: a run that fails before its first commit would
@@ -202,6 +206,21 @@ func (r *runner) init(ctx context.Context, st *cdcstate.State) error {
 	}
 	return nil
 }
+
+// The runner is the snapshotter's loadHost.
+var _ loadHost = (*runner)(nil)
+
+func (r *runner) table(name string) *tableRun { return r.tables[name] }
+
+func (r *runner) eachTable(fn func(name string, tr *tableRun)) {
+	for name, tr := range r.tables {
+		fn(name, tr)
+	}
+}
+
+func (r *runner) binlogLag() time.Duration { return r.readLag }
+
+func (r *runner) moved() { r.dirty = true }
 
 // newTableState starts capturing a table on the running stream: from the
 // current position, with an incremental snapshot if its mode wants one.

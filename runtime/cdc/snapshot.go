@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,21 +43,54 @@ import (
 // transaction as the rows) holds just the last emitted key: a restart goes
 // on from the next chunk.
 
-type snapshotter struct {
-	r           *runner
+// loadHost is what the snapshotter needs of the job it loads for: where
+// its records go, the captured tables, and how far the binlog reader lags.
+// The runner is one; the snapshotter knows nothing else of it.
+type loadHost interface {
+	// send writes a record in the open Kafka transaction.
+	send(kr *kgo.Record) error
+	// deadLetterRaw sends a row that cannot be converted to ferry.dlq.
+	deadLetterRaw(ctx context.Context, tr *tableRun, raw []byte, cause error, extra []kgo.RecordHeader) error
+	// count adds to a table's counter.
+	count(table, counter string, n int64)
+	// table is a captured table, nil when it is not (any more).
+	table(name string) *tableRun
+	// eachTable calls fn for every captured table.
+	eachTable(fn func(name string, tr *tableRun))
+	// readLag is how far the binlog reader is behind the server.
+	binlogLag() time.Duration
+	// moved records that the state changed, so a commit is due.
+	moved()
+}
+
+// loadSettings are the load's fixed settings and the job's facilities.
+type loadSettings struct {
+	cfg         binlog.Config
+	flavor      string
+	jobID       string
+	topicPrefix string
+	hbDB        string // where the watermark table is
 	chunkSize   int
 	parallelism int
-	work        chan *chunk
-	results     chan chunkResult
-	tables      map[string]*snapTable
-	tokens      map[string]*chunk
-	order       []string
-	next        int
-	ctx         context.Context
-	cancel      context.CancelFunc
-	started     bool
-	bufs        bufPool
-	sent        []*chunkBufs // emitted in the open Kafka transaction
+	m           *metrics.Job
+	log         *slog.Logger
+	bg          *sync.WaitGroup // the job's background goroutines
+}
+
+type snapshotter struct {
+	h loadHost
+	loadSettings
+	work    chan *chunk
+	results chan chunkResult
+	tables  map[string]*snapTable
+	tokens  map[string]*chunk
+	order   []string
+	next    int
+	ctx     context.Context
+	cancel  context.CancelFunc
+	started bool
+	bufs    bufPool
+	sent    []*chunkBufs // emitted in the open Kafka transaction
 	// failed holds the tables whose load cannot go on as they are, and
 	// when to try each again.
 	failed map[string]time.Time
@@ -156,14 +190,13 @@ type chunkResult struct {
 	err  error
 }
 
-func newSnapshotter(r *runner) *snapshotter {
+func newSnapshotter(h loadHost, set loadSettings) *snapshotter {
 	s := &snapshotter{
-		r:           r,
-		chunkSize:   r.job.CDC.Snapshot.ChunkSize,
-		parallelism: r.job.CDC.Snapshot.Parallelism,
-		tables:      map[string]*snapTable{},
-		tokens:      map[string]*chunk{},
-		failed:      map[string]time.Time{},
+		h:            h,
+		loadSettings: set,
+		tables:       map[string]*snapTable{},
+		tokens:       map[string]*chunk{},
+		failed:       map[string]time.Time{},
 	}
 	if s.chunkSize <= 0 {
 		s.chunkSize = DefaultChunkSize
@@ -182,14 +215,14 @@ func (s *snapshotter) start(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.started = true
 	for i := 0; i < s.parallelism; i++ {
-		s.r.bg.Add(1)
+		s.bg.Add(1)
 		go s.worker(s.ctx, i)
 	}
-	for name, tr := range s.r.tables {
+	s.h.eachTable(func(name string, tr *tableRun) {
 		if tr.st.Snapshot != nil && !tr.st.Snapshot.Done {
 			s.add(ctx, name, tr.st.Snapshot)
 		}
-	}
+	})
 }
 
 func (s *snapshotter) stop() {
@@ -210,14 +243,14 @@ func (s *snapshotter) add(_ context.Context, name string, st *cdcstate.SnapState
 	db, tbl, _ := strings.Cut(name, ".")
 	pctx, cancel := context.WithCancel(s.ctx)
 	t := &snapTable{name: name, db: db, tbl: tbl, st: st, ranges: make(chan chunkRange, s.parallelism), cancel: cancel, start: time.Now(), startRow: st.Rows}
-	if tr := s.r.tables[name]; tr != nil {
+	if tr := s.h.table(name); tr != nil {
 		t.declared = tr.p.Key
 	}
 	s.tables[name] = t
 	s.order = append(s.order, name)
-	s.r.bg.Add(1)
+	s.bg.Add(1)
 	go s.planner(pctx, t, st.After)
-	s.r.log.Info("initial load started", "table", name, "after", keyText(st.After), "rows", st.Rows)
+	s.log.Info("initial load started", "table", name, "after", keyText(st.After), "rows", st.Rows)
 }
 
 // fail stops loading a table that cannot be loaded as it is: its error
@@ -227,14 +260,14 @@ func (s *snapshotter) add(_ context.Context, name string, st *cdcstate.SnapState
 func (s *snapshotter) fail(name string, err error) {
 	s.drop(name)
 	s.failed[name] = time.Now().Add(retryFailedLoad)
-	s.r.m.SetPartError(name, fmt.Errorf("initial load: %w", err))
-	s.r.log.Warn("initial load cannot go on; the source's other tables do", "table", name, "err", err, "retry in", retryFailedLoad)
+	s.m.SetPartError(name, fmt.Errorf("initial load: %w", err))
+	s.log.Warn("initial load cannot go on; the source's other tables do", "table", name, "err", err, "retry in", retryFailedLoad)
 }
 
 // retryFailed starts again the loads whose wait is over.
 func (s *snapshotter) retryFailed(ctx context.Context, now time.Time) {
 	for name, at := range s.failed {
-		tr := s.r.tables[name]
+		tr := s.h.table(name)
 		switch {
 		case tr == nil || tr.st.Snapshot == nil || tr.st.Snapshot.Done:
 			delete(s.failed, name) // it left the plan meanwhile
@@ -279,12 +312,12 @@ func (s *snapshotter) inFlight() int {
 // 166-192 ms, for about the same load rate.)
 func (s *snapshotter) paced() bool {
 	var strictest time.Duration
-	for _, tr := range s.r.tables {
+	s.h.eachTable(func(_ string, tr *tableRun) {
 		if b := tr.p.Budget.D(); b > 0 && (strictest == 0 || b < strictest) {
 			strictest = b
 		}
-	}
-	return strictest > 0 && s.r.readLag > strictest/6
+	})
+	return strictest > 0 && s.h.binlogLag() > strictest/6
 }
 
 // tick dispatches chunks to free workers and retries failed ones.
@@ -325,9 +358,9 @@ func (s *snapshotter) tick(ctx context.Context) error {
 				continue
 			}
 			if rng.keyCols != nil {
-				s.r.m.SetPartError(name, nil)
+				s.m.SetPartError(name, nil)
 				t.keyCols, t.keyKinds, t.estimate = rng.keyCols, rng.keyKinds, rng.estimate
-				s.r.m.SetProgress(name, t.st.Rows, max(t.estimate, t.st.Rows), 0)
+				s.m.SetProgress(name, t.st.Rows, max(t.estimate, t.st.Rows), 0)
 			}
 			if rng.last {
 				t.planDone = true
@@ -407,7 +440,7 @@ func (s *snapshotter) onResult(ctx context.Context, res chunkResult) error {
 		return nil // dropped
 	}
 	if res.err != nil {
-		s.r.log.Warn("chunk read failed; retrying", "table", c.t.name, "chunk", c.seq, "err", res.err)
+		s.log.Warn("chunk read failed; retrying", "table", c.t.name, "chunk", c.seq, "err", res.err)
 		delete(s.tokens, c.lw)
 		delete(s.tokens, c.hw)
 		c.retryAt = time.Now().Add(time.Second)
@@ -443,7 +476,7 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 		var n, bytes int64
 		// The chunk's Kafka records in one buffer, stamped with one clock
 		// read: a chunk goes out at one moment.
-		topic, now := s.r.tables[t.name].p.Topic, time.Now()
+		topic, now := s.h.table(t.name).p.Topic, time.Now()
 		b := c.rows.bufs
 		b.krs = slices.Grow(b.krs[:0], len(c.rows.recs))[:len(c.rows.recs)]
 		krs := b.krs
@@ -454,7 +487,7 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 				continue
 			}
 			krs[i] = kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Timestamp: now}
-			if err := s.r.send(&krs[i]); err != nil {
+			if err := s.h.send(&krs[i]); err != nil {
 				return err
 			}
 			n++
@@ -464,7 +497,7 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 			if _, changed := c.changed[f.key]; changed && f.key != "" {
 				continue
 			}
-			if err := s.r.deadLetterRaw(ctx, s.r.tables[t.name], f.raw, f.err, []kgo.RecordHeader{
+			if err := s.h.deadLetterRaw(ctx, s.h.table(t.name), f.raw, f.err, []kgo.RecordHeader{
 				{Key: "ferry.error.binlog.file", Value: []byte(c.rows.pos.File)},
 				{Key: "ferry.error.binlog.pos", Value: []byte(strconv.FormatUint(c.rows.pos.Pos, 10))},
 			}); err != nil {
@@ -473,9 +506,9 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 		}
 		// Loaded rows count as records written (throughput), not against
 		// the latency budget: they are not changes with a commit time.
-		s.r.count(t.name, metrics.SnapshotRead, n)
-		s.r.count(t.name, metrics.Records, n)
-		s.r.count(t.name, metrics.Bytes, bytes)
+		s.h.count(t.name, metrics.SnapshotRead, n)
+		s.h.count(t.name, metrics.Records, n)
+		s.h.count(t.name, metrics.Bytes, bytes)
 		t.st.Rows += n
 		if c.rng.last {
 			t.st.Done = true
@@ -483,7 +516,7 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 		} else {
 			t.st.After = c.rng.hi
 		}
-		s.r.dirty = true
+		s.h.moved()
 		delete(s.tokens, c.lw)
 		delete(s.tokens, c.hw)
 		t.chunks = t.chunks[1:]
@@ -504,20 +537,20 @@ func (t *snapTable) rate() float64 {
 func (s *snapshotter) progress(t *snapTable) {
 	total := max(t.estimate, t.st.Rows)
 	rate := t.rate()
-	s.r.m.SetProgress(t.name, t.st.Rows, total, rate)
+	s.m.SetProgress(t.name, t.st.Rows, total, rate)
 	if time.Since(t.lastLog) >= 10*time.Second || t.st.Done {
 		t.lastLog = time.Now()
 		eta := "-"
 		if rate > 0 && total > t.st.Rows {
 			eta = (time.Duration(float64(total-t.st.Rows)/rate) * time.Second).Round(time.Second).String()
 		}
-		s.r.log.Info("initial load", "table", t.name, "rows", t.st.Rows, "estimate", total, "rows_per_s", int64(rate), "eta", eta)
+		s.log.Info("initial load", "table", t.name, "rows", t.st.Rows, "estimate", total, "rows_per_s", int64(rate), "eta", eta)
 	}
 }
 
 func (s *snapshotter) finish(t *snapTable) {
-	s.r.m.SetProgress(t.name, t.st.Rows, t.st.Rows, t.rate())
-	s.r.log.Info("initial load done", "table", t.name, "rows", t.st.Rows, "took", time.Since(t.start).Round(time.Millisecond).String())
+	s.m.SetProgress(t.name, t.st.Rows, t.st.Rows, t.rate())
+	s.log.Info("initial load done", "table", t.name, "rows", t.st.Rows, "took", time.Since(t.start).Round(time.Millisecond).String())
 	t.cancel()
 	delete(s.tables, t.name)
 	for i, n := range s.order {
