@@ -20,8 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/internal/devenv"
-	"github.com/ferry-pipelines/ferry/runtime/httpapi"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/statusapi"
 )
 
 // TestNewerPlanRefused: a plan written by a newer ferry is refused, naming
@@ -211,7 +211,7 @@ func (p *process) waitFor(t *testing.T, timeout time.Duration, what string, cond
 	t.Helper()
 	var jobs map[string]metrics.Status
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		var list httpapi.Jobs
+		var list statusapi.Jobs
 		if err := json.Unmarshal([]byte(p.get(t, "/v1/jobs")), &list); err != nil {
 			t.Fatal(err)
 		}

@@ -24,9 +24,9 @@ import (
 	"github.com/ferry-pipelines/ferry/internal/devenv"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/headers"
-	"github.com/ferry-pipelines/ferry/runtime/httpapi"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/statusapi"
 )
 
 func demoCmd() *cobra.Command {
@@ -82,7 +82,7 @@ func demo(ctx context.Context, out io.Writer, dir string, duration time.Duration
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ex := executor.New(kinds(logger)...)
 	defer ex.Stop()
-	srv, err := serve(DefaultHTTP, nil, httpapi.Handler(ex.Registry(), nil), logger)
+	srv, err := serve(DefaultHTTP, nil, statusapi.Handler(ex.Registry(), nil), logger)
 	if err != nil {
 		return exit(1, err)
 	}

@@ -20,11 +20,11 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/cdc"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
-	"github.com/ferry-pipelines/ferry/runtime/httpapi"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/runtime/offsets"
 	"github.com/ferry-pipelines/ferry/runtime/sink"
+	"github.com/ferry-pipelines/ferry/runtime/statusapi"
 )
 
 // runFlags are `ferry run`'s flags.
@@ -141,7 +141,7 @@ func run(ctx context.Context, args []string, f runFlags) error {
 	defer ex.Stop()
 
 	if f.httpAddr != "" {
-		srv, err := serve(f.httpAddr, tlsConf, httpapi.Handler(ex.Registry(), extra), logger)
+		srv, err := serve(f.httpAddr, tlsConf, statusapi.Handler(ex.Registry(), extra), logger)
 		if err != nil {
 			return exit(1, err)
 		}

@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
-	"github.com/ferry-pipelines/ferry/runtime/httpapi"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/statusapi"
 )
 
 // DefaultHTTP is where `ferry status` looks for an executor when --http is
@@ -62,7 +62,7 @@ needed at that rate.`,
 	return cmd
 }
 
-func fetchJobs(addr string) (*httpapi.Jobs, error) {
+func fetchJobs(addr string) (*statusapi.Jobs, error) {
 	c := &http.Client{Timeout: 5 * time.Second}
 	base, err := api.BaseURL(addr)
 	if err != nil {
@@ -81,7 +81,7 @@ func fetchJobs(addr string) (*httpapi.Jobs, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s/v1/jobs: %s: %s", addr, resp.Status, strings.TrimSpace(string(body)))
 	}
-	var jobs httpapi.Jobs
+	var jobs statusapi.Jobs
 	if err := json.Unmarshal(body, &jobs); err != nil {
 		return nil, fmt.Errorf("%s/v1/jobs: %v", addr, err)
 	}

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-pipelines/ferry/runtime/httpapi"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/statusapi"
 )
 
 // TestFailover runs a CDC source in a shard of two `ferry run` processes:
@@ -83,7 +83,7 @@ func stateAt(addr, job string) string {
 		return ""
 	}
 	defer resp.Body.Close()
-	var jobs httpapi.Jobs
+	var jobs statusapi.Jobs
 	if json.NewDecoder(resp.Body).Decode(&jobs) != nil {
 		return ""
 	}

@@ -25,8 +25,8 @@ import (
 
 	"github.com/ferry-pipelines/ferry/compiler"
 	"github.com/ferry-pipelines/ferry/internal/devenv"
-	"github.com/ferry-pipelines/ferry/runtime/httpapi"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/statusapi"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -272,8 +272,8 @@ func waitAssigned(b *testing.B, addr string, timeout time.Duration) {
 	b.Fatalf("partitions not all assigned after %s: %s", timeout, last)
 }
 
-func fetchJobs(addr string) (httpapi.Jobs, error) {
-	var js httpapi.Jobs
+func fetchJobs(addr string) (statusapi.Jobs, error) {
+	var js statusapi.Jobs
 	resp, err := http.Get("http://" + addr + "/v1/jobs")
 	if err != nil {
 		return js, err
@@ -282,7 +282,7 @@ func fetchJobs(addr string) (httpapi.Jobs, error) {
 	return js, json.NewDecoder(resp.Body).Decode(&js)
 }
 
-func jobsAt(b *testing.B, addr string) httpapi.Jobs {
+func jobsAt(b *testing.B, addr string) statusapi.Jobs {
 	b.Helper()
 	js, err := fetchJobs(addr)
 	if err != nil {

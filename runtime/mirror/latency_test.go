@@ -19,8 +19,8 @@ import (
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
-	"github.com/ferry-pipelines/ferry/runtime/httpapi"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/statusapi"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -143,7 +143,7 @@ func TestMetricsReporterAndPrometheus(t *testing.T) {
 		}
 	}
 
-	srv := httptest.NewServer(httpapi.Handler(ex.Registry(), nil))
+	srv := httptest.NewServer(statusapi.Handler(ex.Registry(), nil))
 	defer srv.Close()
 	families := scrape(t, srv.URL)
 	var records float64

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/ferry-pipelines/ferry/runtime/headers"
-	"github.com/ferry-pipelines/ferry/runtime/httpapi"
+	"github.com/ferry-pipelines/ferry/runtime/statusapi"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -108,7 +108,7 @@ func waitPartitions(t *testing.T, addr string, n int) {
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://" + addr + "/v1/jobs")
 		if err == nil {
-			var jobs httpapi.Jobs
+			var jobs statusapi.Jobs
 			err = json.NewDecoder(resp.Body).Decode(&jobs)
 			resp.Body.Close()
 			all := err == nil && len(jobs.Jobs) > 0

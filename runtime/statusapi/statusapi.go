@@ -1,7 +1,7 @@
-// Package httpapi serves an executor's HTTP API: /healthz, Prometheus
+// Package statusapi serves an executor's status over HTTP: /healthz, Prometheus
 // metrics at /metrics, the running jobs at /v1/jobs and /v1/jobs/{id}, and
 // whatever other handlers the process mounts (the control API).
-package httpapi
+package statusapi
 
 import (
 	"encoding/json"
