@@ -15,6 +15,7 @@ import (
 	"golang.org/x/tools/txtar"
 
 	"github.com/ferry-pipelines/ferry/compiler"
+	"github.com/ferry-pipelines/ferry/internal/golden"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -36,12 +37,10 @@ const (
 
 var goldenDir = filepath.Join("..", "testdata", "compiler")
 
-// goldenCase is one parsed txtar case.
+// goldenCase is one golden and the outcome it expects.
 type goldenCase struct {
-	name    string
-	file    string // the .txtar file
-	archive *txtar.Archive
-	want    string // errorsFile or planFile
+	*golden.Archive
+	want string // errorsFile or planFile
 }
 
 func loadGoldenCases(t *testing.T) []goldenCase {
@@ -50,30 +49,19 @@ func loadGoldenCases(t *testing.T) []goldenCase {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := filepath.Glob(filepath.Join(dir, "*.txtar"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) < 30 {
-		t.Fatalf("found %d golden cases in %s, want at least 30", len(files), goldenDir)
-	}
 	var cases []goldenCase
-	for _, f := range files {
-		a, err := txtar.ParseFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := goldenCase{name: strings.TrimSuffix(filepath.Base(f), ".txtar"), file: f, archive: a}
-		for _, af := range a.Files {
-			if af.Name == errorsFile || af.Name == planFile {
+	for _, a := range golden.Load(t, filepath.Join(dir, "*.txtar"), 30) {
+		c := goldenCase{Archive: a}
+		for _, name := range []string{errorsFile, planFile} {
+			if _, ok := a.Section(name); ok {
 				if c.want != "" {
-					t.Fatalf("%s: has both %s and %s", f, errorsFile, planFile)
+					t.Fatalf("%s: has both %s and %s", a.Path, errorsFile, planFile)
 				}
-				c.want = af.Name
+				c.want = name
 			}
 		}
 		if c.want == "" {
-			t.Fatalf("%s: has neither %s nor %s", f, errorsFile, planFile)
+			t.Fatalf("%s: has neither %s nor %s", a.Path, errorsFile, planFile)
 		}
 		cases = append(cases, c)
 	}
@@ -84,7 +72,7 @@ func loadGoldenCases(t *testing.T) []goldenCase {
 // returns it. The outcome files are not .cue files: ferry skips them.
 func (c goldenCase) writeInputs(t *testing.T) string {
 	t.Helper()
-	fsys, err := txtar.FS(c.archive)
+	fsys, err := txtar.FS(c.Archive.Archive)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,15 +81,6 @@ func (c goldenCase) writeInputs(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-func (c goldenCase) section(name string) []byte {
-	for _, f := range c.archive.Files {
-		if f.Name == name {
-			return f.Data
-		}
-	}
-	return nil
 }
 
 // compileCase compiles the case from inside its directory, so that error
@@ -126,27 +105,13 @@ func (c goldenCase) compileCase(t *testing.T) (string, []byte) {
 
 // TestGolden compiles every case and compares the outcome byte for byte.
 func TestGolden(t *testing.T) {
-	update := os.Getenv("FERRY_UPDATE_GOLDEN") == "1"
 	for _, c := range loadGoldenCases(t) {
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			got, out := c.compileCase(t)
 			if got != c.want {
 				t.Fatalf("compiling gave %s, the case expects %s:\n%s", got, c.want, out)
 			}
-			if update {
-				for i := range c.archive.Files {
-					if c.archive.Files[i].Name == got {
-						c.archive.Files[i].Data = out
-					}
-				}
-				if err := os.WriteFile(c.file, txtar.Format(c.archive), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if want := c.section(got); !bytes.Equal(out, want) {
-				t.Errorf("%s differs (FERRY_UPDATE_GOLDEN=1 rewrites it)\n--- got\n%s--- want\n%s", got, out, want)
-			}
+			c.Check(t, got, out)
 		})
 	}
 }
@@ -158,7 +123,7 @@ func TestGoldenDeterministic(t *testing.T) {
 		if c.want != planFile {
 			continue
 		}
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			_, first := c.compileCase(t)
 			_, second := c.compileCase(t)
 			if !bytes.Equal(first, second) {
@@ -189,7 +154,7 @@ func TestCompileDefinitionsMatchesFiles(t *testing.T) {
 			continue
 		}
 		compared++
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			var got []string
 			p, err := compiler.CompileDefinitions(defs)
 			if err != nil {
@@ -204,12 +169,13 @@ func TestCompileDefinitionsMatchesFiles(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := c.section(planFile); !bytes.Equal(b, want) {
+				if want, _ := c.Section(planFile); !bytes.Equal(b, want) {
 					t.Errorf("plan differs from %s:\n%s", planFile, b)
 				}
 			case errorsFile:
 				var want []string
-				for _, line := range strings.Split(strings.TrimSuffix(string(c.section(errorsFile)), "\n"), "\n") {
+				errs, _ := c.Section(errorsFile)
+				for _, line := range strings.Split(strings.TrimSuffix(string(errs), "\n"), "\n") {
 					want = append(want, position.ReplaceAllString(line, ""))
 				}
 				slices.Sort(got)

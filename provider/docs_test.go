@@ -13,6 +13,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
+
+	"github.com/ferry-pipelines/ferry/internal/golden"
 )
 
 // The provider's documentation (provider/docs, in the Terraform registry's
@@ -20,7 +22,7 @@ import (
 // examples/terraform/main.tf, the way tfplugindocs lays it out. TestDocs
 // fails when the checked-in files are not what the code generates;
 // FERRY_UPDATE_GOLDEN=1 rewrites them, as it rewrites every golden.
-var update = os.Getenv("FERRY_UPDATE_GOLDEN") == "1"
+var update = golden.Update()
 
 // importIDs are the import examples: a resource of examples/terraform and
 // its ID.

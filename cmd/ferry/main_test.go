@@ -15,6 +15,7 @@ import (
 	"golang.org/x/tools/txtar"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
+	"github.com/ferry-pipelines/ferry/internal/golden"
 )
 
 // The CLI tests run the real binary, as users and CI do, so that exit
@@ -109,28 +110,15 @@ func TestValidateExample(t *testing.T) {
 // case, from inside its directory: exit 1, exactly the case's lines on
 // stderr, nothing on stdout.
 func TestValidateBrokenCases(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(repoRoot, "testdata", "compiler", "*.txtar"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	broken := 0
-	for _, file := range files {
-		a, err := txtar.ParseFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var want []byte
-		for _, f := range a.Files {
-			if f.Name == "errors" {
-				want = f.Data
-			}
-		}
-		if want == nil {
+	for _, a := range golden.Load(t, filepath.Join(repoRoot, "testdata", "compiler", "*.txtar"), 30) {
+		want, ok := a.Section("errors")
+		if !ok {
 			continue
 		}
 		broken++
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
-			fsys, err := txtar.FS(a)
+		t.Run(a.Name, func(t *testing.T) {
+			fsys, err := txtar.FS(a.Archive)
 			if err != nil {
 				t.Fatal(err)
 			}

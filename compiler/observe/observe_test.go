@@ -10,12 +10,12 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
-	"golang.org/x/tools/txtar"
 
 	"github.com/ferry-pipelines/ferry/compiler"
 	"github.com/ferry-pipelines/ferry/compiler/observe"
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
+	"github.com/ferry-pipelines/ferry/internal/golden"
 )
 
 // The golden cases live in testdata/observe/*.txtar: the .cue files of a
@@ -24,24 +24,14 @@ import (
 // FERRY_UPDATE_GOLDEN=1 rewrites the two outputs.
 
 type goldenCase struct {
-	name string
-	file string
-	a    *txtar.Archive
+	*golden.Archive
 	plan *plan.Plan
 }
 
 func loadCases(t *testing.T) []goldenCase {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "observe", "*.txtar"))
-	if err != nil || len(files) < 2 {
-		t.Fatalf("golden cases: %d files, %v", len(files), err)
-	}
 	var out []goldenCase
-	for _, f := range files {
-		a, err := txtar.ParseFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, a := range golden.Load(t, filepath.Join("..", "..", "testdata", "observe", "*.txtar"), 2) {
 		dir := t.TempDir()
 		for _, af := range a.Files {
 			if strings.HasSuffix(af.Name, ".cue") {
@@ -52,45 +42,33 @@ func loadCases(t *testing.T) []goldenCase {
 		}
 		p, _, err := compiler.CompileDir(dir)
 		if err != nil {
-			t.Fatalf("%s: %v", f, err)
+			t.Fatalf("%s: %v", a.Path, err)
 		}
-		out = append(out, goldenCase{name: strings.TrimSuffix(filepath.Base(f), ".txtar"), file: f, a: a, plan: p})
+		out = append(out, goldenCase{Archive: a, plan: p})
 	}
 	return out
 }
 
 func TestGolden(t *testing.T) {
-	update := os.Getenv("FERRY_UPDATE_GOLDEN") == "1"
 	for _, c := range loadCases(t) {
-		t.Run(c.name, func(t *testing.T) {
-			outputs := map[string]func(*plan.Plan) ([]byte, error){"alerts.yaml": observe.Rules, "dashboard.json": observe.Dashboard}
-			changed := false
-			for i, af := range c.a.Files {
-				gen := outputs[af.Name]
-				if gen == nil {
-					continue
-				}
+		t.Run(c.Name, func(t *testing.T) {
+			for _, out := range []struct {
+				name string
+				gen  func(*plan.Plan) ([]byte, error)
+			}{{"alerts.yaml", observe.Rules}, {"dashboard.json", observe.Dashboard}} {
+				name, gen := out.name, out.gen
 				got, err := gen(c.plan)
 				if err != nil {
 					t.Fatal(err)
 				}
 				again, _ := gen(c.plan)
 				if !bytes.Equal(got, again) {
-					t.Fatalf("%s differs between two runs: not deterministic", af.Name)
+					t.Fatalf("%s differs between two runs: not deterministic", name)
 				}
 				if got[len(got)-1] != '\n' {
 					got = append(got, '\n')
 				}
-				if update {
-					c.a.Files[i].Data, changed = got, true
-				} else if !bytes.Equal(af.Data, got) {
-					t.Errorf("%s differs from the golden (FERRY_UPDATE_GOLDEN=1 rewrites it):\n%s", af.Name, got)
-				}
-			}
-			if changed {
-				if err := os.WriteFile(c.file, txtar.Format(c.a), 0o644); err != nil {
-					t.Fatal(err)
-				}
+				c.Check(t, name, got)
 			}
 		})
 	}
@@ -105,12 +83,12 @@ func TestPromtoolCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		file := filepath.Join(t.TempDir(), c.name+".yaml")
+		file := filepath.Join(t.TempDir(), c.Name+".yaml")
 		if err := os.WriteFile(file, rules, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput(); err != nil {
-			t.Errorf("%s: promtool check rules: %v\n%s", c.name, err, out)
+			t.Errorf("%s: promtool check rules: %v\n%s", c.Name, err, out)
 		}
 	}
 }
@@ -134,14 +112,14 @@ func TestDashboardShape(t *testing.T) {
 		}
 		for _, want := range []string{"datasource", "shard", "job"} {
 			if !vars[want] {
-				t.Errorf("%s: no template variable %s", c.name, want)
+				t.Errorf("%s: no template variable %s", c.Name, want)
 			}
 		}
 		ids := map[int]bool{}
 		graphs := 0
 		for _, p := range board.Panels {
 			if ids[p.ID] || p.ID <= 0 {
-				t.Errorf("%s: panel id %d not unique or not positive", c.name, p.ID)
+				t.Errorf("%s: panel id %d not unique or not positive", c.Name, p.ID)
 			}
 			ids[p.ID] = true
 			switch p.Type {
@@ -149,22 +127,22 @@ func TestDashboardShape(t *testing.T) {
 			case "timeseries":
 				graphs++
 				if p.Datasource == nil || p.Datasource.UID != "${datasource}" || len(p.Targets) == 0 {
-					t.Errorf("%s: panel %q has no query on ${datasource}", c.name, p.Title)
+					t.Errorf("%s: panel %q has no query on ${datasource}", c.Name, p.Title)
 				}
 				for _, tg := range p.Targets {
 					if tg.Datasource == nil || tg.Datasource.UID != "${datasource}" || tg.Expr == "" || tg.RefID == "" {
-						t.Errorf("%s: panel %q: target %+v", c.name, p.Title, tg)
+						t.Errorf("%s: panel %q: target %+v", c.Name, p.Title, tg)
 					}
 				}
 			default:
-				t.Errorf("%s: panel %q of type %s", c.name, p.Title, p.Type)
+				t.Errorf("%s: panel %q of type %s", c.Name, p.Title, p.Type)
 			}
 			if p.GridPos.W <= 0 || p.GridPos.H <= 0 || p.GridPos.X+p.GridPos.W > 24 {
-				t.Errorf("%s: panel %q at %+v", c.name, p.Title, p.GridPos)
+				t.Errorf("%s: panel %q at %+v", c.Name, p.Title, p.GridPos)
 			}
 		}
 		if graphs < 6 {
-			t.Errorf("%s: %d graphs", c.name, graphs)
+			t.Errorf("%s: %d graphs", c.Name, graphs)
 		}
 	}
 }
@@ -179,7 +157,7 @@ func TestPromtoolRules(t *testing.T) {
 	promtool := devtest.Tool(t, "promtool")
 	var c goldenCase
 	for _, gc := range loadCases(t) {
-		if gc.name == "settings" {
+		if gc.Name == "settings" {
 			c = gc
 		}
 	}

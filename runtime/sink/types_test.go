@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/tools/txtar"
+	"github.com/ferry-pipelines/ferry/internal/golden"
 )
 
 // typeCase is one golden of testdata/cdc/types: a table with an id and a
@@ -26,30 +26,19 @@ type typeCase struct {
 var ddlColumn = regexp.MustCompile(`(?i)^CREATE TABLE types\.(\w+) \(id INT PRIMARY KEY, v (.+)\)$`)
 
 func typeCases(t *testing.T) []typeCase {
-	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "cdc", "types", "*.txtar"))
-	if err != nil || len(files) < 40 {
-		t.Fatalf("type goldens: %d files, %v", len(files), err)
-	}
 	var out []typeCase
-	for _, f := range files {
-		a, err := txtar.ParseFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, a := range golden.Load(t, filepath.Join("..", "..", "testdata", "cdc", "types", "*.txtar"), 40) {
+		f := a.Path
 		var c typeCase
-		for _, af := range a.Files {
-			switch af.Name {
-			case "ddl":
-				c.ddl = strings.TrimSpace(string(af.Data))
-			case "values":
-				for _, line := range strings.Split(strings.TrimSpace(string(af.Data)), "\n") {
-					lit, _, ok := strings.Cut(line, " => ")
-					if !ok {
-						t.Fatalf("%s: values line %q", f, line)
-					}
-					c.values = append(c.values, lit)
-				}
+		ddl, _ := a.Section("ddl")
+		c.ddl = strings.TrimSpace(string(ddl))
+		values, _ := a.Section("values")
+		for _, line := range strings.Split(strings.TrimSpace(string(values)), "\n") {
+			lit, _, ok := strings.Cut(line, " => ")
+			if !ok {
+				t.Fatalf("%s: values line %q", f, line)
 			}
+			c.values = append(c.values, lit)
 		}
 		m := ddlColumn.FindStringSubmatch(c.ddl)
 		if m == nil {

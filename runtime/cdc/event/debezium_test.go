@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
-	"golang.org/x/tools/txtar"
 
 	"github.com/ferry-pipelines/ferry/internal/devenv"
+	"github.com/ferry-pipelines/ferry/internal/golden"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
 )
@@ -76,16 +76,9 @@ import (
 // assertion each value comes from).
 func TestDebeziumGoldens(t *testing.T) {
 	start := time.Now()
-	paths, err := filepath.Glob(filepath.Join("..", "..", "..", "testdata", "cdc", "debezium", "*.txtar"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(paths) == 0 {
-		t.Fatal("no testdata/cdc/debezium/*.txtar")
-	}
 	var cases []*dbzCase
-	for _, p := range paths {
-		c, err := parseDebeziumGolden(p)
+	for _, a := range golden.Load(t, filepath.Join("..", "..", "..", "testdata", "cdc", "debezium", "*.txtar"), 1) {
+		c, err := parseDebeziumGolden(a)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,12 +186,10 @@ func parseExpect(s string) (dbzExpect, error) {
 	return e, nil
 }
 
-func parseDebeziumGolden(path string) (*dbzCase, error) {
-	ar, err := txtar.ParseFile(path)
-	if err != nil {
-		return nil, err
-	}
-	c := &dbzCase{name: strings.TrimSuffix(filepath.Base(path), ".txtar")}
+func parseDebeziumGolden(ar *golden.Archive) (*dbzCase, error) {
+	path := ar.Path
+	var err error
+	c := &dbzCase{name: ar.Name}
 	if !strings.Contains(string(ar.Comment), "Debezium") {
 		return nil, fmt.Errorf("%s: the comment must name the Debezium test it ports", path)
 	}

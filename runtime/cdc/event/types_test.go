@@ -13,6 +13,7 @@ import (
 	"golang.org/x/tools/txtar"
 
 	"github.com/ferry-pipelines/ferry/internal/devenv"
+	"github.com/ferry-pipelines/ferry/internal/golden"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
 )
@@ -224,7 +225,7 @@ func typeGoldens(t *testing.T, m *devenv.MariaDB) {
 					{Name: "event", Data: []byte(eventText)},
 				},
 			}
-			golden(t, filepath.Join("types", tc.name+".txtar"), txtar.Format(ar))
+			golden.CheckFile(t, filepath.Join("..", "..", "..", "testdata", "cdc", "types", tc.name+".txtar"), txtar.Format(ar))
 		})
 	}
 }
@@ -302,29 +303,6 @@ func selectValues(t *testing.T, m *devenv.MariaDB, dbName, table string) []strin
 		out = append(out, string(b))
 	}
 	return out
-}
-
-// golden compares got with testdata/cdc/NAME, or rewrites it when
-// FERRY_UPDATE_GOLDEN=1.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("..", "..", "..", "testdata", "cdc", name)
-	if os.Getenv("FERRY_UPDATE_GOLDEN") == "1" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with FERRY_UPDATE_GOLDEN=1 to write it)", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs from the golden:\n--- want\n%s\n--- got\n%s", name, want, got)
-	}
 }
 
 // The Java float formatting, checked against Float.toString and
