@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/dlq"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/runtime/systopics"
 )
@@ -625,7 +627,7 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 		var pe *produceError
 		isPart := errors.As(err, &pe) && pe.p != nil
 		switch {
-		case isPart && dlq.RefusedByClient(pe.err) && !s.wide[pe.p.topic]:
+		case isPart && dlq.RefusedByClient(pe.err) && !s.wide[pe.p.topic] && s.mightFit(pe.p, pe.offset):
 			pe.p.careful = true
 			s.wide[pe.p.topic] = true
 			if err := s.open(ctx); err != nil {
@@ -662,6 +664,27 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 		}
 		rebuild = true
 	}
+}
+
+// mightFit reports whether a record kgo refused for its size may fit its
+// target topic once compressed with the tier's codec, alone in a batch.
+// When its key and value alone, so compressed, are over the topic's limit,
+// the broker would refuse it whatever the batching: it is poisoned at once,
+// sparing the slot a new producer (and its other partitions the pause).
+func (s *slot) mightFit(p *part, offset int64) bool {
+	i := slices.IndexFunc(p.pending, func(r *kgo.Record) bool { return r.Offset == offset })
+	if i < 0 {
+		return true
+	}
+	r := p.pending[i]
+	src := append(append(make([]byte, 0, len(r.Key)+len(r.Value)), r.Key...), r.Value...)
+	size := len(src)
+	if c, err := kgo.DefaultCompressor(kafkaconn.Compression(s.l.key.client.Compression)); err == nil && c != nil {
+		var buf bytes.Buffer
+		out, _ := c.Compress(&buf, src)
+		size = len(out)
+	}
+	return size <= int(s.l.maxBytes(p.topic))
 }
 
 func (s *slot) failedWith(p *part) error {
