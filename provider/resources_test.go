@@ -266,10 +266,7 @@ func (s *server) gone(kind api.Kind, name string) resource.TestCheckFunc {
 // it names, before anything is written.
 func TestPlanFailsWithCompilerMessage(t *testing.T) {
 	s := startServer(t)
-	resource.Test(t, resource.TestCase{
-		ProtoV6ProviderFactories: factories,
-		Steps: []resource.TestStep{{
-			Config: s.config(twoDatacenters + `
+	s.planRefused(t, twoDatacenters+`
 resource "ferry_shard" "realtime" {
   name  = "realtime"
   tiers = [1]
@@ -282,11 +279,18 @@ resource "ferry_mirror" "audit" {
   shard      = ferry_shard.realtime.name
   depends_on = [ferry_datacenter.dc1, ferry_datacenter.dc2]
 }
-`),
-			PlanOnly: true,
-			// On the attribute: Terraform quotes its line before the message.
-			ExpectError: regexp.MustCompile(`(?s)shard\s+= ferry_shard\.realtime\.name.*` + message(`mirrors."audit.log".shard: shard "realtime" does not accept tier 4 (it accepts tiers 1)`).String()),
-		}},
+`,
+		// On the attribute: Terraform quotes its line before the message.
+		regexp.MustCompile(`(?s)shard\s+= ferry_shard\.realtime\.name.*`+message(`mirrors."audit.log".shard: shard "realtime" does not accept tier 4 (it accepts tiers 1)`).String()))
+}
+
+// planRefused runs `terraform plan` of hcl, which must fail with want and
+// write nothing.
+func (s *server) planRefused(t *testing.T, hcl string, want *regexp.Regexp) {
+	t.Helper()
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps:                    []resource.TestStep{{Config: s.config(hcl), PlanOnly: true, ExpectError: want}},
 	})
 	if objs, _ := s.client.Objects(context.Background()); len(objs) != 0 {
 		t.Fatalf("a refused plan wrote %d objects", len(objs))
@@ -299,10 +303,7 @@ resource "ferry_mirror" "audit" {
 // before anything is written.
 func TestPlanKnowsIDs(t *testing.T) {
 	s := startServer(t)
-	resource.Test(t, resource.TestCase{
-		ProtoV6ProviderFactories: factories,
-		Steps: []resource.TestStep{{
-			Config: s.config(twoDatacenters + `
+	s.planRefused(t, twoDatacenters+`
 resource "ferry_shard" "s9" {
   name  = "s9"
   tiers = [1]
@@ -323,14 +324,7 @@ resource "ferry_mirror" "b" {
   shard      = "nosuch"
   depends_on = [ferry_mirror.a]
 }
-`),
-			PlanOnly:    true,
-			ExpectError: message(`mirrors."b.events".shard: unknown shard "nosuch" (declared: s9)`),
-		}},
-	})
-	if objs, _ := s.client.Objects(context.Background()); len(objs) != 0 {
-		t.Fatalf("a refused plan wrote %d objects", len(objs))
-	}
+`, message(`mirrors."b.events".shard: unknown shard "nosuch" (declared: s9)`))
 }
 
 // TestPlanRefusesWhatApplyWould: two resources creating one name, and a
