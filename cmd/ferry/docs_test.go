@@ -110,27 +110,32 @@ func TestDocCommands(t *testing.T) {
 // fenced blocks and inline code spans that start with "ferry ".
 func commandLines(text string) []string {
 	var out []string
+	eachLine(text, func(line string, fenced bool) {
+		if fenced {
+			l := strings.TrimPrefix(strings.TrimSpace(line), "$ ")
+			if strings.HasPrefix(l, "ferry ") {
+				out = append(out, l)
+			}
+			return
+		}
+		for _, m := range inlineRE.FindAllStringSubmatch(line, -1) {
+			out = append(out, m[1])
+		}
+	})
+	return out
+}
+
+// eachLine calls fn for each line of a markdown text but the fences, with
+// whether the line is inside a fenced block.
+func eachLine(text string, fn func(line string, fenced bool)) {
 	fenced := false
 	for _, line := range strings.Split(text, "\n") {
 		if strings.HasPrefix(line, "```") {
 			fenced = !fenced
 			continue
 		}
-		if fenced {
-			l := strings.TrimSpace(line)
-			if strings.HasPrefix(l, "$ ") {
-				l = l[2:]
-			}
-			if strings.HasPrefix(l, "ferry ") {
-				out = append(out, l)
-			}
-			continue
-		}
-		for _, m := range inlineRE.FindAllStringSubmatch(line, -1) {
-			out = append(out, m[1])
-		}
+		fn(line, fenced)
 	}
-	return out
 }
 
 // checkCommand says what is wrong with a command line ("" for nothing):
@@ -174,15 +179,10 @@ func findSub(cmd *cobra.Command, name string) *cobra.Command {
 // withoutFences drops fenced code blocks, whose lines are not headings.
 func withoutFences(text string) string {
 	var out []string
-	fenced := false
-	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, "```") {
-			fenced = !fenced
-			continue
-		}
+	eachLine(text, func(line string, fenced bool) {
 		if !fenced {
 			out = append(out, line)
 		}
-	}
+	})
 	return strings.Join(out, "\n")
 }
