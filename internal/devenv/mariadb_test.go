@@ -9,14 +9,7 @@ import (
 )
 
 func TestMariaDBLifecycle(t *testing.T) {
-	if _, _, err := MariaDBBinaries(); err != nil {
-		t.Skip(err)
-	}
-	m, err := StartMariaDB(MariaDBOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := startMariaDB(t, MariaDBOptions{})
 
 	rows, err := m.Query("SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata")
 	if err != nil {
@@ -79,14 +72,7 @@ func TestMariaDBLifecycle(t *testing.T) {
 }
 
 func TestMariaDBExtraArgs(t *testing.T) {
-	if _, _, err := MariaDBBinaries(); err != nil {
-		t.Skip(err)
-	}
-	m, err := StartMariaDB(MariaDBOptions{Args: []string{"--binlog-format=STATEMENT"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := startMariaDB(t, MariaDBOptions{Args: []string{"--binlog-format=STATEMENT"}})
 	rows, err := m.Query("SELECT @@binlog_format")
 	if err != nil {
 		t.Fatal(err)
@@ -97,14 +83,7 @@ func TestMariaDBExtraArgs(t *testing.T) {
 }
 
 func TestTradingSchemaAndWriter(t *testing.T) {
-	if _, _, err := MariaDBBinaries(); err != nil {
-		t.Skip(err)
-	}
-	m, err := StartMariaDB(MariaDBOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := startMariaDB(t, MariaDBOptions{})
 	if err := m.CreateTrading(1000); err != nil {
 		t.Fatal(err)
 	}
@@ -124,4 +103,20 @@ func TestTradingSchemaAndWriter(t *testing.T) {
 	if rows[0][0] == "1000" || rows[0][1] == "0" {
 		t.Fatalf("orders %s, fills %s after %d transactions", rows[0][0], rows[0][1], n)
 	}
+}
+
+// startMariaDB starts a server for the test, skipping it without the
+// binaries, and stops it when the test ends. (devtest does the same for
+// other packages; it imports this one.)
+func startMariaDB(t *testing.T, opts MariaDBOptions) *MariaDB {
+	t.Helper()
+	if _, _, err := MariaDBBinaries(); err != nil {
+		t.Skip(err)
+	}
+	m, err := StartMariaDB(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
 }
