@@ -11,7 +11,12 @@ package provider
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -41,6 +46,7 @@ type ferryProvider struct {
 type providerModel struct {
 	Endpoint types.String `tfsdk:"endpoint"`
 	Token    types.String `tfsdk:"token"`
+	CAFile   types.String `tfsdk:"ca_file"`
 }
 
 func (p *ferryProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -61,6 +67,11 @@ func (p *ferryProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp
 				MarkdownDescription: "The control API: an executor's `--http` address, `host:port` or an `http(s)://` URL. " +
 					"Default: the `FERRY_ENDPOINT` environment variable, else `" + DefaultEndpoint + "`.",
 			},
+			"ca_file": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "A PEM file of the CA that signs the executors' HTTPS certificate (`ferry run --tls-cert`), " +
+					"for a private CA. Default: the `FERRY_CA_FILE` environment variable, else the system's roots.",
+			},
 			"token": schema.StringAttribute{
 				Optional:  true,
 				Sensitive: true,
@@ -79,7 +90,16 @@ func (p *ferryProvider) Configure(ctx context.Context, req provider.ConfigureReq
 	}
 	endpoint := firstSet(m.Endpoint.ValueString(), os.Getenv("FERRY_ENDPOINT"), DefaultEndpoint)
 	token := firstSet(m.Token.ValueString(), os.Getenv("FERRY_TOKEN"))
-	c, err := api.NewClient(endpoint, api.WithToken(token), api.WithOwner(api.OwnerTerraform))
+	opts := []api.ClientOption{api.WithToken(token), api.WithOwner(api.OwnerTerraform)}
+	if caFile := firstSet(m.CAFile.ValueString(), os.Getenv("FERRY_CA_FILE")); caFile != "" {
+		hc, err := httpClientTrusting(caFile)
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("ca_file"), "Invalid ferry CA file", err.Error())
+			return
+		}
+		opts = append(opts, api.WithHTTPClient(hc))
+	}
+	c, err := api.NewClient(endpoint, opts...)
 	if err != nil {
 		resp.Diagnostics.AddAttributeError(path.Root("endpoint"), "Invalid ferry endpoint", err.Error())
 		return
@@ -108,6 +128,23 @@ func (p *ferryProvider) DataSources(context.Context) []func() datasource.DataSou
 		newCDCSourceDataSource,
 		newCDCTableDataSource,
 	}
+}
+
+// httpClientTrusting is an HTTP client that trusts the CAs of a PEM file
+// (and no other), with the API client's usual timeout.
+func httpClientTrusting(caFile string) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	return &http.Client{
+		Timeout:   60 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+	}, nil
 }
 
 func firstSet(values ...string) string {

@@ -2,11 +2,15 @@ package provider
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -94,6 +98,30 @@ func startServer(t testing.TB) *server {
 		t.Fatal(err)
 	}
 	return &server{url: srv.URL, client: c}
+}
+
+// startTLSServer is startServer over HTTPS, with a certificate of
+// httptest's own CA, written to the PEM file it returns.
+func startTLSServer(t testing.TB) (*server, string) {
+	t.Helper()
+	s := startServer(t)
+	backend := s.url
+	srv := httptest.NewTLSServer(httputil.NewSingleHostReverseProxy(mustURL(t, backend)))
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &server{url: srv.URL, client: s.client}, ca
+}
+
+func mustURL(t testing.TB, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 // config prepends the blocks that name the provider and point it at the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -436,6 +437,32 @@ func (s *server) cueDatacenters(t *testing.T, dir string) *api.Client {
 		}
 	}
 	return cue
+}
+
+// TestCAFile: over HTTPS with a private CA, the provider's ca_file makes
+// the executors' certificate trusted; without it, the plan fails naming the
+// certificate.
+func TestCAFile(t *testing.T) {
+	s, ca := startTLSServer(t)
+	dc := `
+resource "ferry_datacenter" "dc1" {
+  name    = "dc1"
+  brokers = ["127.0.0.1:19092"]
+}
+`
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{
+				Config:      s.config(dc),
+				ExpectError: regexp.MustCompile(`certificate signed by unknown authority`),
+			},
+			{
+				Config: strings.Replace(s.config(dc), "provider \"ferry\" {", fmt.Sprintf("provider \"ferry\" {\n  ca_file = %q", ca), 1),
+				Check:  s.stored(api.Datacenter, "dc1", 1),
+			},
+		},
+	})
 }
 
 // TestOwnedByCUE: Terraform neither creates over nor imports an object a
