@@ -74,8 +74,7 @@ func mirrorResource() *objectResource[mirrorModel, *mirrorModel] {
 				Optional:    true,
 				ElementType: types.StringType,
 				MarkdownDescription: "Topic configs ferry creates a missing topic with, such as `{ \"retention.ms\" = \"86400000\" }`. " +
-					"Changes in place; existing topics keep theirs.",
-				Validators: []validator.Map{atLeast(1)},
+					"Changes in place; existing topics keep theirs. `{}` is the same as leaving it out.",
 			},
 		})
 }
@@ -105,6 +104,9 @@ func (m *mirrorModel) load(o *api.Object) error {
 	m.Name = types.StringValue(o.Name)
 	m.Partitions, m.Tier = types.Int64Value(int64(s.Partitions)), types.Int64Value(int64(s.Tier))
 	m.Shard, m.Datacenters = optString(s.Shard), s.Datacenters
-	m.ReplicationFactor, m.Config = optInt(s.ReplicationFactor), s.Config
+	m.ReplicationFactor = optInt(s.ReplicationFactor)
+	if len(s.Config) > 0 || len(m.Config) > 0 || m.Config == nil {
+		m.Config = s.Config // else `config = {}`, which is stored as no configs
+	}
 	return nil
 }

@@ -139,7 +139,12 @@ func (r *objectResource[M, P]) Read(ctx context.Context, req resource.ReadReques
 			fmt.Sprintf("%s is owned by %s; change it there or delete it there first", api.Describe(r.kind, name), o.Owner))
 		return
 	}
+	// load starts from the prior state, to keep what the API cannot tell
+	// from nothing (an empty map); after an import, from nothing.
 	var m M
+	if req.State.Get(ctx, &m).HasError() {
+		m = *new(M)
+	}
 	if err := P(&m).load(o); err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("Unreadable %s", api.Describe(r.kind, name)), err.Error())
 		return

@@ -328,6 +328,27 @@ resource "ferry_mirror" "b" {
 `, message(`mirrors."b.events".shard: unknown shard "nosuch" (declared: s9)`))
 }
 
+// TestEmptyConfig: `config = {}` is accepted, stored as no configs, and
+// plans nothing more after apply, nor when it is then left out.
+func TestEmptyConfig(t *testing.T) {
+	s := startServer(t)
+	mirror := func(config string) string {
+		return s.config(twoDatacenters + `
+resource "ferry_mirror" "m" {
+  name       = "m.events"
+  partitions = 1
+  tier       = 2
+  depends_on = [ferry_datacenter.dc1, ferry_datacenter.dc2]
+` + config + `}
+`)
+	}
+	empty := resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}
+	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: factories, Steps: []resource.TestStep{
+		{Config: mirror("  config = {}\n"), ConfigPlanChecks: empty, Check: resource.TestCheckResourceAttr("ferry_mirror.m", "config.%", "0")},
+		{Config: mirror(""), ConfigPlanChecks: empty, Check: resource.TestCheckNoResourceAttr("ferry_mirror.m", "config.%")},
+	}})
+}
+
 // TestPlanRefusesWhatApplyWould: two resources creating one name, and a
 // resource creating an object Terraform stored already (another state's,
 // or one never imported), fail the plan on the attribute, not the apply.

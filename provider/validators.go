@@ -114,7 +114,7 @@ func (v between) ValidateList(ctx context.Context, req validator.ListRequest, re
 	}
 }
 
-// atLeast checks a list or map has at least n elements.
+// atLeast checks a list has at least n elements.
 type atLeast int
 
 func (v atLeast) Description(context.Context) string {
@@ -123,12 +123,6 @@ func (v atLeast) Description(context.Context) string {
 func (v atLeast) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
 
 func (v atLeast) ValidateList(ctx context.Context, req validator.ListRequest, resp *validator.ListResponse) {
-	if c := req.ConfigValue; !c.IsNull() && !c.IsUnknown() && len(c.Elements()) < int(v) {
-		resp.Diagnostics.AddAttributeError(req.Path, "Too few elements", fmt.Sprintf("%d element(s); want %s", len(c.Elements()), v.Description(ctx)))
-	}
-}
-
-func (v atLeast) ValidateMap(ctx context.Context, req validator.MapRequest, resp *validator.MapResponse) {
 	if c := req.ConfigValue; !c.IsNull() && !c.IsUnknown() && len(c.Elements()) < int(v) {
 		resp.Diagnostics.AddAttributeError(req.Path, "Too few elements", fmt.Sprintf("%d element(s); want %s", len(c.Elements()), v.Description(ctx)))
 	}
