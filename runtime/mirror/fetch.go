@@ -170,6 +170,6 @@ func (f *fetcher) route(fp kgo.FetchTopicPartition) (bytes int64) {
 	if p.queued.Add(n) > maxQueued && p.paused.CompareAndSwap(false, true) {
 		f.cl.PauseFetchPartitions(map[string][]int32{p.topic: {p.partition}})
 	}
-	p.slot.deliver(batch{p: p, records: recs, lso: fp.LastStableOffset, bytes: n, reset: reset})
+	p.slot.deliver(batch{p: p, records: recs, lso: fp.LastStableOffset, bytes: n, reset: reset, fetched: time.Now()})
 	return n
 }

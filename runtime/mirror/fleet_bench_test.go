@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -192,15 +193,22 @@ func runFleet(b *testing.B, n int, bad bool) fleetRun {
 
 	// Traffic over every topic, timed by ferry itself (commit
 	// acknowledged minus source timestamp), per job and pooled by tier from
-	// /metrics.
+	// /metrics, counted from after the producers' warm-up until every
+	// record is copied.
+	all := topics
+	if bad {
+		all = append(slices.Clone(topics), badTopics...)
+	}
+	sp := newSpreader(b, pair, all)
+	defer sp.close()
+	warm := waitCopied(b, addr, 1, nil, uint64(len(tier1)*fleetPartitions*2))
 	const busy = 20 * time.Second
 	f0, s0 = cpuTime(b, pid), cpuTime(b, os.Getpid())
-	produceSpread(b, pair, topics, busy)
+	sent := sp.spread(b, topics, busy)
 	f1, s1 = cpuTime(b, pid), cpuTime(b, os.Getpid())
 	r.busyFerry, r.busyBroker = (f1-f0).Seconds()/busy.Seconds(), (s1-s0).Seconds()/busy.Seconds()
-	time.Sleep(3 * time.Second) // the last copies
-	base := latencyBuckets(b, addr, 1)
-	r.t1 = base.quantiles()
+	base := waitCopied(b, addr, 1, warm, sent.of(tier1))
+	r.t1, r.t1Worst = base.since(warm).pooled().quantiles(), base.since(warm).worst()
 	for _, j := range jobsAt(b, addr).Jobs {
 		if isBad(j.ID) {
 			continue
@@ -209,9 +217,6 @@ func runFleet(b *testing.B, n int, bad bool) fleetRun {
 			r.healthy++
 		}
 		r.deadLetters += j.Counters[metrics.DeadLetters]
-		if j.Tier == 1 {
-			r.t1Worst = max(r.t1Worst, j.Latency.P99)
-		}
 	}
 	if !bad {
 		return r
@@ -223,9 +228,8 @@ func runFleet(b *testing.B, n int, bad bool) fleetRun {
 	if err := pair.DC2.Cluster.DeleteTopic("fleet.bad.deleted"); err != nil {
 		b.Fatal(err)
 	}
-	produceSpread(b, pair, append(topics, "fleet.bad.poison", "fleet.bad.refused", "fleet.bad.deleted"), busy)
-	time.Sleep(3 * time.Second)
-	r.t1Bad = latencyBuckets(b, addr, 1).minus(base).quantiles()
+	sent = sp.spread(b, append(slices.Clone(topics), "fleet.bad.poison", "fleet.bad.refused", "fleet.bad.deleted"), busy)
+	r.t1Bad = waitCopied(b, addr, 1, base, sent.of(tier1)).since(base).pooled().quantiles()
 	return r
 }
 
@@ -291,18 +295,70 @@ func jobsAt(b *testing.B, addr string) statusapi.Jobs {
 	return js
 }
 
-// produceSpread writes fleetRate records a second for d, round robin over
-// every topic and partition, half in each datacenter.
-func produceSpread(b *testing.B, pair *devenv.Pair, topics []string, d time.Duration) {
+// spreader writes the benchmark's traffic: one client per datacenter. A
+// record's timestamp is taken when it is produced, so the clients learn
+// every topic's partitions (a record to each) before the clock starts:
+// otherwise a client's own wait for metadata would count as ferry's
+// latency.
+type spreader struct{ cls []*kgo.Client }
+
+func newSpreader(b *testing.B, pair *devenv.Pair, topics []string) *spreader {
 	b.Helper()
-	var cls []*kgo.Client
+	sp := &spreader{}
 	for _, k := range []*devenv.Kafka{pair.DC1, pair.DC2} {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(k.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
 		if err != nil {
+			sp.close()
 			b.Fatal(err)
 		}
-		defer cl.Close()
-		cls = append(cls, cl)
+		sp.cls = append(sp.cls, cl)
+		for _, topic := range topics {
+			for part := range int32(fleetPartitions) {
+				cl.Produce(context.Background(), &kgo.Record{Topic: topic, Partition: part, Value: []byte("warm-up"), Timestamp: time.Now()}, nil)
+			}
+		}
+		if err := cl.Flush(context.Background()); err != nil {
+			sp.close()
+			b.Fatal(err)
+		}
+	}
+	return sp
+}
+
+func (sp *spreader) close() {
+	for _, cl := range sp.cls {
+		cl.Close()
+	}
+}
+
+// sent counts the records written to each topic.
+type sent struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// of is how many records went to the topics.
+func (s *sent) of(topics []string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n uint64
+	for _, t := range topics {
+		n += uint64(s.n[t])
+	}
+	return n
+}
+
+// spread writes fleetRate records a second for d, round robin over every
+// topic and partition, half in each datacenter, and counts those written.
+func (sp *spreader) spread(b *testing.B, topics []string, d time.Duration) *sent {
+	b.Helper()
+	out := &sent{n: map[string]int{}}
+	count := func(r *kgo.Record, err error) {
+		if err == nil {
+			out.mu.Lock()
+			out.n[r.Topic]++
+			out.mu.Unlock()
+		}
 	}
 	const tick = 10 * time.Millisecond
 	perTick := fleetRate * int(tick) / int(time.Second)
@@ -317,20 +373,23 @@ func produceSpread(b *testing.B, pair *devenv.Pair, topics []string, d time.Dura
 		for k := 0; k < perTick; k++ {
 			topic := topics[i%len(topics)]
 			part := int32((i / len(topics)) % fleetPartitions)
-			v, cl := value, cls[i%2]
+			v, cl := value, sp.cls[(i/len(topics))%2] // each topic alternates datacenters
 			if isBad(topic) {
-				cl = cls[0] // into dc1 only: dc2's are the broken ones
+				cl = sp.cls[0] // into dc1 only: dc2's are the broken ones
 				if topic == "fleet.bad.poison" && (i/len(topics))%10 == 0 {
 					v = poison
 				}
 			}
-			cl.Produce(context.Background(), &kgo.Record{Topic: topic, Partition: part, Value: v, Timestamp: time.Now()}, nil)
+			cl.Produce(context.Background(), &kgo.Record{Topic: topic, Partition: part, Value: v, Timestamp: time.Now()}, count)
 			i++
 		}
 	}
-	for _, cl := range cls {
-		_ = cl.Flush(context.Background())
+	for _, cl := range sp.cls {
+		if err := cl.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
 	}
+	return out
 }
 
 // buckets are a latency histogram: counts of records within each upper
@@ -340,11 +399,13 @@ type buckets struct {
 	total  uint64
 }
 
-// latencyBuckets pools the latency histograms of a tier's jobs (but the
-// bad ones) from the executor's /metrics (ferry_latency_seconds).
-func latencyBuckets(b *testing.B, addr string, tier int) buckets {
+// reading is the latency histograms of a tier's jobs (but the bad ones),
+// by job, from the executor's /metrics (ferry_latency_seconds).
+type reading map[string]buckets
+
+func latencies(b *testing.B, addr string, tier int) reading {
 	b.Helper()
-	out := buckets{counts: map[float64]uint64{}}
+	out := reading{}
 	for _, m := range scrape(b, "http://"+addr)["ferry_latency_seconds"].GetMetric() {
 		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
@@ -354,12 +415,71 @@ func latencyBuckets(b *testing.B, addr string, tier int) buckets {
 			continue
 		}
 		h := m.GetHistogram()
-		out.total += h.GetSampleCount()
+		job := out[labels["job"]]
+		if job.counts == nil {
+			job.counts = map[float64]uint64{}
+		}
+		job.total += h.GetSampleCount()
 		for _, bk := range h.GetBucket() {
-			out.counts[bk.GetUpperBound()] += bk.GetCumulativeCount()
+			job.counts[bk.GetUpperBound()] += bk.GetCumulativeCount()
+		}
+		out[labels["job"]] = job
+	}
+	return out
+}
+
+// since is each job's records since an earlier reading.
+func (r reading) since(earlier reading) reading {
+	out := reading{}
+	for job, h := range r {
+		e := earlier[job]
+		if e.counts == nil {
+			e.counts = map[float64]uint64{}
+		}
+		out[job] = h.minus(e)
+	}
+	return out
+}
+
+// pooled is every job's records together.
+func (r reading) pooled() buckets {
+	out := buckets{counts: map[float64]uint64{}}
+	for _, h := range r {
+		out.total += h.total
+		for ub, c := range h.counts {
+			out.counts[ub] += c
 		}
 	}
 	return out
+}
+
+// worst is the highest p99 of a job, ms.
+func (r reading) worst() float64 {
+	w := 0.0
+	for _, h := range r {
+		if h.total > 0 {
+			w = max(w, h.quantiles().P99)
+		}
+	}
+	return w
+}
+
+// waitCopied waits until the tier's jobs have copied want records since
+// an earlier reading, and returns the reading then.
+func waitCopied(b *testing.B, addr string, tier int, earlier reading, want uint64) reading {
+	b.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r := latencies(b, addr, tier)
+		got := r.since(earlier).pooled().total
+		if got >= want {
+			return r
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("Tier %d jobs copied %d of %d records in 60 s", tier, got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // minus is the records since an earlier reading.

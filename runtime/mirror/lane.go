@@ -64,7 +64,7 @@ type lane struct {
 	log      *slog.Logger
 	src, dst []kgo.Opt
 	origins  map[string]bool
-	f        *fetcher    // source: the partitions the slots took
+	fs       []*fetcher  // source: the partitions the slots took (see fetchers)
 	group    *kgo.Client // source: member of the lane's slot group
 	adm      *kgo.Client // target: fences
 	ctx      context.Context
@@ -122,10 +122,15 @@ func newLane(f *fleet, env *executor.Env, key laneKey) (*lane, error) {
 	// The group's callbacks start slots: everything they use is made
 	// before it.
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	if l.f, err = newFetcher(l.ctx, l); err != nil {
-		l.cancel()
-		l.adm.Close()
-		return nil, err
+	for range fetchers(key.client) {
+		f, err := newFetcher(l.ctx, l)
+		if err != nil {
+			l.cancel()
+			l.closeFetchers()
+			l.adm.Close()
+			return nil, err
+		}
+		l.fs = append(l.fs, f)
 	}
 	gopts := append(append([]kgo.Opt(nil), l.src...),
 		kgo.ConsumerGroup(l.name),
@@ -144,7 +149,7 @@ func newLane(f *fleet, env *executor.Env, key laneKey) (*lane, error) {
 	}
 	if l.group, err = kgo.NewClient(gopts...); err != nil {
 		l.cancel()
-		l.f.close()
+		l.closeFetchers()
 		l.adm.Close()
 		return nil, err
 	}
@@ -157,6 +162,29 @@ func newLane(f *fleet, env *executor.Env, key laneKey) (*lane, error) {
 		}
 	}()
 	return l, nil
+}
+
+// fetchers is how many consumers, so fetch sessions, a lane fetches its
+// slots' partitions through. A broker answers a fetch by looking at every
+// partition of its session. A tier that batches (fetch min bytes above 1)
+// takes a fetch a few times a second whatever its traffic: one session
+// serves it. Tier 1's fetches are answered at each record, so each record
+// would cost the broker a look at all the lane's partitions: a session per
+// slot divides that by the slots.
+func fetchers(c plan.ClientSettings) int {
+	if c.FetchMinBytes > 1 {
+		return 1
+	}
+	return systopics.SlotCount
+}
+
+// fetcher is the consumer of slot n's partitions.
+func (l *lane) fetcher(n int) *fetcher { return l.fs[n%len(l.fs)] }
+
+func (l *lane) closeFetchers() {
+	for _, f := range l.fs {
+		f.close()
+	}
 }
 
 // clientOpts are the options of the lane's clients in datacenter dc,
@@ -242,7 +270,9 @@ func (l *lane) remove(j *laneJob) {
 		s.drop(j)
 		s.forget(topic)
 	}
-	l.f.forget(topic)
+	for _, f := range l.fs {
+		f.forget(topic)
+	}
 }
 
 func (l *lane) heldSlots() []*slot {
@@ -436,7 +466,7 @@ func (l *lane) close() {
 	}
 	l.cancel()
 	l.group.Close()
-	l.f.close()
+	l.closeFetchers()
 	l.wg.Wait()
 	l.adm.Close()
 }

@@ -67,7 +67,7 @@ type slot struct {
 	retryAt  time.Time
 	inTxn    bool
 	saveDue  bool           // a position moved maxUnsaved without a transaction
-	txnAt    time.Time      // when the open transaction began, or saveDue was set
+	txnAt    time.Time      // when the open transaction's first record was fetched, or saveDue was set
 	txnParts map[*part]bool // with output in the open transaction
 	moved    map[*part]bool // position moved since its last checkpoint
 	saving   []*part        // whose checkpoints the transaction carries
@@ -113,7 +113,8 @@ type batch struct {
 	records []*kgo.Record
 	lso     int64
 	bytes   int64
-	reset   bool // the partition starts before its checkpoint: made again
+	reset   bool      // the partition starts before its checkpoint: made again
+	fetched time.Time // when the poll loop took it
 }
 
 type dropReq struct {
@@ -405,7 +406,7 @@ func (s *slot) take(ctx context.Context, parts []*part) error {
 	for _, p := range got {
 		p.slot = s
 	}
-	s.l.f.add(got)
+	s.l.fetcher(s.n).add(got)
 	s.l.started(got, held)
 	return nil
 }
@@ -413,7 +414,7 @@ func (s *slot) take(ctx context.Context, parts []*part) error {
 // process writes the output of fetched records into the open transaction.
 func (s *slot) process(ctx context.Context, b batch) error {
 	p := b.p
-	s.l.f.processed(p, b.bytes)
+	s.l.fetcher(s.n).processed(p, b.bytes)
 	if !s.parts[p] {
 		return nil
 	}
@@ -439,6 +440,11 @@ func (s *slot) process(ctx context.Context, b batch) error {
 		}
 		if err := s.begin(); err != nil {
 			return err
+		}
+		// The commit interval counts from the fetch: records that waited
+		// for the slot (while it committed) have waited their share.
+		if b.fetched.Before(s.txnAt) {
+			s.txnAt = b.fetched
 		}
 		s.txnParts[p] = true
 		p.pending = append(p.pending, r)
@@ -786,7 +792,7 @@ func (s *slot) leave(p *part) {
 	delete(s.parts, p)
 	delete(s.txnParts, p)
 	delete(s.moved, p)
-	s.l.f.remove(p)
+	s.l.fetcher(s.n).remove(p)
 	s.l.stopped(p)
 }
 
