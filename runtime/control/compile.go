@@ -2,6 +2,7 @@ package control
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -61,16 +62,43 @@ func compileObjects(objs map[string]api.Object, prev *plan.Plan) (*plan.Plan, *a
 }
 
 // compileError is the 400 answer listing the compiler's problems, leaving
-// out those at the skipped paths; nil when none is left.
+// out those at the skipped paths; nil when none is left. Problems that
+// differ only in their path (a deleted shard that 125 mirrors name) are
+// one line: the first in full, then how many more and which.
 func compileError(errs compiler.Errors, skip map[string]bool) *api.Error {
-	var problems []string
+	var order []string
+	same := map[string][]*compiler.Error{}
 	for _, e := range errs {
-		if !skip[e.Path] {
-			problems = append(problems, e.Error())
+		if skip[e.Path] {
+			continue
 		}
+		if same[e.Msg] == nil {
+			order = append(order, e.Msg)
+		}
+		same[e.Msg] = append(same[e.Msg], e)
 	}
-	if len(problems) == 0 {
+	if len(order) == 0 {
 		return nil
+	}
+	problems := make([]string, 0, len(order))
+	for _, msg := range order {
+		group := same[msg]
+		problem := group[0].Error()
+		if more := group[1:]; len(more) > 0 {
+			var paths []string
+			for _, e := range more[:min(len(more), shownPaths)] {
+				paths = append(paths, e.Path)
+			}
+			list := strings.Join(paths, ", ")
+			switch n := len(more) - shownPaths; {
+			case n == 1:
+				list += " and 1 other"
+			case n > 1:
+				list += fmt.Sprintf(" and %d others", n)
+			}
+			problem += fmt.Sprintf("; the same for %d more: %s", len(more), list)
+		}
+		problems = append(problems, problem)
 	}
 	return &api.Error{
 		Status:   http.StatusBadRequest,
@@ -78,6 +106,9 @@ func compileError(errs compiler.Errors, skip map[string]bool) *api.Error {
 		Problems: problems,
 	}
 }
+
+// shownPaths is how many paths of a repeated problem its line names.
+const shownPaths = 3
 
 // memo remembers the last compilation. A write compiles the set it is
 // about to store, and every executor compiles that same set again when the

@@ -3,6 +3,7 @@ package control
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -150,8 +151,16 @@ func TestRefusals(t *testing.T) {
 		{"reference left dangling", func() error {
 			return tf.Delete(ctxT(t), api.Datacenter, "dc2", nil)
 		}, 400, "the definitions would not compile:\n" +
-			"mirrors.\"audit.log\": a mirror needs two datacenters, but only dc1 is declared: declare another one\n" +
-			"mirrors.\"orders.events\": a mirror needs two datacenters, but only dc1 is declared: declare another one"},
+			"mirrors.\"audit.log\": a mirror needs two datacenters, but only dc1 is declared: declare another one; the same for 1 more: mirrors.\"orders.events\""},
+		{"shard that many mirrors name", func() error {
+			for i := range 6 {
+				if _, err := tf.Put(ctxT(t), api.Mirror, fmt.Sprintf("pinned%d", i), schema.Mirror{Partitions: 1, Tier: 1, Shard: "realtime"}, version(0)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return tf.Delete(ctxT(t), api.Shard, "realtime", nil)
+		}, 400, "the definitions would not compile:\n" +
+			"mirrors.pinned0.shard: unknown shard \"realtime\" (declared: none); the same for 5 more: mirrors.pinned1.shard, mirrors.pinned2.shard, mirrors.pinned3.shard and 2 others"},
 		{"unknown field", func() error {
 			_, err := tf.Put(ctxT(t), api.Mirror, "x", map[string]any{"partitions": 1, "tier": 1, "replicas": 3}, nil)
 			return err
