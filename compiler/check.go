@@ -12,6 +12,7 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/token"
 
+	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -24,9 +25,32 @@ var topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 // checker is the fourth stage: the cross-reference checks CUE cannot
 // express. It reports every problem and never stops at the first.
 type checker struct {
-	src  *source
-	d    *decoded
-	errs Errors
+	src     *source
+	d       *decoded
+	errs    Errors
+	running map[string]bool // declarations the previous plan runs, by path (see runningDecls)
+}
+
+// runningDecls are the paths of the declarations a previous plan runs
+// (mirrors, CDC sources' server IDs, CDC tables): when a new declaration
+// takes a value one of them holds, the problem is the new one's.
+func runningDecls(prev *plan.Plan) map[string]bool {
+	out := map[string]bool{}
+	if prev == nil {
+		return out
+	}
+	for _, j := range prev.Jobs {
+		switch {
+		case j.Mirror != nil:
+			out[path("mirrors", j.Mirror.Topic)] = true
+		case j.CDC != nil:
+			out[path("cdc", j.CDC.Source, "mysql", "serverID")] = true
+			for _, t := range j.CDC.Tables {
+				out[path("cdc", j.CDC.Source, "tables", t.Name)] = true
+			}
+		}
+	}
+	return out
 }
 
 func (c *checker) errorf(p string, format string, args ...any) {
@@ -196,7 +220,9 @@ type decl[K comparable] struct {
 func (d decl[K]) path() string { return path(d.section, d.keys...) }
 
 // duplicates calls report for each declaration of a key that an earlier
-// one, in file order, declares too, naming the earliest. Positions are
+// one, in file order, declares too, naming the earliest; a declaration the
+// previous plan runs counts as the earliest, so that the new one is blamed
+// (definitions from the control API have no file order). Positions are
 // looked up only for keys declared more than once: a lookup costs a walk
 // of the CUE value, and most keys are unique.
 func duplicates[K comparable](c *checker, decls []decl[K], report func(d, first decl[K])) {
@@ -225,7 +251,12 @@ func duplicates[K comparable](c *checker, decls []decl[K], report func(d, first 
 		for i := range idx {
 			idx[i] = i
 		}
-		sort.SliceStable(idx, func(a, b int) bool { return before(pos[idx[a]], pos[idx[b]]) })
+		sort.SliceStable(idx, func(a, b int) bool {
+			if ra, rb := c.running[g[idx[a]].path()], c.running[g[idx[b]].path()]; ra != rb {
+				return ra
+			}
+			return before(pos[idx[a]], pos[idx[b]])
+		})
 		for _, i := range idx[1:] {
 			report(g[i], g[idx[0]])
 		}

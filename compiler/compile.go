@@ -79,7 +79,7 @@ func (s *source) compile(opts []Option) (*plan.Plan, *schema.Definitions, error)
 	}
 	errs := s.validate()
 	d := s.decode(errs)
-	c := &checker{src: s, d: d}
+	c := &checker{src: s, d: d, running: runningDecls(o.previous)}
 	c.check()
 	pend := jobs(&d.defs)
 	shards := place(c, &d.defs, pend, o.previous)

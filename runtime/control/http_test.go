@@ -193,6 +193,19 @@ func TestRefusals(t *testing.T) {
 		{"delete missing", func() error {
 			return tf.Delete(ctxT(t), api.Mirror, "gone", nil)
 		}, 404, `mirror "gone" does not exist`},
+		{"serverID a running source holds", func() error {
+			src := schema.CDCSource{MySQL: schema.MySQL{Address: "db:3306", User: "ferry", Password: schema.Secret{Env: "P"}, ServerID: 7}, Datacenter: "dc1", TopicPrefix: "zeta"}
+			if _, err := tf.Put(ctxT(t), api.CDCSource, "zeta-db", src, version(0)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tf.Put(ctxT(t), api.CDCTable, "zeta-db/shop.orders", schema.CDCTable{Tier: 1}, version(0)); err != nil {
+				t.Fatal(err)
+			}
+			src.TopicPrefix = "alpha"
+			_, err := tf.Put(ctxT(t), api.CDCSource, "alpha-db", src, version(0))
+			return err
+		}, 400, "the definitions would not compile:\n" +
+			`cdc."alpha-db".mysql.serverID: serverID 7 is also used by cdc."zeta-db".mysql.serverID; each CDC source needs its own`},
 		{"metrics name", func() error {
 			_, err := tf.Batch(ctxT(t), api.Batch{Ops: []api.Op{{Op: api.OpPut, Kind: api.Metrics, Name: "other", Spec: []byte(`{}`)}}})
 			return err
