@@ -42,7 +42,7 @@ func BenchmarkSink(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		sinks := executor.New(executor.WithKind(plan.KindCDC, cdc.New), executor.WithKind(plan.KindSink, sink.New),
+		sinks := executor.New(executor.WithKind(plan.KindCDC, cdc.New), executor.WithKind(plan.KindSink, sink.NewKind()),
 			executor.WithShard("sinks"), executor.WithLogger(testLogger()))
 		ctx, cancel := context.WithCancel(context.Background())
 		sinks.Apply(ctx, p)
@@ -59,7 +59,7 @@ func BenchmarkSink(b *testing.B) {
 
 		// Latency at 1,000 writes/s, measured by a sink started afresh
 		// (its figures hold only these writes).
-		sinks = executor.New(executor.WithKind(plan.KindSink, sink.New), executor.WithShard("sinks"), executor.WithLogger(testLogger()))
+		sinks = executor.New(executor.WithKind(plan.KindSink, sink.NewKind()), executor.WithShard("sinks"), executor.WithLogger(testLogger()))
 		ctx, cancel = context.WithCancel(context.Background())
 		sinks.Apply(ctx, p)
 		id := sinkJobID(p)

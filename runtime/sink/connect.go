@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
@@ -43,25 +44,35 @@ func SourceConfig(id string, s *plan.SinkJob) (binlog.Config, error) {
 	return cfg, nil
 }
 
-// ConnectTarget opens a connection to the sink's PostgreSQL database. The
-// DSN is a secret: errors name its reference, never its value.
+// ConnectTarget opens a connection to the sink's PostgreSQL database (for
+// ferry load and ferry verify; the sink jobs share pools, see targets).
 func ConnectTarget(ctx context.Context, id string, s *plan.SinkJob) (*pgx.Conn, error) {
+	cfg, err := targetConfig(id, s)
+	if err != nil {
+		return nil, err
+	}
+	c, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		return nil, fmt.Errorf("%s: PostgreSQL at %s:%d: %w", id, cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	return c, nil
+}
+
+// targetConfig is the sink's PostgreSQL connection settings, as a pool's.
+// The DSN is a secret: errors name its reference, never its value.
+func targetConfig(id string, s *plan.SinkJob) (*pgxpool.Config, error) {
 	dsn, err := secret.Resolve(s.Postgres.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("%s: postgres.dsn: %w", id, err)
 	}
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%s: postgres.dsn (%s) is not a PostgreSQL connection string; want postgres://user@host:5432/db or host=... dbname=...", id, secret.Describe(s.Postgres.DSN))
 	}
-	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = 10 * time.Second
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
 	// Timestamps read as text (ferry verify) are in UTC.
-	cfg.RuntimeParams["timezone"] = "UTC"
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: PostgreSQL at %s:%d: %w", id, cfg.Host, cfg.Port, err)
-	}
-	return c, nil
+	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	return cfg, nil
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
@@ -61,12 +62,23 @@ type job struct {
 	// letters go too.
 	kopts []kgo.Opt
 
+	targets *targets
+	pg      querier // the pool of the target and tier, shared with the process's other sinks
+
 	mu    sync.Mutex
 	owned map[int32]int64 // partition -> stored next offset (-1: none yet)
 }
 
-// New builds a sink job from its plan entry.
-func New(env *executor.Env, spec plan.Job) (executor.Runner, error) {
+// querier is a PostgreSQL connection or a pool of them: a job takes a
+// pooled connection for each statement or transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// newJob builds a sink job from its plan entry.
+func newJob(env *executor.Env, spec plan.Job, ts *targets) (executor.Runner, error) {
 	if spec.Sink == nil {
 		return nil, fmt.Errorf("%s: plan entry has no sink block", spec.ID)
 	}
@@ -74,21 +86,26 @@ func New(env *executor.Env, spec plan.Job) (executor.Runner, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &job{env: env, spec: spec, s: spec.Sink, log: log}, nil
+	return &job{env: env, spec: spec, s: spec.Sink, log: log, targets: ts}, nil
 }
 
 // Run applies the table's events until ctx ends.
 func (j *job) Run(ctx context.Context) error {
 	m := j.env.Metrics
 	m.SetState(metrics.StateStarting, nil)
-	t, pg, err := j.prepare(ctx)
+	pool, release, err := j.targets.open(j.spec.ID, j.s, j.spec.Tier)
+	if err != nil {
+		return err
+	}
+	defer release()
+	j.pg = pool
+	t, err := j.prepare(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return executor.Waiting(err)
 	}
-	defer pg.Close(context.Background())
 	opts, err := j.env.Kafka(j.s.Datacenter)
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.spec.ID, err)
@@ -122,7 +139,7 @@ func (j *job) Run(ctx context.Context) error {
 		cl.Close()
 	}()
 	m.SetState(metrics.StateRunning, nil)
-	a := &applier{j: j, t: t, pg: pg, m: m}
+	a := &applier{j: j, t: t, m: m}
 	defer func() {
 		if a.dl != nil {
 			a.dl.Close()
@@ -137,43 +154,33 @@ func (j *job) Run(ctx context.Context) error {
 
 // prepare connects to both databases, reads the source table's shape and
 // creates the target tables where missing.
-func (j *job) prepare(ctx context.Context) (*Table, *pgx.Conn, error) {
+func (j *job) prepare(ctx context.Context) (*Table, error) {
 	my, err := ConnectSource(ctx, j.spec.ID, j.s)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	t, err := LoadTable(my, j.s)
 	my.Close()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", j.spec.ID, err)
+		return nil, fmt.Errorf("%s: %w", j.spec.ID, err)
 	}
-	pg, err := ConnectTarget(ctx, j.spec.ID, j.s)
-	if err != nil {
-		return nil, nil, err
+	if err := t.Ensure(ctx, j.pg); err != nil {
+		return nil, fmt.Errorf("%s: %w", j.spec.ID, err)
 	}
-	if err := t.Ensure(ctx, pg); err != nil {
-		pg.Close(context.Background())
-		return nil, nil, fmt.Errorf("%s: %w", j.spec.ID, err)
-	}
-	return t, pg, nil
+	return t, nil
 }
 
 // assigned reads the stored offsets of the partitions the group gave this
-// process (on a connection of its own: it runs in the client's goroutine)
-// and starts each there, or at the start of the topic when none is stored.
+// process and starts each there, or at the start of the topic when none is
+// stored.
 func (j *job) assigned(ctx context.Context, t *Table, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	parts := offs[j.s.Topic]
 	if len(parts) == 0 {
 		return offs, nil
 	}
-	pg, err := ConnectTarget(ctx, j.spec.ID, j.s)
-	if err != nil {
-		return nil, err
-	}
-	defer pg.Close(context.Background())
 	stored := map[int32]int64{}
 	for p := range parts {
-		next, err := ReadOffset(ctx, pg, t, j.spec.ID, j.s.Topic, p)
+		next, err := ReadOffset(ctx, j.pg, t, j.spec.ID, j.s.Topic, p)
 		if err != nil {
 			return nil, err
 		}
@@ -194,7 +201,7 @@ func (j *job) assigned(ctx context.Context, t *Table, offs map[string]map[int32]
 
 // ReadOffset returns a partition's stored next offset, making its row (-1:
 // from the start of the topic) when there is none.
-func ReadOffset(ctx context.Context, pg *pgx.Conn, t *Table, jobID, topic string, p int32) (int64, error) {
+func ReadOffset(ctx context.Context, pg querier, t *Table, jobID, topic string, p int32) (int64, error) {
 	if _, err := pg.Exec(ctx, "INSERT INTO "+t.OffsetsIdent()+" (job, topic, partition, next_offset) VALUES ($1, $2, $3, -1) ON CONFLICT DO NOTHING", jobID, topic, p); err != nil {
 		return 0, fmt.Errorf("%s: PostgreSQL: offsets of partition %d: %w", jobID, p, err)
 	}
@@ -232,10 +239,9 @@ func (j *job) setStored(p int32, next int64) {
 
 // applier is one run's batching loop.
 type applier struct {
-	j  *job
-	t  *Table
-	pg *pgx.Conn
-	m  *metrics.Job
+	j *job
+	t *Table
+	m *metrics.Job
 
 	batch   []Row
 	recs    []*kgo.Record // the event of each row of the batch
@@ -447,7 +453,7 @@ func (a *applier) commit(ctx context.Context) error {
 }
 
 func (a *applier) tryCommit(ctx context.Context, alone bool) error {
-	tx, err := a.pg.Begin(ctx)
+	tx, err := a.j.pg.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: PostgreSQL: %w", a.j.spec.ID, err)
 	}

@@ -101,7 +101,7 @@ func (t *Table) keyList(prefix string) string {
 // offsets table are shared by every sink into it, and PostgreSQL's IF NOT
 // EXISTS does not keep two creators from colliding (23505 on
 // pg_namespace), so sinks starting together into one schema take turns.
-func (t *Table) Ensure(ctx context.Context, pg *pgx.Conn) error {
+func (t *Table) Ensure(ctx context.Context, pg querier) error {
 	tx, err := pg.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("PostgreSQL: %w", err)

@@ -257,7 +257,7 @@ func (w *world) runShard(p *plan.Plan, shard string) {
 	w.stop = cancel
 	w.ex = executor.New(
 		executor.WithKind(plan.KindCDC, cdc.New),
-		executor.WithKind(plan.KindSink, sink.New),
+		executor.WithKind(plan.KindSink, sink.NewKind()),
 		executor.WithShard(shard),
 		executor.WithLogger(testLogger()),
 		executor.WithBackoff(100*time.Millisecond, time.Second),
