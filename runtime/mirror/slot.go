@@ -344,6 +344,11 @@ func (s *slot) work(ctx context.Context) error {
 			return err
 		}
 	}
+	if s.inTxn && s.commitsAtOnce() && !s.queued() {
+		if err := s.commit(ctx); err != nil {
+			return err
+		}
+	}
 	if len(adds) > 0 {
 		if s.inTxn { // claims are transactions of their own
 			if err := s.commit(ctx); err != nil {
@@ -367,6 +372,21 @@ func (s *slot) work(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// commitsAtOnce reports whether the slot commits as soon as it has copied
+// everything fetched, rather than a commit interval after: a tier whose
+// fetches are answered at each record (min bytes 1) is there for latency.
+// Records fetched while a commit is on its way wait for it and go in the
+// next transaction together, so transactions grow with the traffic
+// (group commit) and the interval only bounds them.
+func (s *slot) commitsAtOnce() bool { return s.l.key.client.FetchMinBytes <= 1 }
+
+// queued reports whether fetched records wait for the slot.
+func (s *slot) queued() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.batches) > 0
 }
 
 // take acquires partitions (see acquire) and starts fetching those it got.
