@@ -170,15 +170,15 @@ type tableInfo struct {
 }
 
 // tableKey finds the load's key columns, the declared key or else the
-// primary key (the events' key, by which a loaded row and a change of it
-// are told apart), their kinds and the estimated row count. A table that
+// events' key (binlog.KeyColumns), by which a loaded row and a change of it
+// are told apart, their kinds and the estimated row count. A table that
 // cannot be loaded as it is (no key, no such table or column, no
 // privilege) is a fatalError.
 func tableKey(c *client.Conn, db, tbl string, declared []string) (tableInfo, error) {
 	cols := declared
 	if len(cols) == 0 {
 		var err error
-		if cols, err = primaryKey(c, db, tbl); err != nil {
+		if cols, err = binlog.KeyColumns(c, db, tbl); err != nil {
 			return tableInfo{}, err
 		}
 	}
@@ -191,7 +191,7 @@ func tableKey(c *client.Conn, db, tbl string, declared []string) (tableInfo, err
 				return tableInfo{}, fatalError{fmt.Errorf("table %s.%s does not exist, or the account has no privilege on it", db, tbl)}
 			}
 		}
-		return tableInfo{}, fatalError{fmt.Errorf("table %s.%s has no primary key: the initial load needs the columns that identify a row; "+
+		return tableInfo{}, fatalError{fmt.Errorf("table %s.%s has no primary key nor unique index of NOT NULL columns: the initial load needs the columns that identify a row; "+
 			"name them with key: [...] on the table, or set snapshot: \"no_data\" to capture its changes only (with a null key, as Debezium does)", db, tbl)}
 	}
 	r, err := c.Execute("SELECT " + colList(cols) + " FROM " + qname(db, tbl) + " LIMIT 0")
@@ -209,21 +209,6 @@ func tableKey(c *client.Conn, db, tbl string, declared []string) (tableInfo, err
 		r.Close()
 	}
 	return ti, nil
-}
-
-// primaryKey lists the table's primary key columns in key order.
-func primaryKey(c *client.Conn, db, tbl string) ([]string, error) {
-	r, err := c.Execute("SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '" +
-		mysql.Escape(db) + "' AND TABLE_NAME = '" + mysql.Escape(tbl) + "' AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX")
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	var cols []string
-	for i := range r.Values {
-		cols = append(cols, binlog.GetString(r, i, 0))
-	}
-	return cols, nil
 }
 
 // tableFault makes the server's refusals that only a change to the table,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 
+	"github.com/ferry-pipelines/ferry/runtime/cdc/binlog"
 	"github.com/ferry-pipelines/ferry/runtime/cdc/event"
 )
 
@@ -255,36 +256,26 @@ func base64Value(raw json.RawMessage) ([]byte, error) {
 }
 
 // keyColumns returns the key's columns in key order: the declared key's
-// (the table's key: in the definitions) or the primary key's.
+// (the table's key: in the definitions) or else the events' key, the
+// primary key or a unique index of NOT NULL columns (binlog.KeyColumns).
 func keyColumns(c *client.Conn, db, table string, cols []Column, declared []string) ([]int, error) {
-	if len(declared) > 0 {
-		var key []int
-		for _, name := range declared {
-			j := slices.IndexFunc(cols, func(c Column) bool { return strings.EqualFold(c.Source, name) })
-			if j < 0 {
-				return nil, fmt.Errorf("key: table %s.%s has no column %q", db, table, name)
-			}
-			key = append(key, j)
+	names := declared
+	if len(names) == 0 {
+		var err error
+		if names, err = binlog.KeyColumns(c, db, table); err != nil {
+			return nil, err
 		}
-		return key, nil
+		if len(names) == 0 {
+			return nil, fmt.Errorf("table %s.%s has no primary key nor unique index of NOT NULL columns: a sink applies changes by key; name the columns that identify a row with key: [...] on the table, or add a primary key", db, table)
+		}
 	}
-	r, err := c.Execute(`SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
-		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION`, db, table)
-	if err != nil {
-		return nil, fmt.Errorf("read the primary key of %s.%s: %w", db, table, err)
-	}
-	defer r.Close()
 	var key []int
-	for i := 0; i < r.RowNumber(); i++ {
-		name, _ := r.GetString(i, 0)
-		for j := range cols {
-			if cols[j].Source == name {
-				key = append(key, j)
-			}
+	for _, name := range names {
+		j := slices.IndexFunc(cols, func(c Column) bool { return strings.EqualFold(c.Source, name) })
+		if j < 0 {
+			return nil, fmt.Errorf("key: table %s.%s has no column %q", db, table, name)
 		}
-	}
-	if len(key) == 0 {
-		return nil, fmt.Errorf("table %s.%s has no primary key: a sink applies changes by key; name the columns that identify a row with key: [...] on the table, or add a primary key", db, table)
+		key = append(key, j)
 	}
 	return key, nil
 }

@@ -252,6 +252,19 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 // executor of this process and waits until they run.
 func (w *world) runShard(p *plan.Plan, shard string) {
 	w.t.Helper()
+	w.start(p, shard)
+	var jobs []plan.Job
+	for _, j := range p.Jobs {
+		if shard == "" || j.Shard == shard {
+			jobs = append(jobs, j)
+		}
+	}
+	w.waitRunning(jobs...)
+}
+
+// start starts the plan's jobs (of shard, or all) in an executor of this
+// process.
+func (w *world) start(p *plan.Plan, shard string) {
 	w.plan = p
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stop = cancel
@@ -263,13 +276,6 @@ func (w *world) runShard(p *plan.Plan, shard string) {
 		executor.WithBackoff(100*time.Millisecond, time.Second),
 	)
 	w.ex.Apply(ctx, p)
-	var jobs []plan.Job
-	for _, j := range p.Jobs {
-		if shard == "" || j.Shard == shard {
-			jobs = append(jobs, j)
-		}
-	}
-	w.waitRunning(jobs...)
 }
 
 // planFile writes the plan for `ferry ... --plan`.

@@ -140,12 +140,16 @@ type Reader struct {
 	// floats holds, per table read ("db.table"), its FLOAT(M,D) columns,
 	// whose (M,D) TABLE_MAP does not carry; a DDL statement clears it.
 	floats map[string]map[string]bool
-	want   func(db, table string) bool
-	cur    *Txn
-	out    chan *Txn
-	errc   chan error
-	done   chan struct{}
-	stop   context.CancelFunc
+	// keys holds, per table without a primary key in its TABLE_MAP, the
+	// unique index Debezium keys it by (see KeyColumns), none if it has
+	// none; read again after a DDL statement, as floats.
+	keys map[string][]string
+	want func(db, table string) bool
+	cur  *Txn
+	out  chan *Txn
+	errc chan error
+	done chan struct{}
+	stop context.CancelFunc
 }
 
 // HandleEvent takes each event in go-mysql's reading goroutine (no extra
@@ -219,7 +223,7 @@ func Open(ctx context.Context, cfg Config, flavor string, pos Position, want fun
 	if !byGTID {
 		pos.Origin = origin // a checkpoint written before ferry recorded it
 	}
-	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, origin: origin, file: pos.File, tables: map[uint64]*event.Table{}, charsets: charsets, floats: map[string]map[string]bool{}, want: want,
+	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, origin: origin, file: pos.File, tables: map[uint64]*event.Table{}, charsets: charsets, floats: map[string]map[string]bool{}, keys: map[string][]string{}, want: want,
 		out: make(chan *Txn, 1024), errc: make(chan error, 1), done: make(chan struct{})}
 	scfg.SynchronousEventHandler = r
 	if pos.GTID != "" {
@@ -342,6 +346,7 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 		// may have changed: its TABLE_MAP and FLOAT(M,D)s are read again.
 		clear(r.tables)
 		clear(r.floats)
+		clear(r.keys)
 		if r.cur == nil {
 			r.begin(h)
 		}
@@ -509,7 +514,21 @@ func TableFromMap(e *replication.TableMapEvent, cs event.Charsets) (*event.Table
 // reader is behind a later DDL statement), the years setting and a
 // declared key.
 func (r *Reader) annotate(t *event.Table) error {
-	if names, ok := r.cfg.Keys[t.FullName()]; ok {
+	names, declared := r.cfg.Keys[t.FullName()]
+	if !declared && len(t.Key) == 0 {
+		var ok bool
+		if names, ok = r.keys[t.FullName()]; !ok {
+			err := r.query(func(c *client.Conn) (err error) {
+				names, err = KeyColumns(c, t.DB, t.Name)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			r.keys[t.FullName()] = names
+		}
+	}
+	if len(names) > 0 {
 		key, err := t.ColumnIndexes(names)
 		if err != nil {
 			return fmt.Errorf("%s: key: %w", t.FullName(), err)
@@ -518,14 +537,10 @@ func (r *Reader) annotate(t *event.Table) error {
 	}
 	floats := r.floats[t.FullName()]
 	if floats == nil && slices.ContainsFunc(t.Columns, func(c event.Column) bool { return c.Kind == event.KindFloat }) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := Connect(ctx, r.cfg)
-		if err != nil {
+		err := r.query(func(c *client.Conn) (err error) {
+			floats, err = ReadFloats(c, t.DB, t.Name)
 			return err
-		}
-		floats, err = ReadFloats(c, t.DB, t.Name)
-		c.Close()
+		})
 		if err != nil {
 			return err
 		}
@@ -537,6 +552,19 @@ func (r *Reader) annotate(t *event.Table) error {
 		c.RawYears = r.cfg.RawYears
 	}
 	return nil
+}
+
+// query runs fn on a connection of its own to the source: what the
+// binlog does not say of a table is read from the server.
+func (r *Reader) query(fn func(*client.Conn) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Connect(ctx, r.cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c)
 }
 
 // ReadFloats lists a table's FLOAT(M,D) columns, by lower-case name.
