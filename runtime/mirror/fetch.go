@@ -21,8 +21,8 @@ const idleFetchWait = time.Second
 const maxQueued = 4 << 20
 
 // fetcher reads the partitions the lane's slots took, in the source
-// datacenter: one consumer, so one fetch session, per lane, and hands each
-// partition's records to its slot.
+// datacenter: one consumer, so one fetch session, per lane (per slot at
+// Tier 1: see fetchers), and hands each partition's records to its slot.
 type fetcher struct {
 	l  *lane
 	cl *kgo.Client

@@ -5,7 +5,7 @@
 // Jobs are the unit of the plan, of placement and of status, but a job owns
 // no Kafka client: an executor's mirror jobs of one shard, direction and
 // tier share a lane (lane.go), one consumer in the source datacenter for
-// all their partitions. A lane spreads its partitions over
+// all their partitions (one per slot at Tier 1). A lane spreads its partitions over
 // systopics.SlotCount slots (slot.go), each with one transactional
 // producer in the target datacenter whose transactions carry the copies of
 // all the slot's partitions together with their checkpoints. The
