@@ -95,7 +95,7 @@ func (j *job) Run(ctx context.Context) error {
 	m.SetState(metrics.StateStarting, nil)
 	pool, release, err := j.targets.open(j.spec.ID, j.s, j.spec.Tier)
 	if err != nil {
-		return err
+		return executor.Waiting(err) // its DSN: the job waits for it, as for an unreachable target
 	}
 	defer release()
 	j.pg = pool
