@@ -208,6 +208,22 @@ func (s *Service) recompile(objs map[string]api.Object) {
 	s.plans <- p
 }
 
+// refusal is the answer to a write whose result does not compile, checked
+// against the plan of the objects stored before it: the published plan
+// may not have caught up with the latest writes yet, and the compiler
+// blames a duplicate on the declaration that plan does not run (the new
+// one).
+func (s *Service) refusal(before, after map[string]api.Object, aerr *api.Error) *api.Error {
+	cur, err := compileObjects(before, s.last())
+	if err != nil {
+		return aerr
+	}
+	if _, again := compileObjects(after, cur); again != nil {
+		return again
+	}
+	return aerr
+}
+
 // samePlan compares two plans without Encode, which sorts in place: a
 // published plan is the runner's to read.
 func samePlan(a, b *plan.Plan) bool {
@@ -235,7 +251,7 @@ func (s *Service) apply(ctx context.Context, owner string, b api.Batch) (*api.Ba
 			return nil, aerr
 		}
 		if _, aerr := s.memo.compile(c.after, s.last()); aerr != nil {
-			return nil, aerr
+			return nil, s.refusal(objs, c.after, aerr)
 		}
 		if b.DryRun || len(c.writes) == 0 {
 			return &api.BatchResult{Results: c.results}, nil
