@@ -432,11 +432,7 @@ func latencies(b *testing.B, addr string, tier int) reading {
 func (r reading) since(earlier reading) reading {
 	out := reading{}
 	for job, h := range r {
-		e := earlier[job]
-		if e.counts == nil {
-			e.counts = map[float64]uint64{}
-		}
-		out[job] = h.minus(e)
+		out[job] = h.minus(earlier[job]) // a job not in earlier had no records (a nil map reads as 0)
 	}
 	return out
 }
