@@ -74,7 +74,8 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 	var keyCols []string
 	var keyKinds []event.Kind
 	var ints *intKeys
-	first := true
+	var estimate int64
+	known, sent := false, false // the key; a range (the first carries the table's info)
 	lo := after
 	for ctx.Err() == nil {
 		if c == nil {
@@ -87,12 +88,8 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 				continue
 			}
 		}
-		var info *chunkRange
-		if keyCols == nil {
-			var err error
-			var ti tableInfo
-			ti, err = tableKey(c, t.db, t.tbl, t.declared)
-			keyCols, keyKinds = ti.keyCols, ti.keyKinds
+		if !known {
+			ti, err := tableKey(c, t.db, t.tbl, t.declared)
 			if err != nil {
 				if isFatal(err) {
 					send(chunkRange{err: err})
@@ -100,20 +97,25 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 				}
 				c.Close()
 				c = nil
-				keyCols = nil
 				if !sleep(ctx, time.Second) {
 					return
 				}
 				continue
 			}
-			if first {
-				first = false
-				info = &chunkRange{keyCols: keyCols, keyKinds: keyKinds, estimate: ti.estimate}
+			keyCols, keyKinds, estimate, known = ti.keyCols, ti.keyKinds, ti.estimate, true
+			switch {
+			case len(keyCols) == 0 && sent:
+				send(chunkRange{err: fatalError{fmt.Errorf("table %s.%s lost its key during the load", t.db, t.tbl)}})
+				return
+			case len(keyCols) == 0:
+				// No key: the table is one chunk, read whole.
+				send(chunkRange{info: true, last: true, size: s.chunkSize, estimate: estimate})
+				return
 			}
 			if ints, err = denseIntKeys(c, t.db, t.tbl, keyCols, keyKinds, lo, ti.estimate, s.chunkSize); err != nil {
 				c.Close()
 				c = nil
-				keyCols = nil
+				known = false
 				continue
 			}
 		}
@@ -134,12 +136,13 @@ func (s *snapshotter) planner(ctx context.Context, t *snapTable, after [][]byte)
 			continue
 		}
 		r := chunkRange{lo: lo, hi: hi, last: hi == nil, size: size}
-		if info != nil {
-			r.keyCols, r.keyKinds, r.estimate = info.keyCols, info.keyKinds, info.estimate
+		if !sent {
+			r.info, r.keyCols, r.keyKinds, r.estimate = true, keyCols, keyKinds, estimate
 		}
 		if !send(r) || r.last {
 			return
 		}
+		sent = true
 		lo = hi
 	}
 }
@@ -157,10 +160,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 type fatalError struct{ error }
 
-func isFatal(err error) bool {
-	_, ok := err.(fatalError)
-	return ok
-}
+func isFatal(err error) bool { return errors.As(err, new(fatalError)) }
 
 // tableInfo is what the planner learns of a table before cutting it.
 type tableInfo struct {
@@ -171,8 +171,9 @@ type tableInfo struct {
 
 // tableKey finds the load's key columns, the declared key or else the
 // events' key (binlog.KeyColumns), by which a loaded row and a change of it
-// are told apart, their kinds and the estimated row count. A table that
-// cannot be loaded as it is (no key, no such table or column, no
+// are told apart, their kinds and the estimated row count. A table with no
+// key at all has no key columns: it is read whole (see snapshotter.emit).
+// A table that cannot be loaded as it is (no such table or column, no
 // privilege) is a fatalError.
 func tableKey(c *client.Conn, db, tbl string, declared []string) (tableInfo, error) {
 	cols := declared
@@ -183,16 +184,16 @@ func tableKey(c *client.Conn, db, tbl string, declared []string) (tableInfo, err
 		}
 	}
 	if len(cols) == 0 {
-		ex, err := c.Execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '" + mysql.Escape(db) + "' AND TABLE_NAME = '" + mysql.Escape(tbl) + "'")
-		if err == nil {
-			n, _ := ex.GetInt(0, 0)
-			ex.Close()
-			if n == 0 {
-				return tableInfo{}, fatalError{fmt.Errorf("table %s.%s does not exist, or the account has no privilege on it", db, tbl)}
-			}
+		ex, err := c.Execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = '" + mysql.Escape(db) + "' AND TABLE_NAME = '" + mysql.Escape(tbl) + "'")
+		if err != nil {
+			return tableInfo{}, err
 		}
-		return tableInfo{}, fatalError{fmt.Errorf("table %s.%s has no primary key nor unique index of NOT NULL columns: the initial load needs the columns that identify a row; "+
-			"name them with key: [...] on the table, or set snapshot: \"no_data\" to capture its changes only (with a null key, as Debezium does)", db, tbl)}
+		defer ex.Close()
+		if len(ex.Values) == 0 {
+			return tableInfo{}, fatalError{fmt.Errorf("table %s.%s does not exist, or the account has no privilege on it", db, tbl)}
+		}
+		n, _ := ex.GetInt(0, 0)
+		return tableInfo{estimate: n}, nil
 	}
 	r, err := c.Execute("SELECT " + colList(cols) + " FROM " + qname(db, tbl) + " LIMIT 0")
 	if err != nil {

@@ -59,6 +59,15 @@ func (s *snapshotter) deliver(ctx context.Context, res chunkResult) {
 	}
 }
 
+// wholeTableBytes is the most record bytes the load reads of a table
+// without a key, which it reads whole. A variable for tests.
+var wholeTableBytes = 4 * chunkBytes
+
+// testHookBeforeSelect, set by tests only, runs between a chunk's
+// position and its SELECT: the changes it makes come after the one and
+// before the other.
+var testHookBeforeSelect func(table string)
+
 // errChunkFull stops a chunk's SELECT at the row after the one that took
 // its records past twice chunkBytes.
 var errChunkFull = errors.New("chunk full")
@@ -89,6 +98,9 @@ func (s *snapshotter) readChunk(ctx context.Context, c *client.Conn, slot string
 	if err != nil {
 		return nil, nil, err
 	}
+	if testHookBeforeSelect != nil {
+		testHookBeforeSelect(t.name)
+	}
 	q := "SELECT * FROM " + qname(t.db, t.tbl)
 	var conds []string
 	if ch.rng.lo != nil {
@@ -100,7 +112,10 @@ func (s *snapshotter) readChunk(ctx context.Context, c *client.Conn, slot string
 	if len(conds) > 0 {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
-	q += " ORDER BY " + colList(t.keyCols)
+	whole := len(t.keyCols) == 0
+	if !whole {
+		q += " ORDER BY " + colList(t.keyCols)
+	}
 	marker := event.SnapshotTrue
 	if t.st.Incremental {
 		marker = event.SnapshotIncremental
@@ -130,6 +145,13 @@ func (s *snapshotter) readChunk(ctx context.Context, c *client.Conn, slot string
 			enc.begin(res.Fields, marker)
 		}
 		enc.add(row)
+		if whole {
+			if int64(len(enc.bufs.arena)) > wholeTableBytes {
+				return fatalError{fmt.Errorf("table %s.%s has no key and its records take more than %d MiB: a table without a key is read whole, in memory; "+
+					"name the columns that identify a row with key: [...] on the table, or set snapshot: \"no_data\" to capture its changes only", t.db, t.tbl, wholeTableBytes>>20)}
+			}
+			return nil
+		}
 		if int64(len(enc.bufs.arena)) > 2*chunkBytes {
 			full = make([][]byte, len(enc.tbl.Key))
 			for i, k := range enc.tbl.Key {
@@ -174,8 +196,9 @@ type chunkEncoder struct {
 	rawYears    bool // see binlog.Config.RawYears
 	row         []any
 	failed      []failedRow
-	tails       [3][]byte // the envelope's tail: any row, the first, the last
-	lastTail    []byte    // the tail of the row added last; nil if it failed
+	tails       [3][]byte           // the envelope's tail: any row, the first, the last
+	lastTail    []byte              // the tail of the row added last; nil if it failed
+	contents    map[string]struct{} // rowSum of each row, when the table has no key
 }
 
 // begin learns the table's shape from the result's fields and formats the
@@ -238,6 +261,14 @@ func (e *chunkEncoder) add(fields []mysql.FieldValue) {
 	}
 	b.offs = append(b.offs, [3]int{start, keyEnd, len(b.arena)})
 	e.lastTail = tail
+	if len(e.tbl.Key) == 0 {
+		if sum, ok := rowSum(e.tbl, e.row); ok {
+			if e.contents == nil {
+				e.contents = map[string]struct{}{}
+			}
+			e.contents[sum] = struct{}{}
+		}
+	}
 	if len(b.offs) == 1 {
 		// Size the arena for the whole chunk from its first row.
 		b.arena = slices.Grow(b.arena, int(min(int64(len(b.arena)+64)*int64(max(e.size, 1)), chunkBytes)*11/10)-len(b.arena))
@@ -249,7 +280,7 @@ func (e *chunkEncoder) add(fields []mysql.FieldValue) {
 // slices the arena into records.
 func (e *chunkEncoder) finish() *chunkRows {
 	b := e.bufs
-	out := &chunkRows{bufs: b, failed: e.failed}
+	out := &chunkRows{bufs: b, failed: e.failed, contents: e.contents}
 	if e.last && e.lastTail != nil {
 		// The tail is the value's suffix: swap the last row's for "last".
 		o := &b.offs[len(b.offs)-1]
@@ -258,7 +289,10 @@ func (e *chunkEncoder) finish() *chunkRows {
 	}
 	b.recs = slices.Grow(b.recs[:0], len(b.offs))[:len(b.offs)]
 	for i, o := range b.offs {
-		b.recs[i] = event.Record{Key: b.arena[o[0]:o[1]:o[1]], Value: b.arena[o[1]:o[2]:o[2]]}
+		b.recs[i] = event.Record{Value: b.arena[o[1]:o[2]:o[2]]}
+		if o[1] > o[0] { // else the table has no key: a null key
+			b.recs[i].Key = b.arena[o[0]:o[1]:o[1]]
+		}
 	}
 	out.recs = b.recs
 	return out

@@ -150,6 +150,7 @@ func (r *running) crash() {
 type rec struct {
 	key, value string
 	tomb       bool
+	nullKey    bool
 }
 
 func (w *world) read(topic string) []rec {
@@ -159,7 +160,7 @@ func (w *world) read(topic string) []rec {
 	opts, _ := kafkaconn.Options(w.plan.Datacenters["dc1"])
 	var out []rec
 	err := kafkaconn.ReadToEnd(ctx, opts, topic, nil, func(r *kgo.Record) {
-		out = append(out, rec{key: string(r.Key), value: string(r.Value), tomb: r.Value == nil})
+		out = append(out, rec{key: string(r.Key), value: string(r.Value), tomb: r.Value == nil, nullKey: r.Key == nil})
 	})
 	if err != nil {
 		w.t.Fatal(err)
@@ -190,6 +191,7 @@ type envelope struct {
 	Source struct {
 		Snapshot string `json:"snapshot"`
 		Table    string `json:"table"`
+		File     string `json:"file"`
 		Pos      int64  `json:"pos"`
 	} `json:"source"`
 }

@@ -95,6 +95,9 @@ type runner struct {
 type tableRun struct {
 	p  plan.CDCTable
 	st *cdcstate.TableState
+	// unreadable: the table's last rows event could not be read, which
+	// its status shows until one can.
+	unreadable bool
 }
 
 // observation is a change event awaiting its commit, when its latency is
@@ -433,6 +436,16 @@ func (r *runner) process(ctx context.Context, txn *binlog.Txn) error {
 			r.count(tr.p.Name, metrics.Filtered, 1) // before the table's capture began
 			continue
 		}
+		if row.Err != nil {
+			if err := r.unreadable(ctx, tr, txn, row); err != nil {
+				return err
+			}
+			continue
+		}
+		if tr.unreadable {
+			tr.unreadable = false
+			r.m.SetPartError(tr.p.Name, nil)
+		}
 		ch := event.Change{Op: row.Op, Before: row.Before, After: row.After, Source: event.Source{
 			Name: r.job.CDC.TopicPrefix, Time: txn.Time, ServerID: txn.ServerID, GTID: txn.GTID,
 			File: txn.File, Pos: row.Pos, Row: row.Row, Thread: txn.Thread,
@@ -448,8 +461,8 @@ func (r *runner) process(ctx context.Context, txn *binlog.Txn) error {
 		// The commit time as measured here travels with the change, so a
 		// sink measures its latency from the same, finer, lower bound.
 		srcHeader := kgo.RecordHeader{Key: headers.SourceTime, Value: strconv.AppendInt(nil, src.UnixMicro(), 10)}
+		r.snap.touch(tr.p.Name, t, &ch, recs)
 		for k := range recs {
-			r.snap.touch(tr.p.Name, recs[k].Key)
 			if err := r.produce(ctx, tr.p.Topic, &recs[k], srcHeader); err != nil {
 				return err
 			}
@@ -572,8 +585,24 @@ func (r *runner) send(kr *kgo.Record) error {
 
 // deadLetter sends a row that cannot be converted to ferry.dlq, in the same
 // transaction, and capture goes on.
+// unreadable sends a rows event that cannot be read to ferry.dlq, with its
+// bytes, and shows why on its table: the table's other changes and the
+// source's other tables go on.
+func (r *runner) unreadable(ctx context.Context, tr *tableRun, txn *binlog.Txn, row *binlog.Rows) error {
+	if err := r.deadLetter(ctx, tr, txn, row, row.Err); err != nil {
+		return err
+	}
+	tr.unreadable = true
+	r.m.SetPartError(tr.p.Name, fmt.Errorf("binlog %s:%d: %w (the event is in ferry.dlq)", txn.File, row.Pos, row.Err))
+	return nil
+}
+
 func (r *runner) deadLetter(ctx context.Context, tr *tableRun, txn *binlog.Txn, row *binlog.Rows, cause error) error {
-	raw := mustJSON(map[string]any{"op": string(row.Op), "before": row.Before, "after": row.After})
+	fields := map[string]any{"op": string(row.Op), "before": row.Before, "after": row.After}
+	if row.Event != nil {
+		fields["binlog_event"] = row.Event // base64
+	}
+	raw := mustJSON(fields)
 	return r.deadLetterRaw(ctx, tr, raw, cause, []kgo.RecordHeader{
 		{Key: "ferry.error.binlog.file", Value: []byte(txn.File)},
 		{Key: "ferry.error.binlog.pos", Value: []byte(strconv.FormatUint(row.Pos, 10))},

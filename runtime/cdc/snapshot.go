@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -42,6 +43,12 @@ import (
 // Chunks go out in primary key order, so the checkpoint (in the same Kafka
 // transaction as the rows) holds just the last emitted key: a restart goes
 // on from the next chunk.
+//
+// A table without a key is one chunk, read whole, and its rows cannot be
+// told from their changes: the chunk goes out whole as the table at the
+// binlog position read before its SELECT, or is read again when a change
+// in its window may be on the wrong side of that position
+// (wholeReadStale).
 
 // loadHost is what the snapshotter needs of the job it loads for: where
 // its records go, the captured tables, and how far the binlog reader lags.
@@ -127,7 +134,9 @@ type chunkRange struct {
 	size   int      // the rows it was cut for (the last may have more)
 	last   bool
 	err    error
-	// table info, sent with the first range
+	// table info, sent with the first range (info set); no key columns:
+	// the table has no key and is read whole
+	info     bool
 	keyCols  []string
 	keyKinds []event.Kind
 	estimate int64
@@ -144,6 +153,10 @@ type chunk struct {
 	rows    *chunkRows
 	busy    bool // with a worker
 	retryAt time.Time
+	// Of a table without a key: how often it was read whole, and the
+	// position of the first change in the window.
+	reads       int
+	firstChange binlog.Position
 }
 
 type chunkRows struct {
@@ -152,6 +165,8 @@ type chunkRows struct {
 	failed []failedRow    // rows that cannot be converted: dead letters
 	cut    [][]byte       // the chunk was cut short after this key
 	pos    binlog.Position
+	// contents are the rows' sums (rowSum) when the table has no key.
+	contents map[string]struct{}
 }
 
 // chunkBufs are a chunk's buffers: its records' bytes, the records, and
@@ -357,7 +372,7 @@ func (s *snapshotter) tick(ctx context.Context) error {
 				}
 				continue
 			}
-			if rng.keyCols != nil {
+			if rng.info {
 				s.m.SetPartError(name, nil)
 				t.keyCols, t.keyKinds, t.estimate = rng.keyCols, rng.keyKinds, rng.estimate
 				s.m.SetProgress(name, t.st.Rows, max(t.estimate, t.st.Rows), 0)
@@ -382,7 +397,7 @@ func (s *snapshotter) send(c *chunk) {
 	delete(s.tokens, c.lw)
 	delete(s.tokens, c.hw)
 	c.lw, c.hw = newToken("lw"), newToken("hw")
-	c.lwSeen, c.hwSeen, c.changed, c.rows = false, false, nil, nil
+	c.lwSeen, c.hwSeen, c.changed, c.rows, c.firstChange = false, false, nil, nil, binlog.Position{}
 	c.retryAt = time.Time{}
 	s.tokens[c.lw], s.tokens[c.hw] = c, c
 	c.busy = true
@@ -395,18 +410,70 @@ func newToken(kind string) string {
 	return kind + "-" + hex.EncodeToString(b[:])
 }
 
-// touch records a key changed by a binlog event in the open windows of
-// its table.
-func (s *snapshotter) touch(table string, key []byte) {
-	t := s.tables[table]
-	if t == nil || key == nil {
+// touch records the rows that a binlog change of a table alters in the
+// table's open windows: their keys (recs), or, when the table has no key,
+// what windowKeys says of it.
+func (s *snapshotter) touch(table string, t *event.Table, ch *event.Change, recs []event.Record) {
+	st := s.tables[table]
+	if st == nil {
 		return
 	}
-	for _, c := range t.chunks {
-		if c.lwSeen {
-			c.changed[string(key)] = struct{}{}
+	whole := len(st.keyCols) == 0
+	var keys []string
+	for _, c := range st.chunks {
+		if !c.lwSeen || whole && c.hwSeen {
+			continue
+		}
+		if keys == nil {
+			keys = windowKeys(whole, t, ch, recs)
+		}
+		for _, k := range keys {
+			c.changed[k] = struct{}{}
+		}
+		if whole && c.firstChange.File == "" {
+			c.firstChange = binlog.Position{File: ch.Source.File, Pos: ch.Source.Pos}
 		}
 	}
+}
+
+// anyRow stands for every row of a table without a key.
+const anyRow = ""
+
+// windowKeys are the keys by which a chunk tells the rows a change alters:
+// the events' keys, or, for a table without a key (whole), the sum of the
+// row a change leaves, or anyRow for a delete (see wholeReadStale).
+func windowKeys(whole bool, t *event.Table, ch *event.Change, recs []event.Record) []string {
+	var keys []string
+	if !whole {
+		for _, r := range recs {
+			if r.Key != nil {
+				keys = append(keys, string(r.Key))
+			}
+		}
+		return keys
+	}
+	if ch.After == nil {
+		return []string{anyRow}
+	}
+	if sum, ok := rowSum(t, ch.After); ok {
+		return []string{sum}
+	}
+	return []string{anyRow}
+}
+
+// rowSeed seeds rowSum: a process's loads and changes sum rows alike.
+var rowSeed = maphash.MakeSeed()
+
+// rowSum is a digest of a row's contents as its events carry them, which
+// stands for the row in a table without a key. Equal rows have the same
+// sum; so, rarely, may two others, which only makes the load read the
+// table again.
+func rowSum(t *event.Table, row []any) (string, bool) {
+	b, err := t.AppendRow(nil, row)
+	if err != nil {
+		return "", false
+	}
+	return strconv.FormatUint(maphash.Bytes(rowSeed, b), 36), true
 }
 
 // onWatermark handles a watermark read from the binlog.
@@ -438,6 +505,10 @@ func (s *snapshotter) onResult(ctx context.Context, res chunkResult) error {
 	c.busy = false
 	if s.tables[c.t.name] != c.t {
 		return nil // dropped
+	}
+	if isFatal(res.err) {
+		s.fail(c.t.name, res.err)
+		return s.tick(ctx)
 	}
 	if res.err != nil {
 		s.log.Warn("chunk read failed; retrying", "table", c.t.name, "chunk", c.seq, "err", res.err)
@@ -473,6 +544,10 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 		if !c.hwSeen || c.rows == nil {
 			return nil
 		}
+		if len(t.keyCols) == 0 && wholeReadStale(c) {
+			s.readAgain(c)
+			return nil
+		}
 		var n, bytes int64
 		// The chunk's Kafka records in one buffer, stamped with one clock
 		// read: a chunk goes out at one moment.
@@ -483,7 +558,7 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 		s.sent = append(s.sent, b)
 		for i := range c.rows.recs {
 			rec := &c.rows.recs[i]
-			if _, changed := c.changed[string(rec.Key)]; changed {
+			if _, changed := c.changed[string(rec.Key)]; changed && rec.Key != nil {
 				continue
 			}
 			krs[i] = kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Timestamp: now}
@@ -527,6 +602,65 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 		}
 	}
 	return nil
+}
+
+// maxWholeReads is how often a table without a key is read whole before
+// its load fails for changing during each read; wholeReadPause the pause
+// before the second read, doubled before each next (about 100 s over all).
+const (
+	maxWholeReads  = 10
+	wholeReadPause = 200 * time.Millisecond
+)
+
+// wholeReadStale reports that the read of a table without a key is not
+// the table at the position in its rows' source block (rows.pos, read
+// after the low watermark and before the SELECT), whose changes after
+// that position go out as events. Without a key, a change cannot be
+// matched to the row it alters, so the read is stale when a change in its
+// window may be on the wrong side of it:
+//   - a change written to the binlog up to rows.pos: the server may have
+//     made it visible after the SELECT began, so the read may lack it;
+//   - a change after rows.pos that left a row the read holds: the read may
+//     have it, and its event as well;
+//   - a delete after rows.pos: the read may lack the row, as equal rows
+//     may remain, its absence cannot be told.
+//
+// Changes after the high watermark are after the SELECT.
+func wholeReadStale(c *chunk) bool {
+	if c.firstChange.File == "" {
+		return false
+	}
+	if c.firstChange.Compare(c.rows.pos) <= 0 {
+		return true
+	}
+	if _, ok := c.changed[anyRow]; ok {
+		return true
+	}
+	for k := range c.changed {
+		if _, ok := c.rows.contents[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// readAgain reads a stale chunk of a table without a key again (see
+// wholeReadStale), after a pause that doubles with each read, so that a
+// burst of changes passes.
+func (s *snapshotter) readAgain(c *chunk) {
+	s.bufs.Put(c.rows.bufs)
+	c.rows = nil
+	c.hwSeen = false
+	delete(s.tokens, c.lw)
+	delete(s.tokens, c.hw)
+	if c.reads++; c.reads >= maxWholeReads {
+		s.fail(c.t.name, fatalError{fmt.Errorf("table %s.%s has no key, and it changed during each of %d reads of it whole; "+
+			"name the columns that identify a row with key: [...] on the table, or set snapshot: \"no_data\" to capture its changes only", c.t.db, c.t.tbl, c.reads)})
+		return
+	}
+	wait := wholeReadPause << (c.reads - 1)
+	s.log.Info("table without a key changed while read whole; reading it again", "table", c.t.name, "read", c.reads, "in", wait)
+	c.retryAt = time.Now().Add(wait)
 }
 
 // rate is the table's load rate in rows/s since the load (re)started.

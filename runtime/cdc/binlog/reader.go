@@ -9,8 +9,10 @@ package binlog
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -102,6 +104,11 @@ type Rows struct {
 	After  []any
 	Pos    uint64 // the rows event's position
 	Row    int    // index of the row in its rows event
+	// Err says why the rows event cannot be read (its table's TABLE_MAP
+	// or its values): Before and After are nil and Event holds the
+	// event's bytes, for a dead letter. Only that table's changes fail.
+	Err   error
+	Event []byte
 }
 
 // Txn is a committed transaction: its row changes in order and the position
@@ -144,12 +151,17 @@ type Reader struct {
 	// unique index Debezium keys it by (see KeyColumns), none if it has
 	// none; read again after a DDL statement, as floats.
 	keys map[string][]string
-	want func(db, table string) bool
-	cur  *Txn
-	out  chan *Txn
-	errc chan error
-	done chan struct{}
-	stop context.CancelFunc
+	// unreadable holds why a table's TABLE_MAP cannot be read, by table
+	// id; decodeErr why go-mysql could not decode the rows event about to
+	// be handled (see decodeRows).
+	unreadable map[uint64]error
+	decodeErr  error
+	want       func(db, table string) bool
+	cur        *Txn
+	out        chan *Txn
+	errc       chan error
+	done       chan struct{}
+	stop       context.CancelFunc
 }
 
 // HandleEvent takes each event in go-mysql's reading goroutine (no extra
@@ -223,9 +235,10 @@ func Open(ctx context.Context, cfg Config, flavor string, pos Position, want fun
 	if !byGTID {
 		pos.Origin = origin // a checkpoint written before ferry recorded it
 	}
-	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, origin: origin, file: pos.File, tables: map[uint64]*event.Table{}, charsets: charsets, floats: map[string]map[string]bool{}, keys: map[string][]string{}, want: want,
+	r := &Reader{cfg: cfg, flavor: flavor, pos: pos, origin: origin, file: pos.File, tables: map[uint64]*event.Table{}, charsets: charsets, floats: map[string]map[string]bool{}, keys: map[string][]string{}, unreadable: map[uint64]error{}, want: want,
 		out: make(chan *Txn, 1024), errc: make(chan error, 1), done: make(chan struct{})}
 	scfg.SynchronousEventHandler = r
+	scfg.RowsEventDecodeFunc = r.decodeRows
 	if pos.GTID != "" {
 		if r.gtids, err = mysql.ParseGTIDSet(flavor, pos.GTID); err != nil {
 			return nil, fmt.Errorf("GTID set %q: %v", pos.GTID, err)
@@ -347,6 +360,7 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 		clear(r.tables)
 		clear(r.floats)
 		clear(r.keys)
+		clear(r.unreadable)
 		if r.cur == nil {
 			r.begin(h)
 		}
@@ -366,9 +380,16 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 			r.tables[e.TableID] = &event.Table{DB: string(e.Schema), Name: string(e.Table)}
 			return nil, nil
 		}
+		delete(r.unreadable, e.TableID)
 		t, err := TableFromMap(e, r.charsets)
 		if err == nil {
 			err = r.annotate(t)
+		}
+		var te tableError
+		if errors.As(err, &te) {
+			r.tables[e.TableID] = &event.Table{DB: string(e.Schema), Name: string(e.Table)}
+			r.unreadable[e.TableID] = te.error
+			return nil, nil
 		}
 		if err != nil {
 			return nil, err
@@ -376,14 +397,21 @@ func (r *Reader) handle(ev *replication.BinlogEvent) (*Txn, error) {
 		r.tables[e.TableID] = t
 		return nil, nil
 	case *replication.RowsEvent:
+		decodeErr := r.decodeErr
+		r.decodeErr = nil
 		t := r.tables[e.TableID]
-		if t == nil || t.Columns == nil {
+		if t == nil || t.Columns == nil && r.unreadable[e.TableID] == nil {
 			return nil, nil
 		}
 		if r.cur == nil {
 			r.begin(h)
 		}
-		r.addRows(t, ev.Header.EventType, e, uint64(h.LogPos-h.EventSize))
+		pos := uint64(h.LogPos - h.EventSize)
+		if err := cmp.Or(r.unreadable[e.TableID], decodeErr); err != nil {
+			r.cur.Rows = append(r.cur.Rows, Rows{Table: t, Op: opOf(h.EventType), Pos: pos, Err: err, Event: bytes.Clone(ev.RawData)})
+			return nil, nil
+		}
+		r.addRows(t, h.EventType, e, pos)
 		return nil, nil
 	}
 	return nil, nil
@@ -414,19 +442,43 @@ func own(row []any) []any {
 	return row
 }
 
+// opOf is the change a rows event type makes, 0 for none.
+func opOf(et replication.EventType) byte {
+	switch et {
+	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
+		return event.OpCreate
+	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.PARTIAL_UPDATE_ROWS_EVENT, replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1:
+		return event.OpUpdate
+	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2, replication.MARIADB_DELETE_ROWS_COMPRESSED_EVENT_V1:
+		return event.OpDelete
+	}
+	return 0
+}
+
+// decodeRows decodes a rows event for go-mysql. Values it cannot decode
+// would end the stream, and with it every table's capture: they are kept
+// for handle instead, which makes the event that table's failure.
+func (r *Reader) decodeRows(e *replication.RowsEvent, data []byte) error {
+	pos, err := e.DecodeHeader(data)
+	if err != nil {
+		return err // no TABLE_MAP: which table it is cannot be told
+	}
+	if err := e.DecodeData(pos, data); err != nil {
+		r.decodeErr = fmt.Errorf("rows event: %w", err)
+	}
+	return nil
+}
+
+// tableError is a table's TABLE_MAP that ferry cannot turn into events:
+// its rows fail, the other tables' go on.
+type tableError struct{ error }
+
 func (r *Reader) addRows(t *event.Table, et replication.EventType, e *replication.RowsEvent, pos uint64) {
 	for _, row := range e.Rows {
 		own(row)
 	}
-	var op byte
-	switch et {
-	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
-		op = event.OpCreate
-	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.PARTIAL_UPDATE_ROWS_EVENT, replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1:
-		op = event.OpUpdate
-	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2, replication.MARIADB_DELETE_ROWS_COMPRESSED_EVENT_V1:
-		op = event.OpDelete
-	default:
+	op := opOf(et)
+	if op == 0 {
 		return
 	}
 	if op == event.OpUpdate {
@@ -498,7 +550,7 @@ func TableFromMap(e *replication.TableMapEvent, cs event.Charsets) (*event.Table
 		_, nullable := e.Nullable(i)
 		col, err := event.ColumnFromBinlog(string(e.ColumnName[i]), e.ColumnType[i], e.ColumnMeta[i], unsigned[i], collations[i], cs, members, nullable)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.FullName(), err)
+			return nil, tableError{fmt.Errorf("%s: %w", t.FullName(), err)}
 		}
 		t.Columns = append(t.Columns, col)
 	}
@@ -531,7 +583,7 @@ func (r *Reader) annotate(t *event.Table) error {
 	if len(names) > 0 {
 		key, err := t.ColumnIndexes(names)
 		if err != nil {
-			return fmt.Errorf("%s: key: %w", t.FullName(), err)
+			return tableError{fmt.Errorf("%s: key: %w", t.FullName(), err)}
 		}
 		t.Key = key
 	}
