@@ -21,6 +21,7 @@ import (
 // applied (the stored objects then hold it).
 type client struct {
 	*api.Client
+	owner string // the owner it writes as
 
 	mu      sync.Mutex
 	planned map[string]api.Op // by api.Key
@@ -30,8 +31,8 @@ type client struct {
 	holds   map[string]bool   // objects this run's state holds (planned with a prior state)
 }
 
-func newClient(c *api.Client) *client {
-	return &client{Client: c, planned: map[string]api.Op{}, creates: map[string]bool{}, holds: map[string]bool{}}
+func newClient(c *api.Client, owner string) *client {
+	return &client{Client: c, owner: owner, planned: map[string]api.Op{}, creates: map[string]bool{}, holds: map[string]bool{}}
 }
 
 // held records an object this configuration's state holds.

@@ -134,9 +134,9 @@ func (r *objectResource[M, P]) Read(ctx context.Context, req resource.ReadReques
 		resp.Diagnostics.Append(refused(r.kind, name, err))
 		return
 	}
-	if o.Owner != api.OwnerTerraform {
-		resp.Diagnostics.AddError(fmt.Sprintf("%s is not Terraform's", api.Describe(r.kind, name)),
-			fmt.Sprintf("%s is owned by %s; change it there or delete it there first", api.Describe(r.kind, name), o.Owner))
+	if o.Owner != r.client.owner && o.Owner != "" { // released: the next write adopts it
+		resp.Diagnostics.AddError(fmt.Sprintf("%s is not %s's", api.Describe(r.kind, name), r.client.owner),
+			fmt.Sprintf("%s is owned by %s; change it there or delete it there first, or have an admin transfer it (POST /v1/transfer)", api.Describe(r.kind, name), o.Owner))
 		return
 	}
 	// load starts from the prior state, to keep what the API cannot tell
@@ -205,9 +205,17 @@ func patiently(ctx context.Context, write func() error) error {
 	}
 }
 
-// ImportState takes the object's name ("SOURCE/DB.TABLE" for a CDC table);
-// Read fills in the rest and refuses an object another owner holds.
+// ImportState takes the object's name ("SOURCE/DB.TABLE" for a CDC table)
+// and adopts the object if its owner released it (see api.Transfer),
+// rewriting it unchanged as this configuration's; Read fills in the rest
+// and refuses an object another owner holds.
 func (r *objectResource[M, P]) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	if o, err := r.client.Get(ctx, r.kind, req.ID); err == nil && o.Owner == "" {
+		if _, err := r.client.Put(ctx, r.kind, req.ID, o.Spec, &o.Version); err != nil {
+			resp.Diagnostics.Append(refused(r.kind, req.ID, err))
+			return
+		}
+	}
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
 }
 
@@ -284,7 +292,7 @@ func (r *objectResource[M, P]) checkNew(ctx context.Context, name string) diag.D
 	}
 	o, err := r.client.Get(ctx, r.kind, name)
 	switch {
-	case err == nil && o.Owner != api.OwnerTerraform:
+	case err == nil && o.Owner != r.client.owner && o.Owner != "":
 		// The dry run refuses it, naming the owner.
 	case err == nil && held:
 	case err == nil:

@@ -1,8 +1,9 @@
 // Package provider is ferry's Terraform provider (terraform-plugin-framework):
 // the datacenters, shards, mirrors, CDC sources and CDC tables of an
 // executor group as resources, and its compiled plan as a data source. It
-// talks to the group's control API (package control) as owner "terraform",
-// so CUE applies and Terraform never overwrite each other's objects, and it
+// talks to the group's control API (package control) as owner
+// "terraform:WORKSPACE", so CUE applies, Terraform workspaces and other
+// writers never overwrite each other's objects, and it
 // checks every planned change with the API's compiler (a dry run) so that
 // `terraform plan` fails with the compiler's own messages.
 package provider
@@ -47,6 +48,7 @@ type providerModel struct {
 	Endpoint types.String `tfsdk:"endpoint"`
 	Token    types.String `tfsdk:"token"`
 	CAFile   types.String `tfsdk:"ca_file"`
+	Owner    types.String `tfsdk:"owner"`
 }
 
 func (p *ferryProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -72,6 +74,14 @@ func (p *ferryProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp
 				MarkdownDescription: "A PEM file of the CA that signs the executors' HTTPS certificate (`ferry run --tls-cert`), " +
 					"for a private CA. Default: the `FERRY_CA_FILE` environment variable, else the system's roots.",
 			},
+			"owner": schema.StringAttribute{
+				Optional:   true,
+				Validators: []validator.String{matching(ownerPattern, "printable characters without spaces")},
+				MarkdownDescription: "The owner this configuration writes as: only its owner changes an object, and the API binds each " +
+					"token to the owners it may write as. Give each workspace its own, for example `\"terraform:${terraform.workspace}\"`. " +
+					"Default: the `FERRY_OWNER` environment variable, else `terraform:` and the `TF_WORKSPACE` environment variable, else `" +
+					api.OwnerTerraform + "`.",
+			},
 			"token": schema.StringAttribute{
 				Optional:  true,
 				Sensitive: true,
@@ -90,7 +100,8 @@ func (p *ferryProvider) Configure(ctx context.Context, req provider.ConfigureReq
 	}
 	endpoint := firstSet(m.Endpoint.ValueString(), os.Getenv("FERRY_ENDPOINT"), DefaultEndpoint)
 	token := firstSet(m.Token.ValueString(), os.Getenv("FERRY_TOKEN"))
-	opts := []api.ClientOption{api.WithToken(token), api.WithOwner(api.OwnerTerraform)}
+	owner := firstSet(m.Owner.ValueString(), os.Getenv("FERRY_OWNER"), api.TerraformOwner(firstSet(os.Getenv("TF_WORKSPACE"), "default")))
+	opts := []api.ClientOption{api.WithToken(token), api.WithOwner(owner)}
 	if caFile := firstSet(m.CAFile.ValueString(), os.Getenv("FERRY_CA_FILE")); caFile != "" {
 		hc, err := httpClientTrusting(caFile)
 		if err != nil {
@@ -104,7 +115,7 @@ func (p *ferryProvider) Configure(ctx context.Context, req provider.ConfigureReq
 		resp.Diagnostics.AddAttributeError(path.Root("endpoint"), "Invalid ferry endpoint", err.Error())
 		return
 	}
-	cl := newClient(c)
+	cl := newClient(c, owner)
 	resp.ResourceData = cl
 	resp.DataSourceData = cl
 }

@@ -71,10 +71,10 @@ var factories = map[string]func() (tfprotov6.ProviderServer, error){
 // server is a control API on an embedded Kafka cluster.
 type server struct {
 	url    string
-	client *api.Client // owner terraform
+	client *api.Client // owner terraform:default
 }
 
-func startServer(t testing.TB) *server {
+func startServer(t testing.TB, opts ...control.Option) *server {
 	t.Helper()
 	home, err := devenv.StartKafka("home", 0)
 	if err != nil {
@@ -82,7 +82,7 @@ func startServer(t testing.TB) *server {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	svc, err := control.NewService(ctx, []kgo.Opt{kgo.SeedBrokers(home.Addr())}, control.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	svc, err := control.NewService(ctx, []kgo.Opt{kgo.SeedBrokers(home.Addr())}, append(opts, control.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))...)
 	if err != nil {
 		home.Close()
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func startServer(t testing.TB) *server {
 		svc.Close()
 		home.Close()
 	})
-	c, err := api.NewClient(srv.URL, api.WithOwner(api.OwnerTerraform))
+	c, err := api.NewClient(srv.URL, api.WithOwner(api.OwnerTerraform), api.WithToken("admin"))
 	if err != nil {
 		t.Fatal(err)
 	}

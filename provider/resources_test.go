@@ -11,7 +11,9 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
+	"github.com/ferry-pipelines/ferry/runtime/control"
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
+	"github.com/ferry-pipelines/ferry/schema"
 )
 
 // lifecycle is the step table of one resource type: it is created,
@@ -246,7 +248,7 @@ func (s *server) stored(kind api.Kind, name string, version int64) resource.Test
 			return err
 		}
 		if o.Version != version || o.Owner != api.OwnerTerraform {
-			return fmt.Errorf("%s is at version %d owned by %s, want version %d owned by terraform", api.Describe(kind, name), o.Version, o.Owner, version)
+			return fmt.Errorf("%s is at version %d owned by %s, want version %d owned by terraform:default", api.Describe(kind, name), o.Version, o.Owner, version)
 		}
 		return nil
 	}
@@ -387,7 +389,7 @@ resource "ferry_shard" "batch" {
 }
 `),
 				PlanOnly:    true,
-				ExpectError: message(`shard "batch" is stored already (owner terraform, version 1): import it (terraform import ferry_shard.NAME batch)`),
+				ExpectError: message(`shard "batch" is stored already (owner terraform:default, version 1): import it (terraform import ferry_shard.NAME batch)`),
 			},
 		},
 	})
@@ -491,7 +493,7 @@ resource "ferry_datacenter" "dc1" {
 func TestOwnedByCUE(t *testing.T) {
 	s := startServer(t)
 	s.cueDatacenters(t, "pipelines")
-	owned := message(`datacenter "dc1" is owned by cue:pipelines; change it there or delete it there first`)
+	owned := message(`datacenter "dc1" is owned by cue:pipelines; change it there or delete it there first, or have an admin transfer it (POST /v1/transfer)`)
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: factories,
 		Steps: []resource.TestStep{
@@ -505,6 +507,73 @@ func TestOwnedByCUE(t *testing.T) {
 			},
 		},
 	})
+}
+
+// TestWorkspaceOwners: each workspace writes as its own owner, which the
+// API binds to its token. Another workspace's objects can be neither
+// created over nor imported; once an admin releases them (POST
+// /v1/transfer to ""), `terraform import` adopts them unchanged and the
+// plan after is empty. A token cannot write as an owner it is not bound to.
+func TestWorkspaceOwners(t *testing.T) {
+	s := startServer(t, control.WithTokens(control.Tokens{"admin": {"*"}, "pay": {"terraform:payments"}, "search": {"terraform:search"}}))
+	pay, err := api.NewClient(s.url, api.WithOwner("terraform:payments"), api.WithToken("pay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, broker := range map[string]string{"dc1": "127.0.0.1:19092", "dc2": "127.0.0.1:29092"} {
+		if _, err := pay.Put(context.Background(), api.Datacenter, name, schema.Datacenter{Kafka: schema.Kafka{Brokers: []string{broker}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	as := func(token, owner string) string {
+		return strings.Replace(s.config(twoDatacenters), "provider \"ferry\" {", fmt.Sprintf("provider \"ferry\" {\n  token = %q\n  owner = %q", token, owner), 1)
+	}
+	search := as("search", "terraform:search")
+	owned := message(`datacenter "dc1" is owned by terraform:payments; change it there or delete it there first, or have an admin transfer it`)
+	release := func() {
+		for _, name := range []string{"dc1", "dc2"} {
+			if _, err := s.client.Transfer(context.Background(), api.Transfer{Kind: api.Datacenter, Name: name, To: ""}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	importStep := func(name string, pre func()) resource.TestStep {
+		return resource.TestStep{
+			PreConfig: pre, Config: search, ResourceName: "ferry_datacenter." + name,
+			ImportState: true, ImportStateId: name, ImportStatePersist: true,
+		}
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{Config: as("pay", "terraform:search"), PlanOnly: true, ExpectError: message(`this token may write as terraform:payments, not as terraform:search`)},
+			{Config: search, PlanOnly: true, ExpectError: owned},
+			{Config: search, ResourceName: "ferry_datacenter.dc1", ImportState: true, ImportStateId: "dc1", ExpectError: owned},
+			importStep("dc1", release),
+			importStep("dc2", nil),
+			{
+				Config:           search,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				Check:            s.ownedBy("terraform:search", "dc1", "dc2"),
+			},
+		},
+	})
+}
+
+// ownedBy checks the owner and spec of stored datacenters.
+func (s *server) ownedBy(owner string, names ...string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		for _, name := range names {
+			o, err := s.client.Get(context.Background(), api.Datacenter, name)
+			if err != nil {
+				return err
+			}
+			if o.Owner != owner {
+				return fmt.Errorf("%s is owned by %q, want %q", api.Describe(api.Datacenter, name), o.Owner, owner)
+			}
+		}
+		return nil
+	}
 }
 
 // TestValidation: attribute values the schema refuses fail `terraform

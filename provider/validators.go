@@ -32,6 +32,7 @@ var (
 var (
 	regexpNotEmpty  = regexp.MustCompile(`\S`)
 	endpointPattern = regexp.MustCompile(`^(https?://)?[^/\s]+(/\S*)?$`)
+	ownerPattern    = regexp.MustCompile(`^[[:graph:]]{1,200}$`)
 )
 
 // describe gives a validator the Describer methods.

@@ -51,7 +51,7 @@ applied %s as cue:pipelines: 0 created, 1 updated, 1 deleted, 2 unchanged
 	}
 	writeDefs(t, dir, pair, `"audit.log": {partitions: 2, tier: 3}
 	"tf.events": {partitions: 1, tier: 2}`)
-	ferry(t, repoRoot, "apply", dir, "--http", a).want(t, 1, ptr(""), ptr(fmt.Sprintf(`mirror "tf.events" is owned by terraform; change it there or delete it there first
+	ferry(t, repoRoot, "apply", dir, "--http", a).want(t, 1, ptr(""), ptr(fmt.Sprintf(`mirror "tf.events" is owned by terraform:default; change it there or delete it there first, or have an admin transfer it (POST /v1/transfer)
 nothing applied: 1 of the objects %s declares belong to other owners
 `, dir)))
 

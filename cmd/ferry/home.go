@@ -27,14 +27,14 @@ func startHome(ctx context.Context, args []string, f runFlags, logger *slog.Logg
 	if err != nil {
 		return nil, nil, err
 	}
-	var token string
+	var tokens control.Tokens
 	if f.tokenFile != "" {
-		if token, err = control.ReadTokenFile(f.tokenFile); err != nil {
+		if tokens, err = control.ReadTokens(f.tokenFile); err != nil {
 			return nil, nil, err
 		}
 	}
 	if f.httpAddr != "" {
-		if err := control.CheckExposure(f.httpAddr, token != ""); err != nil {
+		if err := control.CheckExposure(f.httpAddr, tokens != nil); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -44,7 +44,7 @@ func startHome(ctx context.Context, args []string, f runFlags, logger *slog.Logg
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	svc, err := control.NewService(ctx, opts, control.WithLogger(logger.With("home", name)), control.WithToken(token))
+	svc, err := control.NewService(ctx, opts, control.WithLogger(logger.With("home", name)), control.WithTokens(tokens))
 	if err != nil {
 		return nil, nil, fmt.Errorf("--home %s: %w", name, err)
 	}

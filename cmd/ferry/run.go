@@ -70,7 +70,7 @@ cleanly.`,
 	cmd.Flags().BoolVar(&f.logJSON, "log-json", false, "log JSON lines instead of text")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	cmd.Flags().StringVar(&f.home, "home", "", "run the definitions stored in datacenter `NAME=BROKERS` (ferry.definitions) and serve the control API on --http")
-	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "require the bearer token in `FILE` on the control API (without one, --http must be a loopback address)")
+	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "require a bearer token of `FILE` on the control API, each bound to the owners it may write as (docs/control-api.md; without one, --http must be a loopback address)")
 	cmd.Flags().StringVar(&f.tlsCert, "tls-cert", "", "serve --http over TLS with the certificate (chain) in PEM `FILE`; needs --tls-key")
 	cmd.Flags().StringVar(&f.tlsKey, "tls-key", "", "the private key in PEM `FILE` of --tls-cert")
 	return cmd

@@ -38,8 +38,8 @@ func prepare(objs map[string]api.Object, owner string, ops []api.Op, now time.Ti
 		if err := checkVersion(what, cur, exists, op.Version); err != nil {
 			return nil, err
 		}
-		if exists && cur.Owner != owner {
-			return nil, api.Errorf(http.StatusForbidden, "%s is owned by %s; change it there or delete it there first", what, cur.Owner)
+		if exists && cur.Owner != owner && cur.Owner != "" {
+			return nil, api.Errorf(http.StatusForbidden, "%s is owned by %s; change it there or delete it there first, or have an admin transfer it (POST /v1/transfer)", what, cur.Owner)
 		}
 		res := api.Result{Kind: op.Kind, Name: op.Name}
 		switch op.Op {
@@ -48,7 +48,7 @@ func prepare(objs map[string]api.Object, owner string, ops []api.Op, now time.Ti
 			if err != nil {
 				return nil, api.Errorf(http.StatusBadRequest, "%s: %v", what, err)
 			}
-			if exists && bytes.Equal(cur.Spec, spec) {
+			if exists && bytes.Equal(cur.Spec, spec) && cur.Owner == owner {
 				res.Action, res.Version = api.Unchanged, cur.Version
 				break
 			}
@@ -71,6 +71,30 @@ func prepare(objs map[string]api.Object, owner string, ops []api.Op, now time.Ti
 		}
 		c.results = append(c.results, res)
 	}
+	return c, nil
+}
+
+// handOver is the change of a transfer: the object as stored, owned by
+// t.To, at the next version.
+func handOver(objs map[string]api.Object, t api.Transfer, now time.Time) (*change, *api.Error) {
+	key := api.Key(t.Kind, t.Name)
+	what := api.Describe(t.Kind, t.Name)
+	cur, exists := objs[key]
+	if !exists {
+		return nil, api.Errorf(http.StatusNotFound, "%s does not exist", what)
+	}
+	if err := checkVersion(what, cur, exists, t.Version); err != nil {
+		return nil, err
+	}
+	c := &change{after: maps.Clone(objs)}
+	res := api.Result{Kind: t.Kind, Name: t.Name, Action: api.Unchanged, Version: cur.Version}
+	if cur.Owner != t.To {
+		cur.Owner, cur.Version, cur.Updated = t.To, cur.Version+1, now
+		c.after[key] = cur
+		c.writes = append(c.writes, cur)
+		res.Action, res.Version = api.Updated, cur.Version
+	}
+	c.results = []api.Result{res}
 	return c, nil
 }
 

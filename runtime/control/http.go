@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 	"unicode"
 
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
@@ -32,13 +34,14 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/definitions", s.definitions)
 	mux.HandleFunc("GET /v1/plan", s.compiledPlan)
 	mux.HandleFunc("POST /v1/batch", s.batch)
+	mux.HandleFunc("POST /v1/transfer", s.transfer)
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, 0, nil, api.Errorf(http.StatusNotFound, "%s %q is not a method and path of the control API (docs/control-api.md, \"Endpoints\", lists them)", r.Method, r.URL.Path))
 	})
-	if s.token == "" {
+	if len(s.tokens) == 0 {
 		return mux
 	}
-	return requireToken(s.token, mux)
+	return requireToken(s.tokens, mux)
 }
 
 // route maps the paths of one kind to its objects.
@@ -222,7 +225,38 @@ func ownerOf(r *http.Request) (string, *api.Error) {
 			return "", api.Errorf(http.StatusBadRequest, "%s header holds a non-printable character", api.OwnerHeader)
 		}
 	}
+	if g, ok := grantOf(r.Context()); ok && !g.allows(owner) {
+		return "", api.Errorf(http.StatusForbidden, "this token may write as %s, not as %s (%s header; the token file binds each token to its owners)",
+			strings.Join(g, ", "), owner, api.OwnerHeader)
+	}
 	return owner, nil
+}
+
+// transfer hands an object to another owner, or releases it (to ""), for
+// whoever writes it next to adopt; its spec, and so its jobs, stay. Only
+// an admin may.
+func (s *Service) transfer(w http.ResponseWriter, r *http.Request) {
+	if g, ok := grantOf(r.Context()); ok && !g.admin() {
+		reply(w, 0, nil, api.Errorf(http.StatusForbidden, "a transfer needs an admin token (one whose line in the token file has no owners, or *)"))
+		return
+	}
+	var t api.Transfer
+	if aerr := readJSON(w, r, &t); aerr != nil {
+		reply(w, 0, nil, aerr)
+		return
+	}
+	if err := checkName(t.Kind, t.Name); err != nil {
+		reply(w, 0, nil, err)
+		return
+	}
+	if _, aerr := s.write(r.Context(), false, t.To, func(objs map[string]api.Object) (*change, *api.Error) {
+		return handOver(objs, t, time.Now().UTC())
+	}); aerr != nil {
+		reply(w, 0, nil, aerr)
+		return
+	}
+	o, aerr := s.object(r.Context(), t.Kind, t.Name)
+	reply(w, http.StatusOK, o, aerr)
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) *api.Error {

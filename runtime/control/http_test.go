@@ -50,7 +50,7 @@ func TestVerbs(t *testing.T) {
 				t.Fatal(err)
 			}
 			if created.Version != 1 || created.Owner != api.OwnerTerraform || created.Updated.IsZero() {
-				t.Fatalf("created %+v, want version 1 owned by terraform", created)
+				t.Fatalf("created %+v, want version 1 owned by terraform:default", created)
 			}
 			got, err := c.Get(ctxT(t), tc.kind, tc.name)
 			if err != nil {
@@ -172,7 +172,7 @@ func TestRefusals(t *testing.T) {
 		{"create existing", func() error {
 			_, err := tf.Put(ctxT(t), api.Mirror, "orders.events", schema.Mirror{Partitions: 6, Tier: 1}, version(0))
 			return err
-		}, 409, `mirror "orders.events" already exists (version 1, owned by terraform); read it and update that version, or import it`},
+		}, 409, `mirror "orders.events" already exists (version 1, owned by terraform:default); read it and update that version, or import it`},
 		{"stale update", func() error {
 			if _, err := tf.Put(ctxT(t), api.Mirror, "orders.events", schema.Mirror{Partitions: 7, Tier: 1}, version(1)); err != nil {
 				t.Fatal(err)
@@ -186,10 +186,10 @@ func TestRefusals(t *testing.T) {
 		{"cue writes terraform's", func() error {
 			_, err := cue.Put(ctxT(t), api.Mirror, "orders.events", schema.Mirror{Partitions: 6, Tier: 1}, nil)
 			return err
-		}, 403, `mirror "orders.events" is owned by terraform; change it there or delete it there first`},
+		}, 403, `mirror "orders.events" is owned by terraform:default; change it there or delete it there first, or have an admin transfer it (POST /v1/transfer)`},
 		{"terraform deletes cue's", func() error {
 			return tf.Delete(ctxT(t), api.Mirror, "audit.log", nil)
-		}, 403, `mirror "audit.log" is owned by cue:pipelines; change it there or delete it there first`},
+		}, 403, `mirror "audit.log" is owned by cue:pipelines; change it there or delete it there first, or have an admin transfer it (POST /v1/transfer)`},
 		{"delete missing", func() error {
 			return tf.Delete(ctxT(t), api.Mirror, "gone", nil)
 		}, 404, `mirror "gone" does not exist`},

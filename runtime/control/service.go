@@ -64,15 +64,16 @@ type Option func(*Service)
 // WithLogger sets the logger. Default: slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.logger = l } }
 
-// WithToken makes the API require "Authorization: Bearer TOKEN" on every
-// request. Default: no token; serve the API on a loopback address only
-// (see CheckExposure).
-func WithToken(token string) Option { return func(s *Service) { s.token = token } }
+// WithTokens makes the API require "Authorization: Bearer TOKEN" of one
+// of tokens on every request, and a write's Ferry-Owner to be one its
+// token may write as (see Tokens). Default: no tokens; serve the API on a
+// loopback address only (CheckExposure), where every caller is an admin.
+func WithTokens(tokens Tokens) Option { return func(s *Service) { s.tokens = tokens } }
 
 // Service is one executor's part of the control API.
 type Service struct {
 	logger *slog.Logger
-	token  string
+	tokens Tokens
 	adm    *kgo.Client // asks for the end of ferry.definitions
 	tail   *tail
 	cancel context.CancelFunc
@@ -232,20 +233,9 @@ func samePlan(a, b *plan.Plan) bool {
 	return err1 == nil && err2 == nil && bytes.Equal(ab, bb)
 }
 
-// apply checks a batch and, unless it is a dry run, commits it; see the
-// package documentation for how concurrent writers are serialized.
+// apply checks a batch and, unless it is a dry run, commits it.
 func (s *Service) apply(ctx context.Context, owner string, b api.Batch) (*api.BatchResult, *api.Error) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	var pending *change // a change whose commit ended with an error: it may have landed
-	for attempt := 1; ; attempt++ {
-		objs, err := s.catchUp(ctx, !b.DryRun)
-		if err != nil {
-			return nil, unavailable(err)
-		}
-		if pending != nil && landed(objs, pending.writes) {
-			return &api.BatchResult{Results: pending.results}, nil
-		}
+	return s.write(ctx, b.DryRun, owner, func(objs map[string]api.Object) (*change, *api.Error) {
 		c, aerr := prepare(objs, owner, b.Ops, time.Now().UTC())
 		if aerr != nil {
 			return nil, aerr
@@ -253,7 +243,30 @@ func (s *Service) apply(ctx context.Context, owner string, b api.Batch) (*api.Ba
 		if _, aerr := s.memo.compile(c.after, s.last()); aerr != nil {
 			return nil, s.refusal(objs, c.after, aerr)
 		}
-		if b.DryRun || len(c.writes) == 0 {
+		return c, nil
+	})
+}
+
+// write commits the change that build makes of the stored objects, unless
+// dryRun; owner is the writer, for the log. See the package documentation
+// for how concurrent writers are serialized.
+func (s *Service) write(ctx context.Context, dryRun bool, owner string, build func(map[string]api.Object) (*change, *api.Error)) (*api.BatchResult, *api.Error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	var pending *change // a change whose commit ended with an error: it may have landed
+	for attempt := 1; ; attempt++ {
+		objs, err := s.catchUp(ctx, !dryRun)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		if pending != nil && landed(objs, pending.writes) {
+			return &api.BatchResult{Results: pending.results}, nil
+		}
+		c, aerr := build(objs)
+		if aerr != nil {
+			return nil, aerr
+		}
+		if dryRun || len(c.writes) == 0 {
 			return &api.BatchResult{Results: c.results}, nil
 		}
 		recs := make([]*kgo.Record, len(c.writes))

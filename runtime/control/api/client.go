@@ -31,7 +31,7 @@ type ClientOption func(*Client)
 // (--token-file). Default: none.
 func WithToken(token string) ClientOption { return func(c *Client) { c.token = token } }
 
-// WithOwner names the writer in the Ferry-Owner header: "terraform",
+// WithOwner names the writer in the Ferry-Owner header: "terraform:WS",
 // CUEOwner(dir), ... Default: DefaultOwner.
 func WithOwner(owner string) ClientOption { return func(c *Client) { c.owner = owner } }
 
@@ -168,6 +168,16 @@ func (c *Client) Batch(ctx context.Context, b Batch) (*BatchResult, error) {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// Transfer hands an object to another owner, or releases it (to ""), as
+// an admin; see Transfer.
+func (c *Client) Transfer(ctx context.Context, t Transfer) (*Object, error) {
+	var o Object
+	if err := c.do(ctx, http.MethodPost, "/v1/transfer", t, &o); err != nil {
+		return nil, err
+	}
+	return &o, nil
 }
 
 // Plan returns the plan the stored definitions compile to.

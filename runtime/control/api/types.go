@@ -37,16 +37,21 @@ var Kinds = []Kind{Datacenter, Shard, Tier, Metrics, Mirror, CDCSource, CDCTable
 // MetricsName is the name of the one metrics settings object.
 const MetricsName = "metrics"
 
-// OwnerHeader is the request header that names the writer: "terraform",
-// "cue:DIR" for `ferry apply DIR`, or anything else. Without it the writer
-// is DefaultOwner.
+// OwnerHeader is the request header that names the writer:
+// "terraform:WORKSPACE", "cue:DIR" for `ferry apply DIR`, or anything
+// else. Without it the writer is DefaultOwner.
 const OwnerHeader = "Ferry-Owner"
 
-// Owners of stored objects.
+// Owners of stored objects: the Terraform provider's by default (in
+// workspace "default"), and the API's default.
 const (
-	OwnerTerraform = "terraform"
+	OwnerTerraform = "terraform:default"
 	DefaultOwner   = "api"
 )
+
+// TerraformOwner is the owner the Terraform provider writes as in a
+// workspace, unless configured otherwise.
+func TerraformOwner(workspace string) string { return "terraform:" + workspace }
 
 // CUEOwner is the owner `ferry apply DIR` writes as.
 func CUEOwner(dir string) string { return "cue:" + dir }
@@ -146,6 +151,18 @@ type Batch struct {
 	// DryRun checks the batch (versions, owners, the whole resulting set
 	// compiling) without writing it.
 	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// Transfer hands a stored object to another owner (POST /v1/transfer, an
+// admin's): its spec stays, so its jobs run on. To "" releases it: whoever
+// writes it next (a Terraform import, too) becomes its owner.
+type Transfer struct {
+	Kind Kind   `json:"kind"`
+	Name string `json:"name"`
+	To   string `json:"to"`
+	// Version, when set, is the version the transfer is based on: 409
+	// when the object changed since.
+	Version *int64 `json:"version,omitempty"`
 }
 
 // Actions reported for each op of a batch.
