@@ -24,6 +24,7 @@ type Option func(*options)
 
 type options struct {
 	previous *plan.Plan
+	shared   *schema.Definitions
 }
 
 // WithPrevious gives the plan currently running (or the base branch's
@@ -39,7 +40,22 @@ func CompileDir(dir string, opts ...Option) (*plan.Plan, *schema.Definitions, er
 	if errs != nil {
 		return nil, nil, errs.sort()
 	}
-	return src.compile(opts)
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.shared == nil {
+		return src.compile(opts)
+	}
+	own := src.declaredNames()
+	if src, errs = src.withShared(o.shared, own); errs != nil {
+		return nil, nil, errs.sort()
+	}
+	p, defs, err := src.compile(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, ownOnly(defs, own), nil
 }
 
 // CompileDefinitions compiles definitions held as Go values, such as those

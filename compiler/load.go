@@ -25,6 +25,7 @@ const schemaFile = "zz_ferry_schema.cue"
 // source is a loaded definition set: the evaluated CUE value, the schema
 // evaluated with it.
 type source struct {
+	dir   string // absolute
 	value cue.Value
 	// schemaPath is the absolute name of the schema overlay; positions in it
 	// are not the user's.
@@ -72,7 +73,7 @@ func loadOverlay(dir string, extra map[string][]byte) (*source, Errors) {
 		return nil, Errors{{Msg: "expected one CUE package in " + dir}}
 	}
 	inst := insts[0]
-	src := &source{schemaPath: schemaPath}
+	src := &source{dir: dir, schemaPath: schemaPath}
 	if inst.Err != nil {
 		return nil, src.convert(inst.Err)
 	}

@@ -49,10 +49,6 @@ someone else, or the executors refuse the batch.`,
 }
 
 func apply(ctx context.Context, out io.Writer, dir string, f applyFlags) error {
-	_, defs, err := compiler.CompileDir(dir)
-	if err != nil {
-		return exit(1, err)
-	}
 	owner := f.owner
 	if owner == "" {
 		abs, err := filepath.Abs(dir)
@@ -76,6 +72,16 @@ func apply(ctx context.Context, out io.Writer, dir string, f applyFlags) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	stored, err := c.Objects(ctx)
+	if err != nil {
+		return exit(1, err)
+	}
+	// DIR is compiled with what the group's other owners declare, so it
+	// may use their datacenters, shards and tiers.
+	shared, err := api.Join(others(stored, owner))
+	if err != nil {
+		return exit(1, err)
+	}
+	_, defs, err := compiler.CompileDir(dir, compiler.WithShared(shared))
 	if err != nil {
 		return exit(1, err)
 	}
@@ -107,6 +113,24 @@ func apply(ctx context.Context, out io.Writer, dir string, f applyFlags) error {
 	fmt.Fprintf(out, "%s %s as %s: %d created, %d updated, %d deleted, %d unchanged\n", verb, dir, owner,
 		counts[api.Created], counts[api.Updated], counts[api.Deleted], unchanged+counts[api.Unchanged])
 	return nil
+}
+
+// others are the stored objects owner does not own, with the CDC sources
+// of owner's that their tables belong to.
+func others(stored []api.Object, owner string) []api.Object {
+	sources := map[string]bool{}
+	for _, o := range stored {
+		if src, _, ok := api.SplitTableName(o.Name); o.Kind == api.CDCTable && o.Owner != owner && ok {
+			sources[src] = true
+		}
+	}
+	var out []api.Object
+	for _, o := range stored {
+		if o.Owner != owner || o.Kind == api.CDCSource && sources[o.Name] {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 var actionSign = map[string]string{api.Created: "+", api.Updated: "~", api.Deleted: "-", api.Unchanged: "="}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"runtime/debug"
 
@@ -17,6 +20,7 @@ import (
 func compileCmd() *cobra.Command {
 	var out, from string
 	var asK8s, alerts, dashboard bool
+	var with string
 	var k8sOpts k8s.Options
 	cmd := &cobra.Command{
 		Use:   "compile [DIR]",
@@ -32,7 +36,7 @@ and alerts per tier with thresholds from its budgets), --dashboard a Grafana
 dashboard (JSON) of it.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := compileWith(dirArg(args), from)
+			p, err := compileWith(dirArg(args), from, with)
 			if err != nil {
 				return err
 			}
@@ -69,6 +73,7 @@ dashboard (JSON) of it.`,
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the plan to `FILE` instead of stdout")
 	cmd.Flags().StringVar(&from, "from", "", "keep the job placement of the previous plan `FILE`")
+	cmd.Flags().StringVar(&with, "with", "", withUsage)
 	cmd.Flags().BoolVar(&asK8s, "k8s", false, "write Kubernetes manifests (ConfigMap, StatefulSet and Service per shard) instead of the plan")
 	cmd.Flags().BoolVar(&alerts, "alerts", false, "write the plan's Prometheus rule file (with --k8s: a PrometheusRule and a ServiceMonitor too)")
 	cmd.Flags().BoolVar(&dashboard, "dashboard", false, "write the plan's Grafana dashboard (JSON)")
@@ -79,8 +84,13 @@ dashboard (JSON) of it.`,
 	return cmd
 }
 
-// compileWith compiles dir, keeping placements from the plan file from.
-func compileWith(dir, from string) (*plan.Plan, error) {
+// withUsage documents --with.
+const withUsage = "compile DIR with the definitions others declare in its executor group, saved from GET /v1/definitions in `FILE`: DIR may use their datacenters, shards and tiers"
+
+// compileWith compiles dir, keeping placements from the plan file from,
+// together with the shared definitions of the file with (see
+// compiler.WithShared); either may be "".
+func compileWith(dir, from, with string) (*plan.Plan, error) {
 	var opts []compiler.Option
 	if from != "" {
 		prev, err := readPlan(from)
@@ -88,6 +98,13 @@ func compileWith(dir, from string) (*plan.Plan, error) {
 			return nil, exit(1, err)
 		}
 		opts = append(opts, compiler.WithPrevious(prev))
+	}
+	if with != "" {
+		shared, err := readDefinitions(with)
+		if err != nil {
+			return nil, exit(1, err)
+		}
+		opts = append(opts, compiler.WithShared(shared))
 	}
 	p, _, err := compileDir(dir, opts...)
 	if err != nil {
@@ -106,6 +123,22 @@ func compileDir(dir string, opts ...compiler.Option) (*plan.Plan, *schema.Defini
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
 	}
 	return compiler.CompileDir(dir, opts...)
+}
+
+// readDefinitions reads a definitions file: the JSON of GET
+// /v1/definitions.
+func readDefinitions(file string) (*schema.Definitions, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var d schema.Definitions
+	if err := dec.Decode(&d); err != nil {
+		return nil, &fileError{file, fmt.Errorf("not the definitions of GET /v1/definitions: %w", err)}
+	}
+	return &d, nil
 }
 
 func readPlan(file string) (*plan.Plan, error) {

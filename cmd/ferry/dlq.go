@@ -78,7 +78,7 @@ func dlqTarget(args []string, planFile string) ([]kgo.Opt, error) {
 	if planFile != "" {
 		p, err = readPlan(planFile)
 	} else {
-		p, err = compileWith(dirArg(args[1:]), "")
+		p, err = compileWith(dirArg(args[1:]), "", "")
 	}
 	if err != nil {
 		return nil, exit(1, err)

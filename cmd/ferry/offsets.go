@@ -175,7 +175,7 @@ func printTranslation(out io.Writer, f translateFlags, parts []offsets.Partition
 // compiled from the directory argument.
 func definitionsPlan(args []string, planFile string) (*plan.Plan, error) {
 	if planFile == "" {
-		return compileWith(dirArg(args), "")
+		return compileWith(dirArg(args), "", "")
 	}
 	p, err := readPlan(planFile)
 	if err != nil {

@@ -31,7 +31,7 @@ Exit status 0 when nothing changes, 2 when something does, 1 on error.`,
 					return exit(1, err)
 				}
 			}
-			p, err := compileWith(dirArg(args), from)
+			p, err := compileWith(dirArg(args), from, "")
 			if err != nil {
 				return err
 			}
