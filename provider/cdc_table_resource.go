@@ -23,6 +23,18 @@ type cdcTableModel struct {
 	Tier     types.Int64  `tfsdk:"tier"`
 	Snapshot types.String `tfsdk:"snapshot"`
 	Rate     types.Int64  `tfsdk:"rate"`
+	Key      []string     `tfsdk:"key"`
+	Sink     *sinkModel   `tfsdk:"sink"`
+}
+
+// sinkModel is a table's sink = { postgres = { dsn = ... }, ... }.
+type sinkModel struct {
+	Postgres struct {
+		DSN secretModel `tfsdk:"dsn"`
+	} `tfsdk:"postgres"`
+	Table   types.String      `tfsdk:"table"`
+	Columns map[string]string `tfsdk:"columns"`
+	Shard   types.String      `tfsdk:"shard"`
 }
 
 func newCDCTableResource() resource.Resource { return cdctableResource() }
@@ -58,6 +70,37 @@ func cdctableResource() *objectResource[cdcTableModel, *cdcTableModel] {
 				MarkdownDescription: "Expected row events per second, used to balance shards. Default: none.",
 				Validators:          []validator.Int64{bounds("#CDCTable.rate")},
 			},
+			"key": schema.ListAttribute{
+				Optional:    true,
+				ElementType: types.StringType,
+				MarkdownDescription: "The columns that identify a row, for a table without a primary key (or to key its " +
+					"events otherwise, as Debezium's `message.key.columns`): the events' key, the initial load's chunks and " +
+					"the sink's upserts. Default: the primary key, else the first unique index of NOT NULL columns.",
+				Validators: []validator.List{atLeast(1)},
+			},
+			"sink": schema.SingleNestedAttribute{
+				Optional: true,
+				MarkdownDescription: "Apply the table's events to a PostgreSQL table, kept exactly in step with the topic " +
+					"(`ferry verify` compares the two). Changing it restarts the sink in place.",
+				Attributes: map[string]schema.Attribute{
+					"postgres": schema.SingleNestedAttribute{
+						Required:            true,
+						MarkdownDescription: "The target database.",
+						Attributes:          map[string]schema.Attribute{"dsn": secretAttribute("The PostgreSQL connection string (`postgres://...`)")},
+					},
+					"table": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "The target table, `schema.table`. Default: `public.` and the source table's name.",
+						Validators:          []validator.String{matching(tablePattern, "schema.table")},
+					},
+					"columns": schema.MapAttribute{
+						Optional:            true,
+						ElementType:         types.StringType,
+						MarkdownDescription: "Target names of source columns, `{ source = \"target\" }`; the others keep their names.",
+					},
+					"shard": shardAttribute("the sink's job"),
+				},
+			},
 		})
 }
 
@@ -68,7 +111,14 @@ func (m *cdcTableModel) objectName() (string, bool) {
 func (m *cdcTableModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 
 func (m *cdcTableModel) spec() any {
-	return fschema.CDCTable{Tier: int(m.Tier.ValueInt64()), Snapshot: m.Snapshot.ValueString(), Rate: int(m.Rate.ValueInt64())}
+	t := fschema.CDCTable{Tier: int(m.Tier.ValueInt64()), Snapshot: m.Snapshot.ValueString(), Rate: int(m.Rate.ValueInt64()), Key: m.Key}
+	if k := m.Sink; k != nil {
+		t.Sink = &fschema.Sink{
+			Postgres: fschema.PostgresSink{DSN: k.Postgres.DSN.spec()},
+			Table:    k.Table.ValueString(), Columns: k.Columns, Shard: k.Shard.ValueString(),
+		}
+	}
+	return t
 }
 
 func (m *cdcTableModel) load(o *api.Object) error {
@@ -81,6 +131,13 @@ func (m *cdcTableModel) load(o *api.Object) error {
 		return err
 	}
 	m.Source, m.Table = types.StringValue(source), types.StringValue(table)
-	m.Tier, m.Snapshot, m.Rate = types.Int64Value(int64(t.Tier)), optString(t.Snapshot), optInt(t.Rate)
+	m.Tier, m.Snapshot, m.Rate, m.Key, m.Sink = types.Int64Value(int64(t.Tier)), optString(t.Snapshot), optInt(t.Rate), t.Key, nil
+	if k := t.Sink; k != nil {
+		m.Sink = &sinkModel{Table: optString(k.Table), Shard: optString(k.Shard)}
+		m.Sink.Postgres.DSN = secretOf(k.Postgres.DSN)
+		if len(k.Columns) > 0 {
+			m.Sink.Columns = k.Columns
+		}
+	}
 	return nil
 }

@@ -32,6 +32,23 @@ var importIDs = map[string][2]string{
 	"ferry_mirror":     {"orders_events", "orders.events"},
 	"ferry_cdc_source": {"trading_db", "trading-db"},
 	"ferry_cdc_table":  {"trading_orders", "trading-db/trading.orders"},
+	"ferry_tier":       {"fast", "1"},
+	"ferry_metrics":    {"group", "metrics"},
+}
+
+// ownExamples are the examples of resources examples/terraform does not
+// use: the design's pipelines override no budget and keep the metrics
+// defaults.
+var ownExamples = map[string]string{
+	"ferry_tier": `resource "ferry_tier" "fast" {
+  tier   = 1
+  budget = "200ms"
+}
+`,
+	"ferry_metrics": `resource "ferry_metrics" "group" {
+  interval = "30s"
+}
+`,
 }
 
 func TestDocs(t *testing.T) {
@@ -95,8 +112,12 @@ func generateDocs(example string) (map[string]string, error) {
 		if !ok {
 			return nil, fmt.Errorf("no import example for %s: add it to importIDs", name)
 		}
+		ex, own := ownExamples[name]
+		if !own {
+			ex = block(example, fmt.Sprintf("resource %q %q", name, imp[0]))
+		}
 		docs["resources/"+strings.TrimPrefix(name, "ferry_")+".md"] = page(name+" Resource - terraform-provider-ferry", name+" (Resource)", s,
-			block(example, fmt.Sprintf("resource %q %q", name, imp[0])),
+			ex,
 			fmt.Sprintf("terraform import %s.%s %s", name, imp[0], imp[1]))
 	}
 	for name, s := range resp.DataSourceSchemas {
@@ -137,7 +158,7 @@ func page(title, heading string, s *tfprotov6.Schema, example, importCmd string)
 	b.WriteString("\n<!-- generated from the provider's schema by provider/docs_test.go; do not edit -->\n## Schema\n")
 	attributes(&b, s.Block.Attributes, "", "###")
 	if importCmd != "" {
-		fmt.Fprintf(&b, "\n## Import\n\nImport takes the object's name. Objects another owner holds (a `ferry apply` directory) are refused.\n\n```shell\n%s\n```\n", importCmd)
+		fmt.Fprintf(&b, "\n## Import\n\nImport takes the object's name. Objects another owner holds (a `ferry apply` directory, another workspace) are refused; one its owner released (`POST /v1/transfer` to nobody) is adopted as it is.\n\n```shell\n%s\n```\n", importCmd)
 	}
 	return b.String()
 }

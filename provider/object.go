@@ -279,15 +279,27 @@ func (r *objectResource[M, P]) ModifyPlan(ctx context.Context, req resource.Modi
 // name a second resource of this configuration also creates.
 func (r *objectResource[M, P]) checkNew(ctx context.Context, name string) diag.Diagnostics {
 	var diags diag.Diagnostics
-	at := path.Root("name")
-	if r.kind == api.CDCTable {
+	// The attribute that names the object; the metrics settings have none.
+	at, named := path.Root("name"), true
+	switch r.kind {
+	case api.CDCTable:
 		at = path.Root("table")
+	case api.Tier:
+		at = path.Root("tier")
+	case api.Metrics:
+		named = false
+	}
+	report := func(summary, detail string) {
+		if named {
+			diags.AddAttributeError(at, summary, detail)
+		} else {
+			diags.AddError(summary, detail)
+		}
 	}
 	what := api.Describe(r.kind, name)
 	held, first := r.client.creating(r.kind, name)
 	if !first {
-		diags.AddAttributeError(at, "Duplicate "+what,
-			fmt.Sprintf("Two resources of this configuration create %s: give one of them another name.", what))
+		report("Duplicate "+what, fmt.Sprintf("Two resources of this configuration create %s: give one of them another name.", what))
 		return diags
 	}
 	o, err := r.client.Get(ctx, r.kind, name)
@@ -296,7 +308,7 @@ func (r *objectResource[M, P]) checkNew(ctx context.Context, name string) diag.D
 		// The dry run refuses it, naming the owner.
 	case err == nil && held:
 	case err == nil:
-		diags.AddAttributeError(at, what+" exists already",
+		report(what+" exists already",
 			fmt.Sprintf("%s is stored already (owner %s, version %d): import it (terraform import ferry_%s.NAME %s) if it is this configuration's, or choose another name.",
 				what, o.Owner, o.Version, r.typeName, name))
 	case !api.IsNotFound(err):

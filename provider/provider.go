@@ -124,6 +124,8 @@ func (p *ferryProvider) Resources(context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		newDatacenterResource,
 		newShardResource,
+		newTierResource,
+		newMetricsResource,
 		newMirrorResource,
 		newCDCSourceResource,
 		newCDCTableResource,

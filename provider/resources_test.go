@@ -24,7 +24,8 @@ type lifecycle struct {
 	address string // resource address, such as ferry_mirror.orders
 	deps    string // HCL of the objects it needs, kept throughout
 	// The resource's HCL when created, after an in-place update, and after
-	// a change that replaces it; the object names before and after.
+	// a change that replaces it (none: nothing replaces it); the object
+	// names before and after.
 	create, update, replace string
 	name, replacedName      string
 	// An attribute and its value after each of the three steps.
@@ -180,6 +181,12 @@ var lifecycles = []lifecycle{
   tier     = 2
   snapshot = "no_data"
   rate     = 500
+  key      = ["id"]
+  sink = {
+    postgres = { dsn = { env = "ORDERS_PG_DSN" } }
+    table    = "sales.orders"
+    columns  = { id = "order_id" }
+  }
 }`,
 		replace: `resource "ferry_cdc_table" "orders" {
   source   = ferry_cdc_source.trading.name
@@ -189,6 +196,22 @@ var lifecycles = []lifecycle{
 }`,
 		name: "trading-db/trading.orders", replacedName: "trading-db/trading.order_lines",
 		attr: "tier", created: "1", updated: "2", replaced: "2",
+	},
+	{
+		kind: api.Tier, address: "ferry_tier.fast",
+		create:  "resource \"ferry_tier\" \"fast\" {\n  tier   = 1\n  budget = \"200ms\"\n}",
+		update:  "resource \"ferry_tier\" \"fast\" {\n  tier   = 1\n  budget = \"250ms\"\n}",
+		replace: "resource \"ferry_tier\" \"fast\" {\n  tier   = 2\n  budget = \"5s\"\n}",
+		name:    "1", replacedName: "2",
+		attr: "budget", created: "200ms", updated: "250ms", replaced: "5s",
+	},
+	{
+		// One object, named metrics: nothing replaces it.
+		kind: api.Metrics, address: "ferry_metrics.group",
+		create: "resource \"ferry_metrics\" \"group\" {\n  interval = \"5s\"\n}",
+		update: "resource \"ferry_metrics\" \"group\" {\n  interval = \"30s\"\n}",
+		name:   "metrics", replacedName: "metrics",
+		attr: "interval", created: "5s", updated: "30s",
 	},
 }
 
@@ -222,18 +245,22 @@ func TestResourceLifecycles(t *testing.T) {
 				resource.TestCheckResourceAttr(lc.address, "version", "2"),
 				s.stored(lc.kind, lc.name, 2),
 			)
-			replace := step(lc.replace, string(plancheck.ResourceActionDestroyBeforeCreate))
-			replace.Check = resource.ComposeAggregateTestCheckFunc(
-				resource.TestCheckResourceAttr(lc.address, lc.attr, lc.replaced),
-				resource.TestCheckResourceAttr(lc.address, "version", "1"),
-				s.stored(lc.kind, lc.replacedName, 1),
-			)
+			steps := []resource.TestStep{create, imported, update}
+			if lc.replace != "" {
+				replace := step(lc.replace, string(plancheck.ResourceActionDestroyBeforeCreate))
+				replace.Check = resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(lc.address, lc.attr, lc.replaced),
+					resource.TestCheckResourceAttr(lc.address, "version", "1"),
+					s.stored(lc.kind, lc.replacedName, 1),
+				)
+				steps = append(steps, replace)
+			}
 			deleted := step("", string(plancheck.ResourceActionDestroy))
 			deleted.ConfigPlanChecks.PreApply = []plancheck.PlanCheck{plancheck.ExpectResourceAction(lc.address, plancheck.ResourceActionDestroy)}
 			deleted.Check = s.gone(lc.kind, lc.replacedName)
 			resource.Test(t, resource.TestCase{
 				ProtoV6ProviderFactories: factories,
-				Steps:                    []resource.TestStep{create, imported, update, replace, deleted},
+				Steps:                    append(steps, deleted),
 			})
 		})
 	}
