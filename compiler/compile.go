@@ -25,6 +25,7 @@ type Option func(*options)
 type options struct {
 	previous *plan.Plan
 	shared   *schema.Definitions
+	jobCheck func(plan.Job) error
 }
 
 // WithPrevious gives the plan currently running (or the base branch's
@@ -32,6 +33,12 @@ type options struct {
 // other job unless a shard is over capacity. Default: none, jobs are placed
 // afresh.
 func WithPrevious(p *plan.Plan) Option { return func(o *options) { o.previous = p } }
+
+// WithJobCheck runs check on every job of a valid definition set; each
+// error is a problem of the definition the job comes from (a sink job's:
+// its table's sink). It is for checks the definitions alone cannot make,
+// such as the databases' (ferry validate --sources). Default: none.
+func WithJobCheck(check func(plan.Job) error) Option { return func(o *options) { o.jobCheck = check } }
 
 // CompileDir compiles the .cue files of dir. The error, if any, is Errors
 // (every problem, positioned) or a plain error when dir cannot be read.
@@ -99,6 +106,13 @@ func (s *source) compile(opts []Option) (*plan.Plan, *schema.Definitions, error)
 	c.check()
 	pend := jobs(&d.defs)
 	shards := place(c, &d.defs, pend, o.previous)
+	if o.jobCheck != nil && len(errs)+len(c.errs) == 0 {
+		for _, j := range pend {
+			if err := o.jobCheck(j.job); err != nil {
+				c.errorf(j.origin(), "%v", err)
+			}
+		}
+	}
 	errs = append(errs, c.errs...)
 	if len(errs) > 0 {
 		return nil, nil, errs.sort()

@@ -13,6 +13,15 @@ import (
 
 // pending is a job before placement, with the paths its placement errors
 // point at.
+// origin is the path of the definition a job comes from: its mirror,
+// its CDC source, or for a sink job its table's sink.
+func (p *pending) origin() string {
+	if p.sink {
+		return path("cdc", p.name, "tables", p.job.Sink.Table, "sink")
+	}
+	return path(p.section, p.name)
+}
+
 type pending struct {
 	job       plan.Job
 	pinned    string // the shard the definition pins, or ""

@@ -87,11 +87,10 @@ dashboard (JSON) of it.`,
 // withUsage documents --with.
 const withUsage = "compile DIR with the definitions others declare in its executor group, saved from GET /v1/definitions in `FILE`: DIR may use their datacenters, shards and tiers"
 
-// compileWith compiles dir, keeping placements from the plan file from,
-// together with the shared definitions of the file with (see
+// compileWith compiles dir with opts, keeping placements from the plan
+// file from, together with the shared definitions of the file with (see
 // compiler.WithShared); either may be "".
-func compileWith(dir, from, with string) (*plan.Plan, error) {
-	var opts []compiler.Option
+func compileWith(dir, from, with string, opts ...compiler.Option) (*plan.Plan, error) {
 	if from != "" {
 		prev, err := readPlan(from)
 		if err != nil {

@@ -29,6 +29,19 @@ func ConnectSource(ctx context.Context, id string, s *plan.SinkJob) (*client.Con
 	return c, nil
 }
 
+// CheckSource checks, against the source server, what a sink needs of its
+// table before it starts: the table, the columns it renames and a key.
+// The error is the line the sink would fail with.
+func CheckSource(ctx context.Context, id string, s *plan.SinkJob) error {
+	my, err := ConnectSource(ctx, id, s)
+	if err != nil {
+		return err
+	}
+	defer my.Close()
+	_, err = LoadTable(my, s)
+	return err
+}
+
 // SourceConfig is the source's connection settings, secrets resolved.
 func SourceConfig(id string, s *plan.SinkJob) (binlog.Config, error) {
 	pass, err := secret.Resolve(s.MySQL.Password)
