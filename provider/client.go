@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
 )
 
@@ -26,13 +28,17 @@ type client struct {
 	mu      sync.Mutex
 	planned map[string]api.Op // by api.Key
 	order   []string          // keys in planning order
-	unknown bool              // a planned object has values known only after apply
-	creates map[string]bool   // objects a resource plans to create, by api.Key
-	holds   map[string]bool   // objects this run's state holds (planned with a prior state)
+	// open holds, by api.Key, the attributes of a planned object whose
+	// values are known only after apply: problems about them are not the
+	// plan's to judge.
+	open    map[string]openAttrs
+	unknown bool            // a planned object's name is known only after apply
+	creates map[string]bool // objects a resource plans to create, by api.Key
+	holds   map[string]bool // objects this run's state holds (planned with a prior state)
 }
 
 func newClient(c *api.Client, owner string) *client {
-	return &client{Client: c, owner: owner, planned: map[string]api.Op{}, creates: map[string]bool{}, holds: map[string]bool{}}
+	return &client{Client: c, owner: owner, open: map[string]openAttrs{}, planned: map[string]api.Op{}, creates: map[string]bool{}, holds: map[string]bool{}}
 }
 
 // held records an object this configuration's state holds.
@@ -61,10 +67,20 @@ func (c *client) creating(kind api.Kind, name string) (held, first bool) {
 // A planned deletion is only remembered: Terraform may plan the deletion of
 // a datacenter before that of the mirrors using it, so deletions are left
 // to apply time, when Terraform orders them.
-func (c *client) check(ctx context.Context, op api.Op) error {
+//
+// An object some of whose attributes are known only after apply (open) is
+// checked with those attributes left out, and the problems the compiler
+// finds with them are dropped: every other check still runs, for this
+// object and the ones planned after it.
+func (c *client) check(ctx context.Context, op api.Op, open openAttrs) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.remember(op)
+	key := api.Key(op.Kind, op.Name)
+	delete(c.open, key)
+	if len(open.names) > 0 {
+		c.open[key] = open
+	}
 	if op.Op == api.OpDelete || c.unknown {
 		return nil
 	}
@@ -73,14 +89,55 @@ func (c *client) check(ctx context.Context, op api.Op) error {
 		ops = append(ops, c.planned[key])
 	}
 	if _, err := c.Batch(ctx, api.Batch{Ops: ops, DryRun: true}); err != nil {
-		c.forget(api.Key(op.Kind, op.Name)) // so that the objects planned next are not blamed for it
+		if err = c.judged(err); err == nil {
+			return nil
+		}
+		c.forget(key) // so that the objects planned next are not blamed for it
 		return err
 	}
 	return nil
 }
 
-// notKnown records that an object's planned values are not all known yet:
-// later checks of this run would miss it, so they are skipped.
+// openAttrs are the top-level attributes of a planned object whose values
+// are unknown, and the resource's schema to name them by.
+type openAttrs struct {
+	kind  api.Kind
+	name  string
+	attrs map[string]schema.Attribute
+	names map[string]bool
+}
+
+// judged drops from a refusal the problems about attributes whose values
+// are not known yet; nil when none is left.
+func (c *client) judged(err error) error {
+	e, ok := err.(*api.Error)
+	if !ok || len(e.Problems) == 0 || len(c.open) == 0 {
+		return err
+	}
+	var left []string
+	for _, problem := range e.Problems {
+		if !c.isOpen(problem) {
+			left = append(left, problem)
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	return &api.Error{Status: e.Status, Message: e.Message, Problems: left}
+}
+
+// isOpen reports whether a problem is about an attribute not known yet.
+func (c *client) isOpen(problem string) bool {
+	for _, o := range c.open {
+		if p, ok := attributeOf(o.attrs, o.kind, o.name, &api.Error{Problems: []string{problem}}); ok && o.names[rootName(p)] {
+			return true
+		}
+	}
+	return false
+}
+
+// notKnown records that an object's name is not known yet: later checks
+// of this run would miss it, so they are skipped.
 func (c *client) notKnown() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -96,6 +153,7 @@ func (c *client) applied(kind api.Kind, name string) {
 
 func (c *client) forget(key string) {
 	delete(c.planned, key)
+	delete(c.open, key)
 	c.order = slices.DeleteFunc(c.order, func(k string) bool { return k == key })
 }
 

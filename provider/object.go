@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -259,19 +260,21 @@ func (r *objectResource[M, P]) ModifyPlan(ctx context.Context, req resource.Modi
 			return
 		}
 	}
-	if !knownExcept(req.Plan.Raw, "id", "version") {
+	if !known {
 		r.client.notKnown()
 		return
 	}
+	open := openAttrs{kind: r.kind, name: name, attrs: r.schema.Attributes, names: unknownAttributes(req.Plan.Raw, "id", "version")}
 	if priorName != "" && priorName != name { // replaced under a new name
 		resp.Diagnostics.Append(r.check(ctx, api.Op{Op: api.OpDelete, Kind: r.kind, Name: priorName}))
 	}
+	// Unknown values are left out of the spec (their zero values).
 	spec, err := jsonOf(P(&m).spec())
 	if err != nil {
 		resp.Diagnostics.AddError("Invalid "+api.Describe(r.kind, name), err.Error())
 		return
 	}
-	resp.Diagnostics.Append(r.check(ctx, api.Op{Op: api.OpPut, Kind: r.kind, Name: name, Spec: spec}))
+	resp.Diagnostics.Append(r.checkOpen(ctx, api.Op{Op: api.OpPut, Kind: r.kind, Name: name, Spec: spec}, open))
 }
 
 // checkNew refuses, at plan time, to create what apply would refuse: an
@@ -318,7 +321,12 @@ func (r *objectResource[M, P]) checkNew(ctx context.Context, name string) diag.D
 }
 
 func (r *objectResource[M, P]) check(ctx context.Context, op api.Op) diag.Diagnostic {
-	if err := r.client.check(ctx, op); err != nil {
+	return r.checkOpen(ctx, op, openAttrs{})
+}
+
+// checkOpen checks op, whose open attributes are not known yet.
+func (r *objectResource[M, P]) checkOpen(ctx context.Context, op api.Op, open openAttrs) diag.Diagnostic {
+	if err := r.client.check(ctx, op, open); err != nil {
 		return r.refused(op.Kind, op.Name, err)
 	}
 	return nil
@@ -348,25 +356,34 @@ func refused(kind api.Kind, name string, err error) diag.Diagnostic {
 	return diag.NewErrorDiagnostic(summary, err.Error())
 }
 
-// knownExcept reports whether every value of v is known, leaving out the
-// named top-level attributes.
-func knownExcept(v tftypes.Value, skip ...string) bool {
-	known := true
+// unknownAttributes are the top-level attributes of v, but skip, that
+// hold a value not known yet.
+func unknownAttributes(v tftypes.Value, skip ...string) map[string]bool {
+	out := map[string]bool{}
 	_ = tftypes.Walk(v, func(p *tftypes.AttributePath, v tftypes.Value) (bool, error) {
-		if steps := p.Steps(); len(steps) > 0 {
-			if a, ok := steps[0].(tftypes.AttributeName); ok {
-				for _, s := range skip {
-					if string(a) == s {
-						return false, nil
-					}
-				}
-			}
+		steps := p.Steps()
+		if len(steps) == 0 {
+			return true, nil
+		}
+		a, ok := steps[0].(tftypes.AttributeName)
+		if !ok || slices.Contains(skip, string(a)) || out[string(a)] {
+			return false, nil
 		}
 		if !v.IsKnown() {
-			known = false
+			out[string(a)] = true
 			return false, nil
 		}
 		return true, nil
 	})
-	return known
+	return out
+}
+
+// rootName is the top-level attribute of a path.
+func rootName(p path.Path) string {
+	if steps := p.Steps(); len(steps) > 0 {
+		if a, ok := steps[0].(path.PathStepAttributeName); ok {
+			return string(a)
+		}
+	}
+	return ""
 }

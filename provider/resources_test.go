@@ -357,6 +357,53 @@ resource "ferry_mirror" "b" {
 `, message(`mirrors."b.events".shard: unknown shard "nosuch" (declared: s9)`))
 }
 
+// TestPlanChecksAroundUnknowns: a value known only after apply (here
+// terraform_data's output) leaves out only the checks that need it. A
+// mirror planned after one whose shard is unknown is still checked, and
+// fails the plan on a shard that does not exist; the unknown mirror's own
+// other attributes are checked too; and a configuration whose only
+// unknown is valid plans and applies.
+func TestPlanChecksAroundUnknowns(t *testing.T) {
+	s := startServer(t)
+	unknownShard := twoDatacenters + `
+resource "ferry_shard" "standard" {
+  name  = "standard"
+  tiers = [1, 2]
+}
+
+resource "terraform_data" "shard" {
+  input = ferry_shard.standard.name
+}
+
+resource "ferry_mirror" "a" {
+  name       = "a.events"
+  partitions = 1
+  tier       = 1
+  shard      = terraform_data.shard.output
+  depends_on = [ferry_datacenter.dc1, ferry_datacenter.dc2]
+}
+`
+	s.planRefused(t, unknownShard+`
+resource "ferry_mirror" "b" {
+  name       = "b.events"
+  partitions = 1
+  tier       = 1
+  shard      = "nosuch"
+  depends_on = [ferry_mirror.a]
+}
+`, message(`mirrors."b.events".shard: unknown shard "nosuch" (declared: standard)`))
+	s.planRefused(t, strings.Replace(unknownShard, `depends_on = [ferry_datacenter.dc1, ferry_datacenter.dc2]`,
+		`datacenters = [ferry_datacenter.dc1.name, "dc9"]`, 1),
+		message(`mirrors."a.events".datacenters: unknown datacenter "dc9" (declared: dc1, dc2)`))
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{{
+			Config: s.config(unknownShard),
+			Check:  resource.TestCheckResourceAttr("ferry_mirror.a", "shard", "standard"),
+		}},
+	})
+}
+
 // TestEmptyConfig: `config = {}` is accepted, stored as no configs, and
 // plans nothing more after apply, nor when it is then left out.
 func TestEmptyConfig(t *testing.T) {
