@@ -25,6 +25,7 @@ type cdcSourceModel struct {
 	TopicPrefix types.String   `tfsdk:"topic_prefix"`
 	Shard       types.String   `tfsdk:"shard"`
 	Snapshot    *snapshotModel `tfsdk:"snapshot"`
+	Jobs        types.Map      `tfsdk:"jobs"`
 }
 
 type mysqlModel struct {
@@ -142,6 +143,8 @@ func cdcsourceResource() *objectResource[cdcSourceModel, *cdcSourceModel] {
 func (m *cdcSourceModel) objectName() (string, bool) {
 	return m.Name.ValueString(), !m.Name.IsUnknown()
 }
+
+func (m *cdcSourceModel) jobs() *types.Map { return &m.Jobs }
 
 func (m *cdcSourceModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 

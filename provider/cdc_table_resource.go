@@ -25,6 +25,7 @@ type cdcTableModel struct {
 	Rate     types.Int64  `tfsdk:"rate"`
 	Key      []string     `tfsdk:"key"`
 	Sink     *sinkModel   `tfsdk:"sink"`
+	Jobs     types.Map    `tfsdk:"jobs"`
 }
 
 // sinkModel is a table's sink = { postgres = { dsn = ... }, ... }.
@@ -107,6 +108,8 @@ func cdctableResource() *objectResource[cdcTableModel, *cdcTableModel] {
 func (m *cdcTableModel) objectName() (string, bool) {
 	return api.TableName(m.Source.ValueString(), m.Table.ValueString()), !m.Source.IsUnknown() && !m.Table.IsUnknown()
 }
+
+func (m *cdcTableModel) jobs() *types.Map { return &m.Jobs }
 
 func (m *cdcTableModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 

@@ -23,7 +23,8 @@ import (
 // applied (the stored objects then hold it).
 type client struct {
 	*api.Client
-	owner string // the owner it writes as
+	owner  string // the owner it writes as
+	placed placements
 
 	mu      sync.Mutex
 	planned map[string]api.Op // by api.Key

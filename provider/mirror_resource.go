@@ -26,6 +26,7 @@ type mirrorModel struct {
 	Datacenters       []string          `tfsdk:"datacenters"`
 	ReplicationFactor types.Int64       `tfsdk:"replication_factor"`
 	Config            map[string]string `tfsdk:"config"`
+	Jobs              types.Map         `tfsdk:"jobs"`
 }
 
 func newMirrorResource() resource.Resource { return mirrorResource() }
@@ -82,6 +83,8 @@ func mirrorResource() *objectResource[mirrorModel, *mirrorModel] {
 func (m *mirrorModel) objectName() (string, bool) {
 	return m.Name.ValueString(), !m.Name.IsUnknown()
 }
+
+func (m *mirrorModel) jobs() *types.Map { return &m.Jobs }
 
 func (m *mirrorModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 

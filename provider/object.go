@@ -64,6 +64,9 @@ func newObjectResource[M any, P interface {
 		MarkdownDescription: "The stored object's version: 1 when created, one more per update. Updates and deletions " +
 			"send the version Terraform last read, so a change made elsewhere since is refused rather than overwritten.",
 	}
+	if _, ok := any(new(M)).(placedModel); ok {
+		attrs["jobs"] = jobsAttribute()
+	}
 	return &objectResource[M, P]{
 		kind:     kind,
 		typeName: typeName,
@@ -115,6 +118,7 @@ func (r *objectResource[M, P]) put(ctx context.Context, m *M, base int64, state 
 	}
 	id, version := P(m).meta()
 	*id, *version = types.StringValue(name), types.Int64Value(o.Version)
+	diags.Append(setJobs(ctx, r.client, r.kind, name, P(m), true)...)
 	diags.Append(state.Set(ctx, m)...)
 }
 
@@ -152,6 +156,7 @@ func (r *objectResource[M, P]) Read(ctx context.Context, req resource.ReadReques
 	}
 	id, version := P(&m).meta()
 	*id, *version = stateID, types.Int64Value(o.Version)
+	resp.Diagnostics.Append(setJobs(ctx, r.client, r.kind, name, P(&m), false)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
@@ -264,7 +269,7 @@ func (r *objectResource[M, P]) ModifyPlan(ctx context.Context, req resource.Modi
 		r.client.notKnown()
 		return
 	}
-	open := openAttrs{kind: r.kind, name: name, attrs: r.schema.Attributes, names: unknownAttributes(req.Plan.Raw, "id", "version")}
+	open := openAttrs{kind: r.kind, name: name, attrs: r.schema.Attributes, names: unknownAttributes(req.Plan.Raw, "id", "version", "jobs")}
 	if priorName != "" && priorName != name { // replaced under a new name
 		resp.Diagnostics.Append(r.check(ctx, api.Op{Op: api.OpDelete, Kind: r.kind, Name: priorName}))
 	}

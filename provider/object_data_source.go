@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	dschema "github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	rschema "github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
@@ -23,6 +24,7 @@ type objectDataSource[M any, P interface {
 }] struct {
 	kind     api.Kind
 	typeName string
+	keys     []string // the attributes that name the object
 	schema   dschema.Schema
 	client   *client
 }
@@ -40,6 +42,7 @@ func newObjectDataSource[M any, P interface {
 	return &objectDataSource[M, P]{
 		kind:     r.kind,
 		typeName: r.typeName,
+		keys:     keys,
 		schema: dschema.Schema{
 			MarkdownDescription: fmt.Sprintf("Reads a stored %s, whoever owns it (a CUE directory, another workspace), by `%s`, "+
 				"so that a configuration can refer to objects it does not manage; the attributes are those of the `ferry_%s` resource.",
@@ -92,11 +95,17 @@ func (d *objectDataSource[M, P]) Configure(_ context.Context, req datasource.Con
 }
 
 func (d *objectDataSource[M, P]) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
-	var m M
-	if resp.Diagnostics.Append(req.Config.Get(ctx, &m)...); resp.Diagnostics.HasError() {
-		return
+	// Only the keys are read from the configuration: the other attributes
+	// are null there, which a model's nested structs cannot hold.
+	parts := make([]string, len(d.keys))
+	for i, k := range d.keys {
+		var v types.String
+		if resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root(k), &v)...); resp.Diagnostics.HasError() {
+			return
+		}
+		parts[i] = v.ValueString()
 	}
-	name, _ := P(&m).objectName()
+	name := strings.Join(parts, "/") // SOURCE/DB.TABLE for a table
 	o, err := d.client.Get(ctx, d.kind, name)
 	if err != nil {
 		resp.Diagnostics.Append(refused(d.kind, name, err))
@@ -109,5 +118,6 @@ func (d *objectDataSource[M, P]) Read(ctx context.Context, req datasource.ReadRe
 	}
 	id, version := P(&out).meta()
 	*id, *version = types.StringValue(name), types.Int64Value(o.Version)
+	resp.Diagnostics.Append(setJobs(ctx, d.client, d.kind, name, P(&out), false)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &out)...)
 }

@@ -404,6 +404,62 @@ resource "ferry_mirror" "b" {
 	})
 }
 
+// TestPlacedJobs: mirrors, CDC sources and tables show the jobs ferry
+// runs for them and the shard each is placed on, after apply and in their
+// data sources.
+func TestPlacedJobs(t *testing.T) {
+	s := startServer(t)
+	hcl := tradingSource + `
+resource "ferry_shard" "standard" {
+  name  = "standard"
+  tiers = [1, 2]
+}
+
+resource "ferry_mirror" "orders" {
+  name        = "orders.events"
+  partitions  = 2
+  tier        = 2
+  datacenters = [ferry_datacenter.dc1.name, ferry_datacenter.dc2.name]
+  depends_on  = [ferry_shard.standard]
+}
+
+resource "ferry_cdc_table" "orders" {
+  source = ferry_cdc_source.trading.name
+  table  = "trading.orders"
+  tier   = 1
+  sink   = { postgres = { dsn = { env = "ORDERS_PG_DSN" } } }
+  depends_on = [ferry_shard.standard]
+}
+`
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{
+				Config: s.config(hcl),
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr("ferry_mirror.orders", "jobs.%", "2"),
+					resource.TestCheckResourceAttr("ferry_mirror.orders", "jobs.mirror:orders.events:dc1-dc2", "standard"),
+					resource.TestCheckResourceAttr("ferry_mirror.orders", "jobs.mirror:orders.events:dc2-dc1", "standard"),
+					resource.TestCheckResourceAttr("ferry_cdc_table.orders", "jobs.%", "2"),
+					resource.TestCheckResourceAttr("ferry_cdc_table.orders", "jobs.cdc:trading-db", "standard"),
+					resource.TestCheckResourceAttr("ferry_cdc_table.orders", "jobs.sink:trading-db:trading.orders", "standard"),
+				),
+			},
+			{
+				Config: s.config(hcl + `
+data "ferry_cdc_source" "trading" {
+  name = ferry_cdc_source.trading.name
+}
+`),
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr("data.ferry_cdc_source.trading", "jobs.%", "1"),
+					resource.TestCheckResourceAttr("data.ferry_cdc_source.trading", "jobs.cdc:trading-db", "standard"),
+				),
+			},
+		},
+	})
+}
+
 // TestEmptyConfig: `config = {}` is accepted, stored as no configs, and
 // plans nothing more after apply, nor when it is then left out.
 func TestEmptyConfig(t *testing.T) {
