@@ -20,16 +20,19 @@ const sharedFile = "zz_ferry_shared.cue"
 
 // WithShared gives the definitions others declare (GET /v1/definitions of
 // the executor group, or a file saved from it): the directory may use
-// their datacenters, shards, tiers and metrics settings, and is checked
-// together with their mirrors and CDC sources. An object the directory
-// declares replaces theirs. CompileDir then returns the plan of the
+// their datacenters, shards, tiers and settings, and is checked together
+// with their mirrors and CDC sources. An object the directory declares
+// replaces theirs; so do its settings and its list of groups, whole. CompileDir then returns the plan of the
 // whole and the definitions the directory declares. Default: none.
 func WithShared(defs *schema.Definitions) Option { return func(o *options) { o.shared = defs } }
 
 // declaredNames are the names a loaded directory declares, by section (the
-// settings sections by their own name when present).
+// settings sections and groups by their own name when present).
 func (s *source) declaredNames() map[string]map[string]bool {
-	out := map[string]map[string]bool{}
+	out := map[string]map[string]bool{"groups": {}}
+	if s.value.LookupPath(cue.ParsePath("groups")).Exists() {
+		out["groups"]["groups"] = true
+	}
 	for _, sec := range sections {
 		out[sec] = map[string]bool{}
 		v := s.value.LookupPath(cue.ParsePath(sec))
@@ -59,8 +62,16 @@ func (s *source) withShared(shared *schema.Definitions, own map[string]map[strin
 		Mirrors:     without(shared.Mirrors, own["mirrors"]),
 		CDC:         without(shared.CDC, own["cdc"]),
 	}
+	// Settings and the list of groups are the directory's when it has
+	// them, else the others'.
 	if !own["metrics"]["metrics"] {
 		rest.Metrics = shared.Metrics
+	}
+	if !own["alerts"]["alerts"] {
+		rest.Alerts = shared.Alerts
+	}
+	if !own["groups"]["groups"] {
+		rest.Groups = shared.Groups
 	}
 	if rest.Datacenters == nil {
 		rest.Datacenters = map[string]schema.Datacenter{}
@@ -82,6 +93,12 @@ func ownOnly(defs *schema.Definitions, own map[string]map[string]bool) *schema.D
 	out.CDC = only(defs.CDC, own["cdc"])
 	if !own["metrics"]["metrics"] {
 		out.Metrics = nil
+	}
+	if !own["alerts"]["alerts"] {
+		out.Alerts = nil
+	}
+	if !own["groups"]["groups"] {
+		out.Groups = nil
 	}
 	return &out
 }

@@ -34,6 +34,7 @@ var importIDs = map[string][2]string{
 	"ferry_cdc_table":  {"trading_orders", "trading-db/trading.orders"},
 	"ferry_tier":       {"fast", "1"},
 	"ferry_metrics":    {"group", "metrics"},
+	"ferry_group":      {"billing", "billing-*"},
 }
 
 // ownExamples are the examples of resources examples/terraform does not
@@ -47,6 +48,10 @@ var ownExamples = map[string]string{
 `,
 	"ferry_metrics": `resource "ferry_metrics" "group" {
   interval = "30s"
+}
+`,
+	"ferry_group": `resource "ferry_group" "billing" {
+  name = "billing-*"
 }
 `,
 }

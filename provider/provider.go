@@ -126,6 +126,7 @@ func (p *ferryProvider) Resources(context.Context) []func() resource.Resource {
 		newShardResource,
 		newTierResource,
 		newMetricsResource,
+		newGroupResource,
 		newMirrorResource,
 		newCDCSourceResource,
 		newCDCTableResource,

@@ -24,8 +24,8 @@ type lifecycle struct {
 	address string // resource address, such as ferry_mirror.orders
 	deps    string // HCL of the objects it needs, kept throughout
 	// The resource's HCL when created, after an in-place update, and after
-	// a change that replaces it (none: nothing replaces it); the object
-	// names before and after.
+	// a change that replaces it (none: nothing updates or replaces it); the
+	// object names before and after.
 	create, update, replace string
 	name, replacedName      string
 	// An attribute and its value after each of the three steps.
@@ -206,6 +206,14 @@ var lifecycles = []lifecycle{
 		attr: "budget", created: "200ms", updated: "250ms", replaced: "5s",
 	},
 	{
+		// A group has nothing but its name: no update in place.
+		kind: api.Group, address: "ferry_group.billing", deps: twoDatacenters,
+		create:  "resource \"ferry_group\" \"billing\" {\n  name = \"billing-*\"\n}",
+		replace: "resource \"ferry_group\" \"billing\" {\n  name = \"payments\"\n}",
+		name:    "billing-*", replacedName: "payments",
+		attr: "name", created: "billing-*", replaced: "payments",
+	},
+	{
 		// One object, named metrics: nothing replaces it.
 		kind: api.Metrics, address: "ferry_metrics.group",
 		create: "resource \"ferry_metrics\" \"group\" {\n  interval = \"5s\"\n}",
@@ -239,13 +247,16 @@ func TestResourceLifecycles(t *testing.T) {
 				ImportState:       true,
 				ImportStateVerify: true,
 			}
-			update := step(lc.update, string(plancheck.ResourceActionUpdate))
-			update.Check = resource.ComposeAggregateTestCheckFunc(
-				resource.TestCheckResourceAttr(lc.address, lc.attr, lc.updated),
-				resource.TestCheckResourceAttr(lc.address, "version", "2"),
-				s.stored(lc.kind, lc.name, 2),
-			)
-			steps := []resource.TestStep{create, imported, update}
+			steps := []resource.TestStep{create, imported}
+			if lc.update != "" {
+				update := step(lc.update, string(plancheck.ResourceActionUpdate))
+				update.Check = resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(lc.address, lc.attr, lc.updated),
+					resource.TestCheckResourceAttr(lc.address, "version", "2"),
+					s.stored(lc.kind, lc.name, 2),
+				)
+				steps = append(steps, update)
+			}
 			if lc.replace != "" {
 				replace := step(lc.replace, string(plancheck.ResourceActionDestroyBeforeCreate))
 				replace.Check = resource.ComposeAggregateTestCheckFunc(

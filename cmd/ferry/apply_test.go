@@ -175,6 +175,14 @@ func TestSharedDatacenters(t *testing.T) {
 	if diff := cmp.Diff(want, owners); diff != "" {
 		t.Errorf("stored owners (-want +got):\n%s", diff)
 	}
+
+	// Groups and alert settings are stored like the rest, not dropped.
+	mirrorsOnly("search", `"search.events": {partitions: 1, tier: 2}
+}
+groups: ["search-*"]
+alerts: labels: team: "search"
+{`)
+	ferry(t, repoRoot, "apply", search, "--http", p.addr).want(t, 0, ptr(fmt.Sprintf("+ alerts settings alerts\n+ consumer group search-*\napplied %s as cue:search: 2 created, 0 updated, 0 deleted, 1 unchanged\n", search)), ptr(""))
 }
 
 func mustObjects(t *testing.T, c *api.Client) []api.Object {

@@ -108,6 +108,8 @@ func checkName(kind api.Kind, name string) *api.Error {
 		return api.Errorf(http.StatusBadRequest, "a %s needs a name", kind)
 	case kind == api.Metrics && name != api.MetricsName:
 		return api.Errorf(http.StatusBadRequest, "the metrics settings are named %q, not %q", api.MetricsName, name)
+	case kind == api.Alerts && name != api.AlertsName:
+		return api.Errorf(http.StatusBadRequest, "the alerts settings are named %q, not %q", api.AlertsName, name)
 	case kind == api.CDCTable:
 		if _, _, ok := api.SplitTableName(name); !ok {
 			return api.Errorf(http.StatusBadRequest, "%s: a CDC table is named SOURCE/DB.TABLE", api.Describe(kind, name))

@@ -27,9 +27,12 @@ func (s *Service) Handler() http.Handler {
 		mux.HandleFunc("PUT "+rt.one, s.put(rt))
 		mux.HandleFunc("DELETE "+rt.one, s.delete(rt))
 	}
-	mux.HandleFunc("GET /v1/settings/metrics", s.get(metricsRoute))
-	mux.HandleFunc("PUT /v1/settings/metrics", s.put(metricsRoute))
-	mux.HandleFunc("DELETE /v1/settings/metrics", s.delete(metricsRoute))
+	for _, rt := range settingsRoutes {
+		one := "/v1/settings/" + string(rt.kind)
+		mux.HandleFunc("GET "+one, s.get(rt))
+		mux.HandleFunc("PUT "+one, s.put(rt))
+		mux.HandleFunc("DELETE "+one, s.delete(rt))
+	}
 	mux.HandleFunc("GET /v1/objects", s.listObjects)
 	mux.HandleFunc("GET /v1/definitions", s.definitions)
 	mux.HandleFunc("GET /v1/plan", s.compiledPlan)
@@ -72,12 +75,17 @@ var routes = []route{
 	{api.Datacenter, "/v1/datacenters", "/v1/datacenters/{name}", byName, anyObject},
 	{api.Shard, "/v1/shards", "/v1/shards/{name}", byName, anyObject},
 	{api.Tier, "/v1/tiers", "/v1/tiers/{name}", byName, anyObject},
+	{api.Group, "/v1/groups", "/v1/groups/{name}", byName, anyObject},
 	{api.Mirror, "/v1/mirrors", "/v1/mirrors/{name}", byName, anyObject},
 	{api.CDCSource, "/v1/cdc", "/v1/cdc/{name}", byName, anyObject},
 	{api.CDCTable, "/v1/cdc/{source}/tables", "/v1/cdc/{source}/tables/{table}", tableName, ofSource},
 }
 
-var metricsRoute = route{kind: api.Metrics, name: func(*http.Request) string { return api.MetricsName }}
+// settingsRoutes are the kinds of one object each, under /v1/settings/.
+var settingsRoutes = []route{
+	{kind: api.Metrics, name: func(*http.Request) string { return api.MetricsName }},
+	{kind: api.Alerts, name: func(*http.Request) string { return api.AlertsName }},
+}
 
 func (s *Service) list(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

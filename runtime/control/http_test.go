@@ -37,6 +37,8 @@ func TestVerbs(t *testing.T) {
 		{api.Shard, "realtime", schema.Shard{Tiers: []int{1}}, schema.Shard{Tiers: []int{1}, MaxJobs: 10}, "/v1/shards/realtime"},
 		{api.Tier, "1", schema.TierSettings{Budget: "200ms"}, schema.TierSettings{Budget: "250ms"}, "/v1/tiers/1"},
 		{api.Metrics, "metrics", schema.Metrics{Interval: "5s"}, schema.Metrics{Interval: "1s"}, "/v1/settings/metrics"},
+		{api.Alerts, "alerts", schema.Alerts{Labels: map[string]string{"team": "a"}}, schema.Alerts{Labels: map[string]string{"team": "b"}}, "/v1/settings/alerts"},
+		{api.Group, "billing-*", struct{}{}, nil, "/v1/groups/billing-%2A"}, // a group's spec is {}: no update
 		{api.Mirror, "orders.events", schema.Mirror{Partitions: 6, Tier: 1}, schema.Mirror{Partitions: 8, Tier: 1}, "/v1/mirrors/orders.events"},
 		{api.CDCSource, "risk-db", withServerID(source, 5402), withServerID(source, 5403), "/v1/cdc/risk-db"},
 		{api.CDCTable, "trading-db/trading.orders", schema.CDCTable{Tier: 1}, schema.CDCTable{Tier: 1, Snapshot: "no_data"}, "/v1/cdc/trading-db/tables/trading.orders"},
@@ -69,15 +71,19 @@ func TestVerbs(t *testing.T) {
 			if !hasObject(listed, tc.name) {
 				t.Fatalf("list of %s lacks %s: %+v", tc.kind, tc.name, listed)
 			}
-			updated, err := c.Put(ctxT(t), tc.kind, tc.name, tc.updated, version(1))
-			if err != nil {
-				t.Fatal(err)
+			at := int64(1)
+			if tc.updated != nil {
+				updated, err := c.Put(ctxT(t), tc.kind, tc.name, tc.updated, version(1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if updated.Version != 2 {
+					t.Fatalf("updated to version %d, want 2", updated.Version)
+				}
+				wantSpec(t, updated, tc.updated)
+				at = 2
 			}
-			if updated.Version != 2 {
-				t.Fatalf("updated to version %d, want 2", updated.Version)
-			}
-			wantSpec(t, updated, tc.updated)
-			if err := c.Delete(ctxT(t), tc.kind, tc.name, version(2)); err != nil {
+			if err := c.Delete(ctxT(t), tc.kind, tc.name, version(at)); err != nil {
 				t.Fatal(err)
 			}
 			_, err = c.Get(ctxT(t), tc.kind, tc.name)

@@ -76,11 +76,11 @@ func NewClient(endpoint string, opts ...ClientOption) (*Client, error) {
 func Path(kind Kind, name string) string {
 	esc := url.PathEscape
 	switch kind {
-	case Metrics:
+	case Metrics, Alerts:
 		if name == "" {
-			return "/v1/objects?kind=" + string(Metrics)
+			return "/v1/objects?kind=" + string(kind)
 		}
-		return "/v1/settings/metrics"
+		return "/v1/settings/" + string(kind)
 	case CDCSource:
 		if name == "" {
 			return "/v1/cdc"

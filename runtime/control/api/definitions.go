@@ -28,6 +28,10 @@ func DecodeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
 		v = new(schema.TierSettings)
 	case Metrics:
 		v = new(schema.Metrics)
+	case Alerts:
+		v = new(schema.Alerts)
+	case Group:
+		v = new(struct{})
 	case Mirror:
 		v = new(schema.Mirror)
 	case CDCSource:
@@ -98,6 +102,16 @@ func Split(d *schema.Definitions) ([]Object, error) {
 			return nil, err
 		}
 	}
+	if d.Alerts != nil {
+		if err := add(Alerts, AlertsName, d.Alerts); err != nil {
+			return nil, err
+		}
+	}
+	for _, g := range slices.Sorted(slices.Values(d.Groups)) {
+		if err := add(Group, g, struct{}{}); err != nil {
+			return nil, err
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(d.Mirrors)) {
 		if err := add(Mirror, name, d.Mirrors[name]); err != nil {
 			return nil, err
@@ -147,6 +161,11 @@ func Join(objs []Object) (*schema.Definitions, error) {
 		case Metrics:
 			d.Metrics = new(schema.Metrics)
 			err = json.Unmarshal(o.Spec, d.Metrics)
+		case Alerts:
+			d.Alerts = new(schema.Alerts)
+			err = json.Unmarshal(o.Spec, d.Alerts)
+		case Group:
+			d.Groups = append(d.Groups, o.Name)
 		case Mirror:
 			err = decodeInto(o, d.Mirrors)
 		case CDCSource:

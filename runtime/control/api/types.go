@@ -24,6 +24,8 @@ const (
 	Shard      Kind = "shard"
 	Tier       Kind = "tier"
 	Metrics    Kind = "metrics"
+	Alerts     Kind = "alerts"
+	Group      Kind = "group"
 	Mirror     Kind = "mirror"
 	CDCSource  Kind = "cdc_source"
 	CDCTable   Kind = "cdc_table"
@@ -32,10 +34,16 @@ const (
 // Kinds lists every kind in dependency order: an object refers only to
 // objects of kinds before its own, so creating in this order and deleting
 // in the reverse one never leaves a dangling reference.
-var Kinds = []Kind{Datacenter, Shard, Tier, Metrics, Mirror, CDCSource, CDCTable}
+var Kinds = []Kind{Datacenter, Shard, Tier, Metrics, Alerts, Group, Mirror, CDCSource, CDCTable}
 
-// MetricsName is the name of the one metrics settings object.
-const MetricsName = "metrics"
+// MetricsName and AlertsName name the one metrics settings object and the
+// one alerts settings object. A group object is named by the consumer
+// group, or glob of groups, it stands for (CUE: groups: [...]); its spec
+// is {}.
+const (
+	MetricsName = "metrics"
+	AlertsName  = "alerts"
+)
 
 // OwnerHeader is the request header that names the writer:
 // "terraform:WORKSPACE", "cue:DIR" for `ferry apply DIR`, or anything
@@ -65,6 +73,10 @@ func (k Kind) String() string {
 		return "CDC table"
 	case Metrics:
 		return "metrics settings"
+	case Alerts:
+		return "alerts settings"
+	case Group:
+		return "consumer group"
 	}
 	return string(k)
 }
