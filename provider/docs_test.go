@@ -35,6 +35,7 @@ var importIDs = map[string][2]string{
 	"ferry_tier":       {"fast", "1"},
 	"ferry_metrics":    {"group", "metrics"},
 	"ferry_group":      {"billing", "billing-*"},
+	"ferry_alerts":     {"group", "alerts"},
 }
 
 // ownExamples are the examples of resources examples/terraform does not
@@ -52,6 +53,13 @@ var ownExamples = map[string]string{
 `,
 	"ferry_group": `resource "ferry_group" "billing" {
   name = "billing-*"
+}
+`,
+	"ferry_alerts": `resource "ferry_alerts" "group" {
+  labels = { team = "platform" }
+  tiers = {
+    "1" = { severity = "page", at_risk_for = "2m" }
+  }
 }
 `,
 }

@@ -287,14 +287,14 @@ func (r *objectResource[M, P]) ModifyPlan(ctx context.Context, req resource.Modi
 // name a second resource of this configuration also creates.
 func (r *objectResource[M, P]) checkNew(ctx context.Context, name string) diag.Diagnostics {
 	var diags diag.Diagnostics
-	// The attribute that names the object; the metrics settings have none.
+	// The attribute that names the object; the settings objects have none.
 	at, named := path.Root("name"), true
 	switch r.kind {
 	case api.CDCTable:
 		at = path.Root("table")
 	case api.Tier:
 		at = path.Root("tier")
-	case api.Metrics:
+	case api.Metrics, api.Alerts:
 		named = false
 	}
 	report := func(summary, detail string) {

@@ -127,6 +127,7 @@ func (p *ferryProvider) Resources(context.Context) []func() resource.Resource {
 		newTierResource,
 		newMetricsResource,
 		newGroupResource,
+		newAlertsResource,
 		newMirrorResource,
 		newCDCSourceResource,
 		newCDCTableResource,

@@ -214,6 +214,14 @@ var lifecycles = []lifecycle{
 		attr: "name", created: "billing-*", replaced: "payments",
 	},
 	{
+		// One object, named alerts: nothing replaces it.
+		kind: api.Alerts, address: "ferry_alerts.group",
+		create: "resource \"ferry_alerts\" \"group\" {\n  labels = { team = \"platform\" }\n}",
+		update: "resource \"ferry_alerts\" \"group\" {\n  labels = { team = \"payments\" }\n  tiers = {\n    \"1\" = { severity = \"page\", at_risk_for = \"2m\" }\n  }\n}",
+		name:   "alerts", replacedName: "alerts",
+		attr: "labels.team", created: "platform", updated: "payments",
+	},
+	{
 		// One object, named metrics: nothing replaces it.
 		kind: api.Metrics, address: "ferry_metrics.group",
 		create: "resource \"ferry_metrics\" \"group\" {\n  interval = \"5s\"\n}",
