@@ -2,7 +2,9 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -94,9 +96,27 @@ func (c *client) check(ctx context.Context, op api.Op, open openAttrs) error {
 			return nil
 		}
 		c.forget(key) // so that the objects planned next are not blamed for it
-		return err
+		return blame(op, err, len(ops)-1)
 	}
 	return nil
+}
+
+// blame words a refusal of the changes planned so far, which fit without
+// op, as op's: the compiler may name another object (the job it placed
+// last on a full shard, say), while op is the one that does not fit.
+func blame(op api.Op, err error, others int) error {
+	e, ok := err.(*api.Error)
+	if !ok || len(e.Problems) == 0 || others == 0 {
+		return err
+	}
+	prefix := objectPrefix(op.Kind, op.Name)
+	for _, p := range e.Problems {
+		if strings.HasPrefix(p, prefix) {
+			return err // the compiler names op itself
+		}
+	}
+	return &api.Error{Status: e.Status, Problems: e.Problems, Message: fmt.Sprintf(
+		"%s does not fit with the %d other changes planned before it in this run, which fit without it; %s", api.Describe(op.Kind, op.Name), others, e.Message)}
 }
 
 // openAttrs are the top-level attributes of a planned object whose values

@@ -479,6 +479,35 @@ data "ferry_cdc_source" "trading" {
 	})
 }
 
+// TestPlanBlamesWhatDoesNotFit: of two new mirrors that do not both fit
+// on the only shard, the one planned second (a.events, after z.events)
+// fails the plan, and the message says it is the one that does not fit,
+// though the compiler names the job it placed last (z.events's).
+func TestPlanBlamesWhatDoesNotFit(t *testing.T) {
+	s := startServer(t)
+	s.planRefused(t, twoDatacenters+`
+resource "ferry_shard" "small" {
+  name     = "small"
+  tiers    = [1]
+  max_jobs = 3
+}
+
+resource "ferry_mirror" "z" {
+  name       = "z.events"
+  partitions = 1
+  tier       = 1
+  depends_on = [ferry_datacenter.dc1, ferry_datacenter.dc2, ferry_shard.small]
+}
+
+resource "ferry_mirror" "a" {
+  name       = "a.events"
+  partitions = 1
+  tier       = 1
+  depends_on = [ferry_mirror.z]
+}
+`, regexp.MustCompile(`(?s)with ferry_mirror\.a.*`+message(`mirror "a.events" does not fit with the 4 other changes planned before it in this run, which fit without it; the definitions would not compile:`).String()+`.*no shard has room for job`))
+}
+
 // TestEmptyConfig: `config = {}` is accepted, stored as no configs, and
 // plans nothing more after apply, nor when it is then left out.
 func TestEmptyConfig(t *testing.T) {
