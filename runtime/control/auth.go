@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
@@ -94,14 +95,8 @@ func (g grant) allows(owner string) bool {
 	return false
 }
 
-func (g grant) admin() bool {
-	for _, p := range g {
-		if p == "*" {
-			return true
-		}
-	}
-	return false
-}
+// admin reports whether the grant is an admin's: it may transfer objects.
+func (g grant) admin() bool { return slices.Contains(g, "*") }
 
 // requireToken refuses requests without "Authorization: Bearer TOKEN" of
 // one of tokens, and hands the token's grant on with the request.
