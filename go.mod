@@ -24,6 +24,8 @@ require (
 	golang.org/x/tools v0.52.0
 )
 
+require github.com/hashicorp/terraform-plugin-framework-timeouts v0.7.0
+
 require (
 	cuelabs.dev/go/oci/ociregistry v0.0.0-20260601085548-328ff8e2c943 // indirect
 	filippo.io/edwards25519 v1.2.0 // indirect

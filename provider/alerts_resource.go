@@ -13,10 +13,9 @@ import (
 )
 
 type alertsModel struct {
-	ID      types.String              `tfsdk:"id"`
-	Version types.Int64               `tfsdk:"version"`
-	Labels  map[string]string         `tfsdk:"labels"`
-	Tiers   map[string]tierAlertModel `tfsdk:"tiers"`
+	common
+	Labels map[string]string         `tfsdk:"labels"`
+	Tiers  map[string]tierAlertModel `tfsdk:"tiers"`
 }
 
 type tierAlertModel struct {
@@ -54,8 +53,6 @@ func newAlertsResource() resource.Resource {
 }
 
 func (m *alertsModel) objectName() (string, bool) { return api.AlertsName, true }
-
-func (m *alertsModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 
 func (m *alertsModel) spec() any {
 	a := fschema.Alerts{Labels: m.Labels}

@@ -17,8 +17,7 @@ import (
 )
 
 type cdcSourceModel struct {
-	ID          types.String   `tfsdk:"id"`
-	Version     types.Int64    `tfsdk:"version"`
+	common
 	Name        types.String   `tfsdk:"name"`
 	MySQL       mysqlModel     `tfsdk:"mysql"`
 	Datacenter  types.String   `tfsdk:"datacenter"`
@@ -145,8 +144,6 @@ func (m *cdcSourceModel) objectName() (string, bool) {
 }
 
 func (m *cdcSourceModel) jobs() *types.Map { return &m.Jobs }
-
-func (m *cdcSourceModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 
 func (m *cdcSourceModel) spec() any {
 	my := m.MySQL

@@ -16,8 +16,7 @@ import (
 )
 
 type cdcTableModel struct {
-	ID       types.String `tfsdk:"id"`
-	Version  types.Int64  `tfsdk:"version"`
+	common
 	Source   types.String `tfsdk:"source"`
 	Table    types.String `tfsdk:"table"`
 	Tier     types.Int64  `tfsdk:"tier"`
@@ -110,8 +109,6 @@ func (m *cdcTableModel) objectName() (string, bool) {
 }
 
 func (m *cdcTableModel) jobs() *types.Map { return &m.Jobs }
-
-func (m *cdcTableModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 
 func (m *cdcTableModel) spec() any {
 	t := fschema.CDCTable{Tier: int(m.Tier.ValueInt64()), Snapshot: m.Snapshot.ValueString(), Rate: int(m.Rate.ValueInt64()), Key: m.Key}

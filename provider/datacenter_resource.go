@@ -15,8 +15,7 @@ import (
 )
 
 type datacenterModel struct {
-	ID      types.String `tfsdk:"id"`
-	Version types.Int64  `tfsdk:"version"`
+	common
 	Name    types.String `tfsdk:"name"`
 	Brokers []string     `tfsdk:"brokers"`
 	TLS     *tlsModel    `tfsdk:"tls"`
@@ -73,8 +72,6 @@ func datacenterResource() *objectResource[datacenterModel, *datacenterModel] {
 func (m *datacenterModel) objectName() (string, bool) {
 	return m.Name.ValueString(), !m.Name.IsUnknown()
 }
-
-func (m *datacenterModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 
 func (m *datacenterModel) spec() any {
 	dc := fschema.Datacenter{Kafka: fschema.Kafka{Brokers: m.Brokers, TLS: m.TLS.spec()}}

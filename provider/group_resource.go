@@ -9,9 +9,8 @@ import (
 )
 
 type groupModel struct {
-	ID      types.String `tfsdk:"id"`
-	Version types.Int64  `tfsdk:"version"`
-	Name    types.String `tfsdk:"name"`
+	common
+	Name types.String `tfsdk:"name"`
 }
 
 func newGroupResource() resource.Resource {
@@ -25,8 +24,6 @@ func newGroupResource() resource.Resource {
 }
 
 func (m *groupModel) objectName() (string, bool) { return m.Name.ValueString(), !m.Name.IsUnknown() }
-
-func (m *groupModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 
 func (m *groupModel) spec() any { return struct{}{} }
 

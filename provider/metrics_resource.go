@@ -13,8 +13,7 @@ import (
 )
 
 type metricsModel struct {
-	ID       types.String `tfsdk:"id"`
-	Version  types.Int64  `tfsdk:"version"`
+	common
 	Interval types.String `tfsdk:"interval"`
 }
 
@@ -34,8 +33,6 @@ func newMetricsResource() resource.Resource {
 }
 
 func (m *metricsModel) objectName() (string, bool) { return api.MetricsName, true }
-
-func (m *metricsModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 
 func (m *metricsModel) spec() any { return fschema.Metrics{Interval: m.Interval.ValueString()} }
 

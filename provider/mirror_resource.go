@@ -17,8 +17,7 @@ import (
 )
 
 type mirrorModel struct {
-	ID                types.String      `tfsdk:"id"`
-	Version           types.Int64       `tfsdk:"version"`
+	common
 	Name              types.String      `tfsdk:"name"`
 	Partitions        types.Int64       `tfsdk:"partitions"`
 	Tier              types.Int64       `tfsdk:"tier"`
@@ -85,8 +84,6 @@ func (m *mirrorModel) objectName() (string, bool) {
 }
 
 func (m *mirrorModel) jobs() *types.Map { return &m.Jobs }
-
-func (m *mirrorModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 
 func (m *mirrorModel) spec() any {
 	return fschema.Mirror{

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -33,7 +34,21 @@ type model interface {
 	load(o *api.Object) error
 	// meta returns the id and version attributes.
 	meta() (id *types.String, version *types.Int64)
+	// limits returns the timeouts attribute.
+	limits() *timeouts.Value
 }
+
+// common are the attributes every model has: the object's name as id,
+// its stored version, and the resource's write timeouts.
+type common struct {
+	ID       types.String   `tfsdk:"id"`
+	Version  types.Int64    `tfsdk:"version"`
+	Timeouts timeouts.Value `tfsdk:"timeouts"`
+}
+
+func (c *common) meta() (*types.String, *types.Int64) { return &c.ID, &c.Version }
+
+func (c *common) limits() *timeouts.Value { return &c.Timeouts }
 
 // objectResource is a resource of one kind of stored object: create,
 // read, update, delete and import all map to the control API the same way
@@ -59,6 +74,16 @@ func newObjectResource[M any, P interface {
 		MarkdownDescription: "The object's name in the control API, which `terraform import` takes.",
 		PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 	}
+	wait := func(what string) string {
+		return "How long " + what + " is tried again while the executors refuse it (the run's other changes not yet " +
+			"applied) or are busy, a duration such as `2m`. Default: `30s`."
+	}
+	limits := timeouts.Attributes(context.Background(), timeouts.Opts{
+		Create: true, Update: true, Delete: true,
+		CreateDescription: wait("the creation"), UpdateDescription: wait("an update"), DeleteDescription: wait("the deletion"),
+	}).(schema.SingleNestedAttribute)
+	limits.MarkdownDescription = "How long apply tries each write again: `{ create = \"2m\", update = \"2m\", delete = \"2m\" }`."
+	attrs["timeouts"] = limits
 	attrs["version"] = schema.Int64Attribute{
 		Computed: true,
 		MarkdownDescription: "The stored object's version: 1 when created, one more per update. Updates and deletions " +
@@ -99,15 +124,20 @@ func (r *objectResource[M, P]) Create(ctx context.Context, req resource.CreateRe
 	if resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...); resp.Diagnostics.HasError() {
 		return
 	}
-	r.put(ctx, &m, 0, &resp.State, &resp.Diagnostics)
+	patience, d := P(&m).limits().Create(ctx, applyPatience)
+	if resp.Diagnostics.Append(d...); resp.Diagnostics.HasError() {
+		return
+	}
+	r.put(ctx, &m, 0, patience, &resp.State, &resp.Diagnostics)
 }
 
-// put writes the planned object based on version (0: create only) and
-// sets the new state.
-func (r *objectResource[M, P]) put(ctx context.Context, m *M, base int64, state *tfsdk.State, diags *diag.Diagnostics) {
+// put writes the planned object based on version (0: create only),
+// trying again for up to patience (see patiently), and sets the new
+// state.
+func (r *objectResource[M, P]) put(ctx context.Context, m *M, base int64, patience time.Duration, state *tfsdk.State, diags *diag.Diagnostics) {
 	name, _ := P(m).objectName()
 	var o *api.Object
-	err := patiently(ctx, func() (err error) {
+	err := patiently(ctx, patience, func() (err error) {
 		o, err = r.client.Put(ctx, r.kind, name, P(m).spec(), &base)
 		return err
 	})
@@ -149,6 +179,7 @@ func (r *objectResource[M, P]) Read(ctx context.Context, req resource.ReadReques
 	var m M
 	if req.State.Get(ctx, &m).HasError() {
 		m = *new(M)
+		resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("timeouts"), P(&m).limits())...)
 	}
 	if err := P(&m).load(o); err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("Unreadable %s", api.Describe(r.kind, name)), err.Error())
@@ -168,7 +199,11 @@ func (r *objectResource[M, P]) Update(ctx context.Context, req resource.UpdateRe
 		return
 	}
 	_, priorVersion := P(&prior).meta()
-	r.put(ctx, &m, priorVersion.ValueInt64(), &resp.State, &resp.Diagnostics)
+	patience, d := P(&m).limits().Update(ctx, applyPatience)
+	if resp.Diagnostics.Append(d...); resp.Diagnostics.HasError() {
+		return
+	}
+	r.put(ctx, &m, priorVersion.ValueInt64(), patience, &resp.State, &resp.Diagnostics)
 }
 
 func (r *objectResource[M, P]) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -179,14 +214,19 @@ func (r *objectResource[M, P]) Delete(ctx context.Context, req resource.DeleteRe
 	id, version := P(&m).meta()
 	name := id.ValueString()
 	base := version.ValueInt64()
-	err := patiently(ctx, func() error { return r.client.Delete(ctx, r.kind, name, &base) })
+	patience, d := P(&m).limits().Delete(ctx, applyPatience)
+	if resp.Diagnostics.Append(d...); resp.Diagnostics.HasError() {
+		return
+	}
+	err := patiently(ctx, patience, func() error { return r.client.Delete(ctx, r.kind, name, &base) })
 	r.client.applied(r.kind, name)
 	if err != nil && !api.IsNotFound(err) {
 		resp.Diagnostics.Append(refused(r.kind, name, err))
 	}
 }
 
-// applyPatience is how long a write at apply time is tried again while
+// applyPatience is how long, unless the resource's timeouts say
+// otherwise, a write at apply time is tried again while
 // the compiler refuses it (400) or the executors are busy (503). Terraform
 // applies unrelated resources in parallel, in no set order: a mirror
 // written before the datacenters it runs between, a shard deleted before
@@ -194,10 +234,10 @@ func (r *objectResource[M, P]) Delete(ctx context.Context, req resource.DeleteRe
 // land. The plan has checked the whole set, so such a refusal passes.
 var applyPatience = 30 * time.Second
 
-// patiently runs write until it succeeds, fails otherwise, or
-// applyPatience has passed.
-func patiently(ctx context.Context, write func() error) error {
-	deadline := time.Now().Add(applyPatience)
+// patiently runs write until it succeeds, fails otherwise, or patience
+// has passed.
+func patiently(ctx context.Context, patience time.Duration, write func() error) error {
+	deadline := time.Now().Add(patience)
 	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		err := write()
 		if s := api.StatusOf(err); err == nil || s != http.StatusBadRequest && s != http.StatusServiceUnavailable || time.Now().Add(wait).After(deadline) {

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -58,7 +59,14 @@ func dataAttributes(attrs map[string]rschema.Attribute, required map[string]bool
 	out := make(map[string]dschema.Attribute, len(attrs))
 	for name, a := range attrs {
 		req := required[name]
-		desc := a.GetMarkdownDescription()
+		desc := cmp.Or(a.GetMarkdownDescription(), a.GetDescription())
+		if name == "timeouts" {
+			// The resource's write timeouts, in the shape the models share.
+			a := a.(rschema.SingleNestedAttribute)
+			out[name] = dschema.SingleNestedAttribute{Computed: true, CustomType: a.CustomType, Attributes: dataAttributes(a.Attributes, nil),
+				MarkdownDescription: "The resource's write timeouts: always null here."}
+			continue
+		}
 		switch a := a.(type) {
 		case rschema.StringAttribute:
 			out[name] = dschema.StringAttribute{Required: req, Computed: !req, Sensitive: a.Sensitive, MarkdownDescription: desc}
@@ -112,6 +120,7 @@ func (d *objectDataSource[M, P]) Read(ctx context.Context, req datasource.ReadRe
 		return
 	}
 	var out M
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("timeouts"), P(&out).limits())...) // null, typed
 	if err := P(&out).load(o); err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("Unreadable %s", api.Describe(d.kind, name)), err.Error())
 		return

@@ -30,7 +30,7 @@ func TestPatiently(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			tries := 0
 			start := time.Now()
-			err := patiently(context.Background(), func() error {
+			err := patiently(context.Background(), applyPatience, func() error {
 				tries++
 				return c.results[min(tries, len(c.results))-1]
 			})

@@ -508,6 +508,36 @@ resource "ferry_mirror" "a" {
 `, regexp.MustCompile(`(?s)with ferry_mirror\.a.*`+message(`mirror "a.events" does not fit with the 4 other changes planned before it in this run, which fit without it; the definitions would not compile:`).String()+`.*no shard has room for job`))
 }
 
+// TestTimeouts: a resource's timeouts block sets how long apply tries a
+// refused or busy write again (30 s by default); it is kept in the state,
+// plans nothing once applied, and a value that is not a duration fails
+// the plan on its attribute.
+func TestTimeouts(t *testing.T) {
+	s := startServer(t)
+	mirror := func(create string) string {
+		return s.config(twoDatacenters + fmt.Sprintf(`
+resource "ferry_mirror" "orders" {
+  name        = "orders.events"
+  partitions  = 2
+  tier        = 2
+  datacenters = [ferry_datacenter.dc1.name, ferry_datacenter.dc2.name]
+  timeouts    = { create = %q, delete = "5s" }
+}
+`, create))
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{Config: mirror("soon"), PlanOnly: true, ExpectError: message(`"soon" must be a string containing a sequence of decimal numbers`)},
+			{
+				Config:           mirror("45s"),
+				Check:            resource.TestCheckResourceAttr("ferry_mirror.orders", "timeouts.create", "45s"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+			},
+		},
+	})
+}
+
 // TestEmptyConfig: `config = {}` is accepted, stored as no configs, and
 // plans nothing more after apply, nor when it is then left out.
 func TestEmptyConfig(t *testing.T) {

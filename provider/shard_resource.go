@@ -15,8 +15,7 @@ import (
 )
 
 type shardModel struct {
-	ID        types.String `tfsdk:"id"`
-	Version   types.Int64  `tfsdk:"version"`
+	common
 	Name      types.String `tfsdk:"name"`
 	Tiers     []int64      `tfsdk:"tiers"`
 	MaxJobs   types.Int64  `tfsdk:"max_jobs"`
@@ -60,8 +59,6 @@ func shardResource() *objectResource[shardModel, *shardModel] {
 func (m *shardModel) objectName() (string, bool) {
 	return m.Name.ValueString(), !m.Name.IsUnknown()
 }
-
-func (m *shardModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 
 func (m *shardModel) spec() any {
 	s := fschema.Shard{MaxJobs: int(m.MaxJobs.ValueInt64()), MaxWeight: int(m.MaxWeight.ValueInt64())}

@@ -16,10 +16,9 @@ import (
 )
 
 type tierModel struct {
-	ID      types.String `tfsdk:"id"`
-	Version types.Int64  `tfsdk:"version"`
-	Tier    types.Int64  `tfsdk:"tier"`
-	Budget  types.String `tfsdk:"budget"`
+	common
+	Tier   types.Int64  `tfsdk:"tier"`
+	Budget types.String `tfsdk:"budget"`
 }
 
 func newTierResource() resource.Resource {
@@ -46,8 +45,6 @@ func newTierResource() resource.Resource {
 func (m *tierModel) objectName() (string, bool) {
 	return strconv.FormatInt(m.Tier.ValueInt64(), 10), !m.Tier.IsUnknown()
 }
-
-func (m *tierModel) meta() (*types.String, *types.Int64) { return &m.ID, &m.Version }
 
 func (m *tierModel) spec() any { return fschema.TierSettings{Budget: m.Budget.ValueString()} }
 
