@@ -171,7 +171,7 @@ func (r *objectResource[M, P]) Read(ctx context.Context, req resource.ReadReques
 	}
 	if o.Owner != r.client.owner && o.Owner != "" { // released: the next write adopts it
 		resp.Diagnostics.AddError(fmt.Sprintf("%s is not %s's", api.Describe(r.kind, name), r.client.owner),
-			fmt.Sprintf("%s is owned by %s; change it there or delete it there first, or have an admin transfer it (POST /v1/transfer)", api.Describe(r.kind, name), o.Owner))
+			api.OwnedElsewhere(r.kind, name, o.Owner))
 		return
 	}
 	// load starts from the prior state, to keep what the API cannot tell

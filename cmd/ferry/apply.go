@@ -151,7 +151,7 @@ func reconcile(stored, want []api.Object, owner string) (ops []api.Op, unchanged
 		cur, exists := byKey[key]
 		switch {
 		case exists && cur.Owner != owner:
-			refusals = append(refusals, fmt.Sprintf("%s is owned by %s; change it there or delete it there first, or have an admin transfer it (POST /v1/transfer)", api.Describe(o.Kind, o.Name), cur.Owner))
+			refusals = append(refusals, api.OwnedElsewhere(o.Kind, o.Name, cur.Owner))
 		case exists && bytes.Equal(cur.Spec, o.Spec):
 			unchanged++
 		default:

@@ -39,7 +39,7 @@ func prepare(objs map[string]api.Object, owner string, ops []api.Op, now time.Ti
 			return nil, err
 		}
 		if exists && cur.Owner != owner && cur.Owner != "" {
-			return nil, api.Errorf(http.StatusForbidden, "%s is owned by %s; change it there or delete it there first, or have an admin transfer it (POST /v1/transfer)", what, cur.Owner)
+			return nil, &api.Error{Status: http.StatusForbidden, Message: api.OwnedElsewhere(op.Kind, op.Name, cur.Owner)}
 		}
 		res := api.Result{Kind: op.Kind, Name: op.Name}
 		switch op.Op {

@@ -61,6 +61,12 @@ const (
 // workspace, unless configured otherwise.
 func TerraformOwner(workspace string) string { return "terraform:" + workspace }
 
+// OwnedElsewhere is the refusal of a write to an object another owner
+// holds, as the API, ferry apply and the provider word it.
+func OwnedElsewhere(kind Kind, name, owner string) string {
+	return fmt.Sprintf("%s is owned by %s; change it there or delete it there first, or have an admin transfer it (POST /v1/transfer)", Describe(kind, name), owner)
+}
+
 // CUEOwner is the owner `ferry apply DIR` writes as.
 func CUEOwner(dir string) string { return "cue:" + dir }
 
