@@ -147,8 +147,8 @@ func (s *snapshotter) readChunk(ctx context.Context, c *client.Conn, slot string
 		enc.add(row)
 		if whole {
 			if int64(len(enc.bufs.arena)) > wholeTableBytes {
-				return fatalError{fmt.Errorf("table %s.%s has no key and its records take more than %d MiB: a table without a key is read whole, in memory; "+
-					"name the columns that identify a row with key: [...] on the table, or set snapshot: \"no_data\" to capture its changes only", t.db, t.tbl, wholeTableBytes>>20)}
+				return fatalError{fmt.Errorf("table %s.%s has no key and its records take more than %d MiB: a table without a key is read whole, in memory; %s",
+					t.db, t.tbl, wholeTableBytes>>20, nameAKey)}
 			}
 			return nil
 		}

@@ -583,8 +583,6 @@ func (r *runner) send(kr *kgo.Record) error {
 	return nil
 }
 
-// deadLetter sends a row that cannot be converted to ferry.dlq, in the same
-// transaction, and capture goes on.
 // unreadable sends a rows event that cannot be read to ferry.dlq, with its
 // bytes, and shows why on its table: the table's other changes and the
 // source's other tables go on.
@@ -597,6 +595,8 @@ func (r *runner) unreadable(ctx context.Context, tr *tableRun, txn *binlog.Txn, 
 	return nil
 }
 
+// deadLetter sends a row that cannot be converted to ferry.dlq, in the same
+// transaction, and capture goes on.
 func (r *runner) deadLetter(ctx context.Context, tr *tableRun, txn *binlog.Txn, row *binlog.Rows, cause error) error {
 	fields := map[string]any{"op": string(row.Op), "before": row.Before, "after": row.After}
 	if row.Event != nil {

@@ -604,6 +604,10 @@ func (s *snapshotter) emit(ctx context.Context, t *snapTable) error {
 	return nil
 }
 
+// nameAKey ends the lines of a table without a key that cannot be read
+// whole: what the user can do instead.
+const nameAKey = `name the columns that identify a row with key: [...] on the table, or set snapshot: "no_data" to capture its changes only`
+
 // maxWholeReads is how often a table without a key is read whole before
 // its load fails for changing during each read; wholeReadPause the pause
 // before the second read, doubled before each next (about 100 s over all).
@@ -654,8 +658,7 @@ func (s *snapshotter) readAgain(c *chunk) {
 	delete(s.tokens, c.lw)
 	delete(s.tokens, c.hw)
 	if c.reads++; c.reads >= maxWholeReads {
-		s.fail(c.t.name, fatalError{fmt.Errorf("table %s.%s has no key, and it changed during each of %d reads of it whole; "+
-			"name the columns that identify a row with key: [...] on the table, or set snapshot: \"no_data\" to capture its changes only", c.t.db, c.t.tbl, c.reads)})
+		s.fail(c.t.name, fatalError{fmt.Errorf("table %s.%s has no key, and it changed during each of %d reads of it whole; %s", c.t.db, c.t.tbl, c.reads, nameAKey)})
 		return
 	}
 	wait := wholeReadPause << (c.reads - 1)
