@@ -70,15 +70,25 @@ func isOffset(s string) bool {
 }
 
 // copyOf is the record written to the target: same topic, partition, key,
-// value, timestamp and headers, plus the origin headers.
+// value, timestamp and headers, plus the origin headers. A mirror copies
+// every record it reads, so the copy, its headers and their values are one
+// allocation (copyRec) unless the source has many headers or a long
+// origin name.
 func copyOf(r *kgo.Record, origin string) *kgo.Record {
-	hs := make([]kgo.RecordHeader, 0, len(r.Headers)+2)
+	c := new(copyRec)
+	hs := c.headers[:0]
+	if len(r.Headers)+2 > len(c.headers) {
+		hs = make([]kgo.RecordHeader, 0, len(r.Headers)+2)
+	}
 	hs = append(hs, r.Headers...)
+	values := append(c.values[:0], origin...)
+	n := len(values)
+	values = strconv.AppendInt(values, r.Offset, 10)
 	hs = append(hs,
-		kgo.RecordHeader{Key: headers.Origin, Value: []byte(origin)},
-		kgo.RecordHeader{Key: headers.OriginOffset, Value: strconv.AppendInt(nil, r.Offset, 10)},
+		kgo.RecordHeader{Key: headers.Origin, Value: values[:n:n]},
+		kgo.RecordHeader{Key: headers.OriginOffset, Value: values[n:]},
 	)
-	return &kgo.Record{
+	c.record = kgo.Record{
 		Topic:     r.Topic,
 		Partition: r.Partition,
 		Key:       r.Key,
@@ -86,6 +96,14 @@ func copyOf(r *kgo.Record, origin string) *kgo.Record {
 		Headers:   hs,
 		Timestamp: r.Timestamp,
 	}
+	return &c.record
+}
+
+// copyRec is a copy with room for its headers and their values.
+type copyRec struct {
+	record  kgo.Record
+	headers [4]kgo.RecordHeader
+	values  [40]byte
 }
 
 // origins are the datacenters a record in from may have been mirrored

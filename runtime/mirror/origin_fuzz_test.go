@@ -107,3 +107,35 @@ func FuzzOriginHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestCopyOf: a copy carries the source's headers, then its origin and
+// offset, whether they fit the copy's own room or not.
+func TestCopyOf(t *testing.T) {
+	long := strings.Repeat("datacenter-", 5)
+	for _, c := range []struct {
+		origin  string
+		headers int
+		offset  int64
+	}{
+		{"dc1", 0, 0},
+		{"dc1", 2, 12345},
+		{"dc1", 5, 1<<63 - 1},
+		{long, 1, 1<<63 - 1},
+	} {
+		r := &kgo.Record{Topic: "t", Partition: 3, Key: []byte("k"), Value: []byte("v"), Offset: c.offset}
+		var want []string
+		for i := range c.headers {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: strconv.Itoa(i), Value: []byte("h")})
+			want = append(want, strconv.Itoa(i)+"=h")
+		}
+		want = append(want, headers.Origin+"="+c.origin, headers.OriginOffset+"="+strconv.FormatInt(c.offset, 10))
+		cp := copyOf(r, c.origin)
+		var got []string
+		for _, h := range cp.Headers {
+			got = append(got, h.Key+"="+string(h.Value))
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") || cp.Partition != 3 || string(cp.Key) != "k" {
+			t.Errorf("copyOf(%d headers, origin %q, offset %d): headers %q, want %q", c.headers, c.origin, c.offset, got, want)
+		}
+	}
+}

@@ -43,12 +43,12 @@ type sizeCase struct {
 func TestSizeLimitAfterCompression(t *testing.T) {
 	const limit = "3000"
 	cases := []sizeCase{
-		{topic: "t1", tier: 1, records: "s c s i s", mirrored: "0 2 4", dead: "1 3"},
+		{topic: "t1", tier: 1, records: "s c s i s", mirrored: "0 1 2 4", dead: "3"},
 		{topic: "t2", tier: 2, records: "s c s i s", mirrored: "0 1 2 4", dead: "3"},
 		{topic: "t3", tier: 3, records: "s c s i s", mirrored: "0 1 2 4", dead: "3"},
 		{topic: "t4", tier: 4, records: "s c s i s", mirrored: "0 1 2 4", dead: "3"},
 		// Identical configs in both datacenters, a client that compresses.
-		{topic: "t1.same", tier: 1, same: true, records: "s c s", mirrored: "0 2", dead: "1"},
+		{topic: "t1.same", tier: 1, same: true, records: "s c s", mirrored: "0 1 2"},
 		{topic: "t2.same", tier: 2, same: true, records: "s c s", mirrored: "0 1 2"},
 		{topic: "t4.same", tier: 4, same: true, records: "s c s", mirrored: "0 1 2"},
 		// 300,000 incompressible bytes: over Tier 1's 256 KiB batch size,

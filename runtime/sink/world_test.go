@@ -116,7 +116,7 @@ type sinkTable struct {
 var budgets = map[int]time.Duration{1: 300 * time.Millisecond, 2: 10 * time.Second, 3: 10 * time.Minute, 4: time.Hour}
 
 var clients = map[int]plan.ClientSettings{
-	1: {BatchMaxBytes: 256 << 10, FetchMaxWait: plan.Duration(10 * time.Millisecond), FetchMinBytes: 1, Compression: "none", CommitInterval: plan.Duration(10 * time.Millisecond)},
+	1: {BatchMaxBytes: 256 << 10, FetchMaxWait: plan.Duration(10 * time.Millisecond), FetchMinBytes: 1, Compression: "lz4", CommitInterval: plan.Duration(10 * time.Millisecond)},
 	2: {Linger: plan.Duration(5 * time.Millisecond), BatchMaxBytes: 512 << 10, FetchMaxWait: plan.Duration(100 * time.Millisecond), FetchMinBytes: 1, Compression: "lz4", CommitInterval: plan.Duration(100 * time.Millisecond)},
 }
 
@@ -405,8 +405,8 @@ func (w *world) ordersTable(n int) {
 	}
 }
 
-// topicEnd is the sum of a topic's end offsets (read_committed).
-func (w *world) topicEnd(topic string) int64 {
+// admin is an admin client of the world's cluster, closed with the test.
+func (w *world) admin() *kadm.Client {
 	w.t.Helper()
 	opts, err := kafkaconn.Options(schema.Datacenter{Kafka: schema.Kafka{Brokers: []string{w.kafka.Addr()}}})
 	if err != nil {
@@ -416,10 +416,16 @@ func (w *world) topicEnd(topic string) int64 {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	defer cl.Close()
+	w.t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+// topicEnd is the sum of a topic's end offsets (read_committed).
+func (w *world) topicEnd(topic string) int64 {
+	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	ends, err := w.admin().ListCommittedOffsets(ctx, topic)
 	if err != nil {
 		return 0
 	}
