@@ -84,7 +84,7 @@ func kinds(logger *slog.Logger) []executor.Option {
 		executor.WithKind(plan.KindMirror, mirror.NewKind(mirror.WithLogger(logger))),
 		executor.WithKind(plan.KindCDC, executor.Exclusive(cdc.New)),
 		executor.WithKind(plan.KindOffsets, executor.Exclusive(offsets.NewSync)),
-		executor.WithKind(plan.KindSink, sink.NewKind()),
+		executor.WithKind(plan.KindSink, sink.NewKind(sink.WithLogger(logger))),
 	}
 }
 

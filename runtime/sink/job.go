@@ -9,7 +9,8 @@
 // consumes from there: nothing is committed to Kafka, so a crash never
 // loses an event nor applies one twice. The offset update is conditional on
 // the offset the process read, which fences a process that lost its
-// partition without noticing.
+// partition without noticing. The jobs of a process share their Kafka
+// consumers (consumers.go) and PostgreSQL pools (targets.go).
 //
 // Each row also carries the version (binlog position) of the change that
 // wrote it, and every key's newest version, deletes included, is kept in a
@@ -34,7 +35,6 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/headers"
-	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 )
 
@@ -62,8 +62,9 @@ type job struct {
 	// letters go too.
 	kopts []kgo.Opt
 
-	targets *targets
-	pg      querier // the pool of the target and tier, shared with the process's other sinks
+	targets   *targets
+	consumers *consumers
+	pg        querier // the pool of the target and tier, shared with the process's other sinks
 
 	mu    sync.Mutex
 	owned map[int32]int64 // partition -> stored next offset (-1: none yet)
@@ -78,7 +79,7 @@ type querier interface {
 }
 
 // newJob builds a sink job from its plan entry.
-func newJob(env *executor.Env, spec plan.Job, ts *targets) (executor.Runner, error) {
+func newJob(env *executor.Env, spec plan.Job, ts *targets, cs *consumers) (executor.Runner, error) {
 	if spec.Sink == nil {
 		return nil, fmt.Errorf("%s: plan entry has no sink block", spec.ID)
 	}
@@ -86,7 +87,7 @@ func newJob(env *executor.Env, spec plan.Job, ts *targets) (executor.Runner, err
 	if log == nil {
 		log = slog.Default()
 	}
-	return &job{env: env, spec: spec, s: spec.Sink, log: log, targets: ts}, nil
+	return &job{env: env, spec: spec, s: spec.Sink, log: log, targets: ts, consumers: cs}, nil
 }
 
 // Run applies the table's events until ctx ends.
@@ -112,32 +113,16 @@ func (j *job) Run(ctx context.Context) error {
 	}
 	j.kopts = opts
 	j.owned = map[int32]int64{}
-	c := j.spec.Client
-	copts := append(append([]kgo.Opt(nil), opts...), kafkaconn.GroupConsumer(executor.Group(j.spec.Shard, j.spec.ID), j.s.Topic)...)
-	copts = append(copts,
-		// A rebalance waits while a batch is in flight.
-		kgo.BlockRebalanceOnPoll(),
-		kgo.SessionTimeout(sessionTimeout),
-		kgo.HeartbeatInterval(heartbeatInterval),
-		kgo.FetchMaxWait(max(c.FetchMaxWait.D(), 10*time.Millisecond)),
-		kgo.FetchMinBytes(c.FetchMinBytes),
-		kgo.AdjustFetchOffsetsFn(func(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-			return j.assigned(ctx, t, offs)
-		}),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { j.release(lost) }),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { j.release(lost) }),
-	)
-	if j.env.Instance != "" {
-		copts = append(copts, kgo.InstanceID(j.env.Instance+"/"+j.spec.ID))
+	f := &feed{
+		topic: j.s.Topic, log: j.log,
+		assigned: func(ctx context.Context, parts map[int32]kgo.Offset) error { return j.assigned(ctx, t, parts) },
+		released: j.release,
 	}
-	cl, err := kgo.NewClient(copts...)
+	leave, err := j.consumers.join(j.env, j.spec, f)
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.spec.ID, err)
 	}
-	defer func() {
-		cl.AllowRebalance() // leaving the group waits for a blocked rebalance
-		cl.Close()
-	}()
+	defer leave()
 	m.SetState(metrics.StateRunning, nil)
 	a := &applier{j: j, t: t, m: m}
 	defer func() {
@@ -145,7 +130,7 @@ func (j *job) Run(ctx context.Context) error {
 			a.dl.Close()
 		}
 	}()
-	err = a.loop(ctx, cl)
+	err = a.loop(ctx, f)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -173,16 +158,12 @@ func (j *job) prepare(ctx context.Context) (*Table, error) {
 // assigned reads the stored offsets of the partitions the group gave this
 // process and starts each there, or at the start of the topic when none is
 // stored.
-func (j *job) assigned(ctx context.Context, t *Table, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	parts := offs[j.s.Topic]
-	if len(parts) == 0 {
-		return offs, nil
-	}
+func (j *job) assigned(ctx context.Context, t *Table, parts map[int32]kgo.Offset) error {
 	stored := map[int32]int64{}
 	for p := range parts {
 		next, err := ReadOffset(ctx, j.pg, t, j.spec.ID, j.s.Topic, p)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		stored[p] = next
 		parts[p] = kgo.NewOffset().AtStart()
@@ -196,7 +177,7 @@ func (j *job) assigned(ctx context.Context, t *Table, offs map[string]map[int32]
 	}
 	j.mu.Unlock()
 	j.log.Info("partitions assigned", "partitions", len(stored))
-	return offs, nil
+	return nil
 }
 
 // ReadOffset returns a partition's stored next offset, making its row (-1:
@@ -212,10 +193,10 @@ func ReadOffset(ctx context.Context, pg querier, t *Table, jobID, topic string, 
 	return next, nil
 }
 
-func (j *job) release(lost map[string][]int32) {
+func (j *job) release(lost []int32) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for _, p := range lost[j.s.Topic] {
+	for _, p := range lost {
 		delete(j.owned, p)
 	}
 }
@@ -269,7 +250,7 @@ func (a *applier) reset() {
 	a.newest = map[int32]Version{}
 }
 
-func (a *applier) loop(ctx context.Context, cl *kgo.Client) error {
+func (a *applier) loop(ctx context.Context, f *feed) error {
 	interval := a.j.spec.Client.CommitInterval.D()
 	if interval <= 0 {
 		interval = 100 * time.Millisecond
@@ -280,42 +261,32 @@ func (a *applier) loop(ctx context.Context, cl *kgo.Client) error {
 		if len(a.next) > 0 {
 			pctx, cancel = context.WithDeadline(ctx, a.started.Add(interval))
 		}
-		fetches := cl.PollRecords(pctx, MaxBatch-len(a.batch))
+		fetched, err := f.poll(pctx, MaxBatch-len(a.batch))
 		cancel()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if fetches.IsClientClosed() {
-			return errors.New("consumer closed")
+		if err != nil {
+			return fmt.Errorf("%s: %w", a.j.spec.ID, err)
 		}
-		fetches.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-				a.j.log.Warn("fetch failed; retrying", "topic", topic, "partition", p, "error", err)
-			}
-		})
 		var lag int64
-		var err error
-		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		for _, fp := range fetched {
 			for _, r := range fp.Records {
-				if err == nil {
-					err = a.add(r)
+				if err := a.add(r); err != nil {
+					return err
 				}
 			}
 			if n := len(fp.Records); n > 0 {
 				lag += max(fp.LastStableOffset-fp.Records[n-1].Offset-1, 0)
 			}
-		})
-		if err != nil {
-			return err
 		}
-		a.m.SetLag(a.t.Source, lag)
+		if len(fetched) > 0 {
+			a.m.SetLag(a.t.Source, lag)
+		}
 		if len(a.next) > 0 && (len(a.batch) >= MaxBatch || time.Since(a.started) >= interval) {
 			if err := a.commit(ctx); err != nil {
 				return err
 			}
-		}
-		if len(a.next) == 0 {
-			cl.AllowRebalance()
 		}
 	}
 }

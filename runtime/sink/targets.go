@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -38,11 +39,22 @@ type target struct {
 	refs int
 }
 
+// Option configures the sink kind.
+type Option func(*consumers)
+
+// WithLogger sets the logger of what the jobs share (their Kafka
+// consumers). Default: slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(cs *consumers) { cs.logger = l } }
+
 // NewKind returns the sink kind of one executor: its jobs share their
-// PostgreSQL pools.
-func NewKind() executor.Kind {
+// PostgreSQL pools and Kafka consumers.
+func NewKind(opts ...Option) executor.Kind {
 	ts := &targets{pools: map[targetKey]*target{}}
-	return func(env *executor.Env, spec plan.Job) (executor.Runner, error) { return newJob(env, spec, ts) }
+	cs := &consumers{logger: slog.Default(), shared: map[consumerKey]*consumer{}}
+	for _, o := range opts {
+		o(cs)
+	}
+	return func(env *executor.Env, spec plan.Job) (executor.Runner, error) { return newJob(env, spec, ts, cs) }
 }
 
 // open returns the pool of the job's target and tier, and the function

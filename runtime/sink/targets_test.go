@@ -1,16 +1,20 @@
 package sink_test
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 )
 
 // TestSinksShareConnections runs a sink per table for twelve tables of two
-// tiers into one database: every row arrives, and the executor holds at
-// most a pool per tier of connections to it, not one per table.
+// tiers into one database: every row arrives, the executor holds at most a
+// pool per tier of connections to it, not one per table, and its sinks
+// consume through one Kafka consumer (one group member) per tier.
 func TestSinksShareConnections(t *testing.T) {
 	w := newWorld(t)
 	const tables = 12
@@ -38,5 +42,15 @@ func TestSinksShareConnections(t *testing.T) {
 	if most := 2 * max(4, runtime.NumCPU()); conns > most || conns >= tables {
 		t.Fatalf("the sinks of %d tables hold %d connections to their database, want at most %d (a pool per tier)", tables, conns, most)
 	}
-	t.Logf("%d sinks, %d connections", tables, conns)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	listed, err := w.admin().ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := slices.Sorted(maps.Keys(listed))
+	if want := []string{"ferry.default.sinks.dc1.t1", "ferry.default.sinks.dc1.t2"}; !slices.Equal(groups, want) {
+		t.Fatalf("the sinks of %d tables consume in the groups %q, want %q (a consumer per tier)", tables, groups, want)
+	}
+	t.Logf("%d sinks, %d connections, groups %q", tables, conns, groups)
 }
