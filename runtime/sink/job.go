@@ -280,9 +280,7 @@ func (a *applier) loop(ctx context.Context, f *feed) error {
 				lag += max(fp.LastStableOffset-fp.Records[n-1].Offset-1, 0)
 			}
 		}
-		if len(fetched) > 0 {
-			a.m.SetLag(a.t.Source, lag)
-		}
+		a.m.SetLag(a.t.Source, lag)
 		if len(a.next) > 0 && (len(a.batch) >= MaxBatch || time.Since(a.started) >= interval) {
 			if err := a.commit(ctx); err != nil {
 				return err
