@@ -72,6 +72,7 @@ var factories = map[string]func() (tfprotov6.ProviderServer, error){
 type server struct {
 	url    string
 	client *api.Client // owner terraform:default
+	svc    *control.Service
 }
 
 func startServer(t testing.TB, opts ...control.Option) *server {
@@ -97,7 +98,7 @@ func startServer(t testing.TB, opts ...control.Option) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &server{url: srv.URL, client: c}
+	return &server{url: srv.URL, client: c, svc: svc}
 }
 
 // startTLSServer is startServer over HTTPS, with a certificate of
