@@ -2,8 +2,10 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"time"
 
@@ -137,8 +139,13 @@ func (r *objectResource[M, P]) Create(ctx context.Context, req resource.CreateRe
 func (r *objectResource[M, P]) put(ctx context.Context, m *M, base int64, patience time.Duration, state *tfsdk.State, diags *diag.Diagnostics) {
 	name, _ := P(m).objectName()
 	var o *api.Object
+	lost := false // an earlier try's answer was lost: it may have landed
 	err := patiently(ctx, patience, func() (err error) {
 		o, err = r.client.Put(ctx, r.kind, name, P(m).spec(), &base)
+		if lost && api.StatusOf(err) == http.StatusConflict {
+			o, err = r.landed(ctx, name, P(m).spec(), err)
+		}
+		lost = lost || api.AnswerLost(err)
 		return err
 	})
 	r.client.applied(r.kind, name)
@@ -227,11 +234,14 @@ func (r *objectResource[M, P]) Delete(ctx context.Context, req resource.DeleteRe
 
 // applyPatience is how long, unless the resource's timeouts say
 // otherwise, a write at apply time is tried again while
-// the compiler refuses it (400) or the executors are busy (503). Terraform
+// the compiler refuses it (400), the executors are busy (503) or its
+// answer was lost (api.AnswerLost). Terraform
 // applies unrelated resources in parallel, in no set order: a mirror
 // written before the datacenters it runs between, a shard deleted before
 // the mirrors placed on it, are refused until the run's other changes
 // land. The plan has checked the whole set, so such a refusal passes.
+// A write whose answer was lost may have landed: its next try then meets
+// the version it made (409), which put reconciles (see landed).
 var applyPatience = 30 * time.Second
 
 // patiently runs write until it succeeds, fails otherwise, or patience
@@ -240,7 +250,9 @@ func patiently(ctx context.Context, patience time.Duration, write func() error) 
 	deadline := time.Now().Add(patience)
 	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		err := write()
-		if s := api.StatusOf(err); err == nil || s != http.StatusBadRequest && s != http.StatusServiceUnavailable || time.Now().Add(wait).After(deadline) {
+		s := api.StatusOf(err)
+		again := s == http.StatusBadRequest || s == http.StatusServiceUnavailable || api.AnswerLost(err)
+		if err == nil || !again || time.Now().Add(wait).After(deadline) {
 			return err
 		}
 		select {
@@ -249,6 +261,28 @@ func patiently(ctx context.Context, patience time.Duration, write func() error) 
 		case <-time.After(wait):
 		}
 	}
+}
+
+// landed is the stored object when it is what an earlier try, whose
+// answer was lost, wrote (this owner's, this spec): that try landed and
+// moved the version the next one named. Otherwise conflict stands.
+func (r *objectResource[M, P]) landed(ctx context.Context, name string, spec any, conflict error) (*api.Object, error) {
+	o, err := r.client.Get(ctx, r.kind, name)
+	if err != nil || o.Owner != r.client.owner {
+		return nil, conflict
+	}
+	want, err := jsonOf(spec)
+	if err != nil || !sameJSON(want, o.Spec) {
+		return nil, conflict
+	}
+	return o, nil
+}
+
+// sameJSON reports whether two JSON documents hold the same values,
+// whatever their key order and spacing.
+func sameJSON(a, b []byte) bool {
+	var va, vb any
+	return json.Unmarshal(a, &va) == nil && json.Unmarshal(b, &vb) == nil && reflect.DeepEqual(va, vb)
 }
 
 // ImportState takes the object's name ("SOURCE/DB.TABLE" for a CDC table)

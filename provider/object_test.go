@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -10,12 +11,23 @@ import (
 )
 
 // TestPatiently: a write refused by the compiler (400) or by busy
-// executors (503) is tried again until it succeeds or applyPatience has
-// passed; any other outcome is returned at once.
+// executors (503), or whose answer was lost (none, or a proxy's 502), is
+// tried again until it succeeds or applyPatience has passed; any other
+// outcome is returned at once.
 func TestPatiently(t *testing.T) {
 	defer func(d time.Duration) { applyPatience = d }(applyPatience)
 	applyPatience = 1500 * time.Millisecond
 	refused := api.Errorf(http.StatusBadRequest, "a mirror needs two datacenters, but only dc1 is declared")
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	nowhere, err := api.NewClient(closed.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, noAnswer := nowhere.Get(context.Background(), api.Mirror, "m")
+	if !api.AnswerLost(noAnswer) {
+		t.Fatalf("a closed endpoint's error %v is not a lost answer", noAnswer)
+	}
 	for _, c := range []struct {
 		name    string
 		results []error // what each try returns; past the end, the last
@@ -24,6 +36,8 @@ func TestPatiently(t *testing.T) {
 	}{
 		{"lifted by the run's other changes", []error{refused, refused, nil}, 3, nil},
 		{"executors busy", []error{api.Errorf(http.StatusServiceUnavailable, "busy"), nil}, 2, nil},
+		{"no answer", []error{noAnswer, nil}, 2, nil},
+		{"a proxy's 502", []error{api.Errorf(http.StatusBadGateway, "bad gateway"), nil}, 2, nil},
 		{"a version conflict is final", []error{api.Errorf(http.StatusConflict, "changed elsewhere")}, 1, api.Errorf(http.StatusConflict, "")},
 		{"refused past the patience", []error{refused}, 0, refused},
 	} {

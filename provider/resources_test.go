@@ -2,9 +2,14 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -536,6 +541,57 @@ resource "ferry_mirror" "orders" {
 			},
 		},
 	})
+}
+
+// TestLostAnswers: a proxy in front of the control API forwards every
+// other write of a mirror and then loses its answer (502), as a load
+// balancer cut off mid-request would. Create and update still apply: the
+// provider tries again, meets the version its lost write made (409),
+// finds the stored object is what it wrote, and takes it. Each change is
+// one write, and the plan after is empty.
+func TestLostAnswers(t *testing.T) {
+	s := startServer(t)
+	var puts atomic.Int32
+	proxy := httputil.NewSingleHostReverseProxy(mustURL(t, s.url))
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if r.Request.Method == http.MethodPut && strings.Contains(r.Request.URL.Path, "/mirrors/") && puts.Add(1)%2 == 1 {
+			return errors.New("answer lost") // the proxy answers 502
+		}
+		return nil
+	}
+	lossy := httptest.NewServer(proxy)
+	t.Cleanup(lossy.Close)
+	via := &server{url: lossy.URL, client: s.client}
+	mirror := func(tier int) string {
+		return via.config(twoDatacenters + fmt.Sprintf(`
+resource "ferry_mirror" "orders" {
+  name        = "orders.events"
+  partitions  = 2
+  tier        = %d
+  datacenters = [ferry_datacenter.dc1.name, ferry_datacenter.dc2.name]
+}
+`, tier))
+	}
+	stored := func(version string) resource.TestCheckFunc {
+		return func(*terraform.State) error {
+			o, err := s.client.Get(context.Background(), api.Mirror, "orders.events")
+			if err != nil {
+				return err
+			}
+			if fmt.Sprint(o.Version) != version {
+				return fmt.Errorf("stored at version %d, want %s: one write per change", o.Version, version)
+			}
+			return nil
+		}
+	}
+	empty := resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}
+	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: factories, Steps: []resource.TestStep{
+		{Config: mirror(2), ConfigPlanChecks: empty, Check: resource.ComposeTestCheckFunc(stored("1"), resource.TestCheckResourceAttr("ferry_mirror.orders", "version", "1"))},
+		{Config: mirror(3), ConfigPlanChecks: empty, Check: resource.ComposeTestCheckFunc(stored("2"), resource.TestCheckResourceAttr("ferry_mirror.orders", "version", "2"))},
+	}})
+	if n := puts.Load(); n != 4 {
+		t.Fatalf("%d writes of the mirror reached the service, want 4 (two lost answers, two tries again)", n)
+	}
 }
 
 // TestEmptyConfig: `config = {}` is accepted, stored as no configs, and

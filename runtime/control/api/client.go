@@ -192,6 +192,21 @@ func (c *Client) Plan(ctx context.Context) (*plan.Plan, error) {
 // IsNotFound reports whether err is the API's 404.
 func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
 
+// NoAnswerError is a request that got no answer, or only part of one: the
+// connection failed. A write may have landed all the same.
+type NoAnswerError struct{ err error }
+
+func (e *NoAnswerError) Error() string { return e.err.Error() }
+
+// AnswerLost reports whether a request's answer was lost on the way: no
+// answer, or a proxy's 502 or 504 in front of the service. A write whose
+// answer was lost may have landed.
+func AnswerLost(err error) bool {
+	var na *NoAnswerError
+	s := StatusOf(err)
+	return errors.As(err, &na) || s == http.StatusBadGateway || s == http.StatusGatewayTimeout
+}
+
 // StatusOf is the HTTP status of an API error, 0 for other errors.
 func StatusOf(err error) int {
 	var e *Error
@@ -223,12 +238,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("control API %s: %v", c.base, unwrapURLError(err))
+		return &NoAnswerError{fmt.Errorf("control API %s: %v", c.base, unwrapURLError(err))}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("control API %s: %v", c.base, err)
+		return &NoAnswerError{fmt.Errorf("control API %s: %v", c.base, err)}
 	}
 	if resp.StatusCode >= 300 {
 		e := &Error{Status: resp.StatusCode}
