@@ -39,9 +39,11 @@ CHAOS ?= 5m
 chaos: deps
 	FERRY_CHAOS_DURATION=$(CHAOS) $(GO) test -count=1 -v -run TestChaos -timeout 90m ./internal/chaos/
 
-## bench: run the benchmarks and print their figures and ratios.
+## bench: run the benchmarks and print their figures and ratios, one
+## package at a time: they measure CPU and latency, which a second
+## package's benchmark running beside them would distort.
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
 ## lint: formatting, vet and govulncheck (offline database: see .ci/govulncheck).
 lint:
