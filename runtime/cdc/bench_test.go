@@ -67,7 +67,7 @@ func BenchmarkCDC(b *testing.B) {
 	// Streaming: the job resumes at its checkpoint, before the rows.
 	t0 = time.Now()
 	r = w.start(pj)
-	w.waitCaughtUpJob(pj.ID)
+	w.waitCaughtUpJob(pj.ID, nil)
 	stream := float64(n) / time.Since(t0).Seconds()
 	r.stop(b)
 	w.dropTopics(pj)
@@ -107,7 +107,7 @@ func BenchmarkCDC(b *testing.B) {
 	waitSnapshot(b, r, "trading.bench", int64(n))
 	pacedLoad := float64(n) / time.Since(t0).Seconds()
 	writes := float64(writer.finish()) / time.Since(t0).Seconds()
-	w.waitCaughtUpJob(paced.ID)
+	w.waitCaughtUpJob(paced.ID, nil)
 	live := r.m.Status().Parts["trading.live"].Latency
 	r.stop(b)
 	b.StopTimer()

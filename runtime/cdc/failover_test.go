@@ -71,7 +71,7 @@ func TestFailover(t *testing.T) {
 	waitHolder(other) // the survivor takes over within the lease session
 	time.Sleep(2 * time.Second)
 	n := vw.finish()
-	w.waitCaughtUpJob(pj.ID)
+	w.waitCaughtUpJob(pj.ID, nil)
 	events := checkVersions(t, w, "trading.fills")
 	t.Logf("failover from process %d to %d; %d writes, %d row versions checked", first, other, n, events)
 }

@@ -64,7 +64,7 @@ func TestGTIDFailover(t *testing.T) {
 	r = w.start(pj)
 	time.Sleep(500 * time.Millisecond)
 	n += vw.finish()
-	w.waitCaughtUpJob(pj.ID)
+	w.waitCaughtUpJob(pj.ID, nil)
 	r.stop(t)
 	events := checkVersions(t, w, "trading.fills")
 	t.Logf("%d writes, %d row versions checked across the failover", n, events)

@@ -434,10 +434,12 @@ func waitSnapshot(t testing.TB, r *running, table string, rows int64) {
 }
 
 // waitCaughtUp waits until the job's checkpoint reaches the server's
-// current binlog position.
-func (w *world) waitCaughtUp(r *running) { w.waitCaughtUpJob("cdc:trading-db") }
+// current binlog position, failing at once if the job ends meanwhile.
+func (w *world) waitCaughtUp(r *running) { w.waitCaughtUpJob("cdc:trading-db", r.done) }
 
-func (w *world) waitCaughtUpJob(jobID string) {
+// waitCaughtUpJob waits for jobID's checkpoint; ended, when not nil,
+// yields the job's outcome should it end first.
+func (w *world) waitCaughtUpJob(jobID string, ended <-chan error) {
 	w.t.Helper()
 	rows, err := w.db.Query("SHOW MASTER STATUS")
 	if err != nil {
@@ -458,7 +460,11 @@ func (w *world) waitCaughtUpJob(jobID string) {
 		if time.Now().After(deadline) {
 			w.t.Fatalf("checkpoint did not reach %s:%s", file, pos)
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case err := <-ended:
+			w.t.Fatalf("the job ended (%v) before its checkpoint reached %s:%s", err, file, pos)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 

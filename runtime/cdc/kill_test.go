@@ -78,7 +78,7 @@ func TestKill9(t *testing.T) {
 	t.Logf("load done after %v", time.Since(began))
 	n := vw.finish()
 	ow.finish()
-	w.waitCaughtUpJob(pj.ID)
+	w.waitCaughtUpJob(pj.ID, nil)
 	t.Logf("caught up after %v", time.Since(began))
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
