@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,19 @@ type feed struct {
 	wake   chan struct{}
 }
 
+// keyOf is the consumer a job shares. The datacenter's definition is in
+// it as JSON, as mirror lanes key theirs: its content, not the addresses
+// of its TLS and SASL blocks, which every decoded plan holds anew.
+func keyOf(env *executor.Env, spec plan.Job) consumerKey {
+	c := spec.Client
+	defn, _ := json.Marshal(env.Plan.Datacenters[spec.Sink.Datacenter])
+	return consumerKey{
+		dc: spec.Sink.Datacenter, shard: spec.Shard, tier: spec.Tier,
+		wait: max(c.FetchMaxWait.D(), 10*time.Millisecond), minBytes: c.FetchMinBytes,
+		instance: env.Instance, defn: string(defn),
+	}
+}
+
 func consumerGroup(k consumerKey) string {
 	return executor.Group(k.shard, fmt.Sprintf("sinks.%s.t%d", k.dc, k.tier))
 }
@@ -88,12 +102,7 @@ func consumerGroup(k consumerKey) string {
 // its records and the function that lets the table go (the last table to
 // go closes the consumer, leaving the group).
 func (cs *consumers) join(env *executor.Env, spec plan.Job, f *feed) (func(), error) {
-	c := spec.Client
-	key := consumerKey{
-		dc: spec.Sink.Datacenter, shard: spec.Shard, tier: spec.Tier,
-		wait: max(c.FetchMaxWait.D(), 10*time.Millisecond), minBytes: c.FetchMinBytes,
-		instance: env.Instance, defn: fmt.Sprint(env.Plan.Datacenters[spec.Sink.Datacenter]),
-	}
+	key := keyOf(env, spec)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	con := cs.shared[key]
