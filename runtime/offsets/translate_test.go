@@ -3,6 +3,7 @@ package offsets_test
 import (
 	"fmt"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -181,6 +182,7 @@ func checkRandom(t *testing.T, seed int64, w *world) int {
 		t.Fatalf("%d partitions reported, want %d", len(res), w.parts)
 	}
 	truths := map[int32]truth{}
+	shown := false
 	for _, r := range res {
 		c, ok := committed[r.Partition]
 		if !ok {
@@ -205,6 +207,12 @@ func checkRandom(t *testing.T, seed int64, w *world) int {
 		}
 		if r.Pending != tr.pending {
 			t.Errorf("partition %d: %d pending, want %d", r.Partition, r.Pending, tr.pending)
+		}
+		if t.Failed() && !shown {
+			shown = true // the first failing partition, as read and as the mirror wrote it
+			t.Logf("partition %d in dc1:%s", r.Partition, show(a[r.Partition]))
+			t.Logf("partition %d in dc2:%s", r.Partition, show(b[r.Partition]))
+			t.Logf("partition %d in dc2 as written:%s", r.Partition, show(w.logs["dc2"][r.Partition]))
 		}
 	}
 	// Once mirroring catches up, a consumer from the target reads every
@@ -248,4 +256,15 @@ func pick(rng *rand.Rand, weights []int) int {
 		n -= w
 	}
 	return len(weights) - 1
+}
+
+// show lists records as offset:origin/seq (no origin: the datacenter's
+// own), for a failure's log.
+func show(recs []*kgo.Record) string {
+	var b strings.Builder
+	for _, r := range recs {
+		o, _ := origin(r)
+		fmt.Fprintf(&b, " %d:%s/%d", r.Offset, o.origin, o.seq)
+	}
+	return b.String()
 }

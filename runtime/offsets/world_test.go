@@ -2,6 +2,7 @@ package offsets_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ferry-pipelines/ferry/internal/devenv"
 	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
@@ -135,20 +137,81 @@ func (w *world) mirror(from, to string, p int32, n int, abort bool) {
 	if len(copies) == 0 {
 		return
 	}
-	cl := w.mirrors[to]
-	if err := cl.BeginTransaction(); err != nil {
-		w.t.Fatal(err)
-	}
-	if err := cl.ProduceSync(w.ctx, copies...).FirstErr(); err != nil {
-		w.t.Fatalf("mirror %s into %s[%d] (abort %v): produce: %v", from, to, p, abort, err)
-	}
-	if err := cl.EndTransaction(w.ctx, kgo.TransactionEndTry(!abort)); err != nil {
-		w.t.Fatalf("mirror %s into %s[%d] (abort %v): end: %v", from, to, p, abort, err)
+	for attempt := 1; ; attempt++ {
+		err := w.transact(to, copies, abort)
+		if err == nil {
+			break
+		}
+		if attempt == 3 {
+			w.t.Fatalf("mirror %s into %s[%d] (abort %v): %v", from, to, p, abort, err)
+		}
+		// Nothing of the transaction is committed: the mirror restarts,
+		// as ferry's does, its successor fencing it and aborting what it
+		// wrote, and copies again.
+		w.t.Logf("mirror %s into %s[%d]: %v; restarting the mirror", from, to, p, err)
+		w.mirrors[to] = w.mirrorInto(to) // the old one is closed at the test's end
 	}
 	if !abort {
 		w.logs[to][p] = append(w.logs[to][p], copies...)
 		w.copied[from+">"+to][p] = at
 	}
+}
+
+// errLost is a transaction kgo reported committed that the broker aborted.
+var errLost = errors.New("the committed transaction's first copy is not there: kgo aborted it")
+
+// transact writes copies into to in one transaction of the mirror's and
+// commits it, or aborts it with abort. A commit is checked: under load,
+// kgo (v1.22.2) now and then ends a transaction whose produce it had
+// acknowledged with an abort ("no produce succeeded in this transaction"),
+// returns no error, and refuses the next produce with an out of order
+// sequence.
+func (w *world) transact(to string, copies []*kgo.Record, abort bool) error {
+	cl := w.mirrors[to]
+	if err := cl.BeginTransaction(); err != nil {
+		return err
+	}
+	if err := cl.ProduceSync(w.ctx, copies...).FirstErr(); err != nil {
+		return fmt.Errorf("produce: %w", err)
+	}
+	if err := cl.EndTransaction(w.ctx, kgo.TransactionEndTry(!abort)); err != nil {
+		w.t.Fatalf("end (abort %v): %v", abort, err)
+	}
+	if !abort && !w.committedAt(to, copies[0].Partition, copies[0].Offset) {
+		return errLost
+	}
+	return nil
+}
+
+// committedAt reports whether a read_committed reader of partition p of dc
+// finds a record at offset.
+func (w *world) committedAt(dc string, p int32, offset int64) bool {
+	w.t.Helper()
+	cl := w.clients[dc]
+	md, err := kadm.NewClient(cl).Metadata(w.ctx, w.topic)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.MaxBytes, req.IsolationLevel, req.SessionEpoch = -1, 1<<20, 1, -1
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic, ft.TopicID = w.topic, md.Topics[w.topic].ID
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.Partition, fp.FetchOffset, fp.PartitionMaxBytes = p, offset, 1<<20
+	fp.CurrentLeaderEpoch, fp.LastFetchedEpoch, fp.LogStartOffset = -1, -1, -1
+	ft.Partitions = append(ft.Partitions, fp)
+	req.Topics = append(req.Topics, ft)
+	resp, err := req.RequestWith(w.ctx, cl)
+	if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		w.t.Fatalf("read %s[%d] in %s at %d: %v", w.topic, p, dc, offset, err)
+	}
+	got, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+		Offset: offset, IsolationLevel: kgo.ReadCommitted(), Topic: w.topic, Partition: p,
+	}, &resp.Topics[0].Partitions[0], kgo.DefaultDecompressor(), nil)
+	if got.Err != nil {
+		w.t.Fatalf("read %s[%d] in %s at %d: %v", w.topic, p, dc, offset, got.Err)
+	}
+	return len(got.Records) > 0 && got.Records[0].Offset == offset
 }
 
 // copies returns the copies of up to n (all when n < 0) of the client
