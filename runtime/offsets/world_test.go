@@ -175,7 +175,7 @@ func (w *world) transact(to string, copies []*kgo.Record, abort bool) error {
 		return fmt.Errorf("produce: %w", err)
 	}
 	if err := cl.EndTransaction(w.ctx, kgo.TransactionEndTry(!abort)); err != nil {
-		w.t.Fatalf("end (abort %v): %v", abort, err)
+		w.t.Fatalf("mirror into %s[%d]: end the transaction (abort %v): %v", to, copies[0].Partition, abort, err)
 	}
 	if !abort && !w.committedAt(to, copies[0].Partition, copies[0].Offset) {
 		return errLost
