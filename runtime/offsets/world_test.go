@@ -31,6 +31,7 @@ type world struct {
 	dcs   []string
 	kafka map[string]*devenv.Kafka
 	topic string
+	ids   map[string]kadm.TopicID // the topic's ID, per datacenter
 	parts int32
 
 	clients map[string]*kgo.Client // plain producers, per datacenter
@@ -64,7 +65,7 @@ func startPair(t testing.TB) *devenv.Pair {
 // build makes a world of the clusters, named by their Name.
 func build(t testing.TB, topic string, parts int32, clusters ...*devenv.Kafka) *world {
 	t.Helper()
-	w := &world{t: t, ctx: context.Background(), kafka: map[string]*devenv.Kafka{}, topic: topic, parts: parts,
+	w := &world{t: t, ctx: context.Background(), kafka: map[string]*devenv.Kafka{}, topic: topic, ids: map[string]kadm.TopicID{}, parts: parts,
 		clients: map[string]*kgo.Client{}, mirrors: map[string]*kgo.Client{},
 		logs: map[string]map[int32][]*kgo.Record{}, copied: map[string]map[int32]int{}}
 	w.catchUp = w.mirrorAll
@@ -75,9 +76,11 @@ func build(t testing.TB, topic string, parts int32, clusters ...*devenv.Kafka) *
 	for _, dc := range w.dcs {
 		w.clients[dc] = w.client(dc, produce...)
 		w.mirrors[dc] = w.mirrorInto(dc)
-		if _, err := kadm.NewClient(w.clients[dc]).CreateTopic(w.ctx, parts, 1, nil, topic); err != nil {
+		created, err := kadm.NewClient(w.clients[dc]).CreateTopic(w.ctx, parts, 1, nil, topic)
+		if err != nil {
 			t.Fatal(err)
 		}
+		w.ids[dc] = created.ID
 		w.logs[dc] = map[int32][]*kgo.Record{}
 		for _, to := range w.dcs {
 			w.copied[dc+">"+to] = map[int32]int{}
@@ -187,21 +190,16 @@ func (w *world) transact(to string, copies []*kgo.Record, abort bool) error {
 // finds a record at offset.
 func (w *world) committedAt(dc string, p int32, offset int64) bool {
 	w.t.Helper()
-	cl := w.clients[dc]
-	md, err := kadm.NewClient(cl).Metadata(w.ctx, w.topic)
-	if err != nil {
-		w.t.Fatal(err)
-	}
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID, req.MaxBytes, req.IsolationLevel, req.SessionEpoch = -1, 1<<20, 1, -1
 	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic, ft.TopicID = w.topic, md.Topics[w.topic].ID
+	ft.Topic, ft.TopicID = w.topic, w.ids[dc]
 	fp := kmsg.NewFetchRequestTopicPartition()
 	fp.Partition, fp.FetchOffset, fp.PartitionMaxBytes = p, offset, 1<<20
 	fp.CurrentLeaderEpoch, fp.LastFetchedEpoch, fp.LogStartOffset = -1, -1, -1
 	ft.Partitions = append(ft.Partitions, fp)
 	req.Topics = append(req.Topics, ft)
-	resp, err := req.RequestWith(w.ctx, cl)
+	resp, err := req.RequestWith(w.ctx, w.clients[dc])
 	if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
 		w.t.Fatalf("read %s[%d] in %s at %d: %v", w.topic, p, dc, offset, err)
 	}
