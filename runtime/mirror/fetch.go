@@ -20,9 +20,9 @@ const idleFetchWait = time.Second
 // does not hold up the lane's fetching for the others.
 const maxQueued = 4 << 20
 
-// fetcher reads the partitions the lane's slots took, in the source
-// datacenter: one consumer, so one fetch session, per lane (per slot at
-// Tier 1: see fetchers), and hands each partition's records to its slot.
+// fetcher reads the partitions one slot of the lane took, in the source
+// datacenter: one consumer, so one fetch session, per slot (see
+// lane.fetcher), and hands each partition's records to the slot.
 type fetcher struct {
 	l  *lane
 	cl *kgo.Client
