@@ -344,7 +344,7 @@ func (s *slot) work(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.inTxn && s.commitsAtOnce() && !s.queued() {
+	if s.inTxn && s.l.commitsAtOnce() && !s.queued() {
 		if err := s.commit(ctx); err != nil {
 			return err
 		}
@@ -373,14 +373,6 @@ func (s *slot) work(ctx context.Context) error {
 	}
 	return nil
 }
-
-// commitsAtOnce reports whether the slot commits as soon as it has copied
-// everything fetched, rather than a commit interval after: a tier whose
-// fetches are answered at each record (min bytes 1) is there for latency.
-// Records fetched while a commit is on its way wait for it and go in the
-// next transaction together, so transactions grow with the traffic
-// (group commit) and the interval only bounds them.
-func (s *slot) commitsAtOnce() bool { return s.l.key.client.FetchMinBytes <= 1 }
 
 // queued reports whether fetched records wait for the slot.
 func (s *slot) queued() bool {
