@@ -192,11 +192,10 @@ func (l *lane) clientOpts(env *executor.Env, dc string) ([]kgo.Opt, error) {
 
 // commitsAtOnce reports whether the lane's slots commit as soon as they
 // have copied everything fetched, rather than a commit interval after: a
-// tier whose
-// fetches are answered at each record (min bytes 1) is there for latency.
-// Records fetched while a commit is on its way wait for it and go in the
-// next transaction together, so transactions grow with the traffic
-// (group commit) and the interval only bounds them.
+// tier whose fetches are answered at each record (min bytes 1) is there
+// for latency. Records fetched while a commit is on its way wait for it
+// and go in the next transaction together, so transactions grow with the
+// traffic (group commit) and the interval only bounds them.
 func (l *lane) commitsAtOnce() bool { return l.key.client.FetchMinBytes <= 1 }
 
 // wideBatchBytes is a slot producer's batch limit for ferry.dlq and for a
