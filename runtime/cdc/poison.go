@@ -145,7 +145,7 @@ func (r *runner) endAlone(ctx context.Context) error {
 		r.cl = nil
 		return err
 	}
-	r.cl, r.alone = cl, alone
+	r.cl, r.alone, r.landed = cl, alone, false
 	return nil
 }
 

@@ -78,6 +78,9 @@ type runner struct {
 	prodErr  error
 	prodRec  *kgo.Record              // the record prodErr is about
 	promise  func(*kgo.Record, error) // r.produced, made once, not per record
+	// landed: a commit of the current producer was read back (see
+	// checkpoint.Committed); false again for each new producer.
+	landed bool
 
 	hbLast  time.Time // the newest heartbeat value read from the binlog
 	readLag time.Duration
@@ -638,7 +641,8 @@ func (r *runner) commit(parent context.Context) error {
 		return err
 	}
 	r.inflight.Add(1)
-	r.cl.Produce(ctx, checkpoint.Record(r.job.ID, cdcstate.Key, r.st.Encode()), r.promise)
+	ck := checkpoint.Record(r.job.ID, cdcstate.Key, r.st.Encode())
+	r.cl.Produce(ctx, ck, r.promise)
 	if err := r.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("%s: flush: %w", r.job.ID, err)
 	}
@@ -660,6 +664,16 @@ func (r *runner) commit(parent context.Context) error {
 	if err := r.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		r.inTxn = false
 		return fmt.Errorf("%s: commit Kafka transaction: %w", r.job.ID, err)
+	}
+	if !r.landed {
+		ok, err := checkpoint.Committed(ctx, r.opts, ck)
+		if err != nil {
+			return fmt.Errorf("%s: reading back the first commit: %w", r.job.ID, err)
+		}
+		if !ok {
+			return fmt.Errorf("%s: the first Kafka transaction of a new producer was acknowledged but not committed (its checkpoint at offset %d of %s is not there): starting again from the last checkpoint", r.job.ID, ck.Offset, systopics.Checkpoints)
+		}
+		r.landed = true
 	}
 	if len(r.aloneIDs) > 0 {
 		if err := r.endAlone(ctx); err != nil {

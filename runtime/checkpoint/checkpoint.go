@@ -102,3 +102,25 @@ func History(ctx context.Context, opts []kgo.Opt, jobs []string, keep func(key s
 	}
 	return out, nil
 }
+
+// Committed reports whether a checkpoint record that a transaction just
+// committed (kgo set its offset) is there for read_committed readers. kgo
+// v1.22 was seen to end a new producer's first transaction with an abort
+// although EndTransaction returned no error ("no produce succeeded in this
+// transaction but produces were attempted"): a writer whose first commit
+// carries output reads its checkpoint back, since the next commit's
+// checkpoint would otherwise move past output that never landed.
+func Committed(ctx context.Context, opts []kgo.Opt, rec *kgo.Record) (bool, error) {
+	key := string(rec.Key)
+	job, _, _ := strings.Cut(key, "/")
+	hist, err := History(ctx, opts, []string{job}, func(k string) bool { return k == key })
+	if err != nil {
+		return false, err
+	}
+	for _, e := range hist[key] {
+		if e.Offset == rec.Offset {
+			return true, nil
+		}
+	}
+	return false, nil
+}
