@@ -111,16 +111,12 @@ func History(ctx context.Context, opts []kgo.Opt, jobs []string, keep func(key s
 // carries output reads its checkpoint back, since the next commit's
 // checkpoint would otherwise move past output that never landed.
 func Committed(ctx context.Context, opts []kgo.Opt, rec *kgo.Record) (bool, error) {
-	key := string(rec.Key)
-	job, _, _ := strings.Cut(key, "/")
-	hist, err := History(ctx, opts, []string{job}, func(k string) bool { return k == key })
+	found := false
+	err := kafkaconn.ReadToEnd(ctx, opts, systopics.Checkpoints, []int32{rec.Partition}, func(r *kgo.Record) {
+		found = found || r.Offset == rec.Offset
+	})
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("checkpoints: %w", err)
 	}
-	for _, e := range hist[key] {
-		if e.Offset == rec.Offset {
-			return true, nil
-		}
-	}
-	return false, nil
+	return found, nil
 }
