@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -127,7 +128,7 @@ func (f *fetcher) poll(ctx context.Context) {
 				bytes += f.route(fp)
 			}
 		})
-		if wait := pace - time.Since(last); wait > 0 && bytes < int64(f.l.key.client.FetchMinBytes) {
+		if wait := jitter(pace) - time.Since(last); wait > 0 && bytes < int64(f.l.key.client.FetchMinBytes) {
 			select {
 			case <-ctx.Done():
 				return
@@ -172,4 +173,16 @@ func (f *fetcher) route(fp kgo.FetchTopicPartition) (bytes int64) {
 	}
 	p.slot.deliver(batch{p: p, records: recs, lso: fp.LastStableOffset, bytes: n, reset: reset, fetched: time.Now()})
 	return n
+}
+
+// jitter is a pace between half and one and a half times d, d on average.
+// The slots of a lane start together and, paced alike, would fetch and
+// commit in step: every slot's fetch, writes and commit at once hold each
+// broker for tens of milliseconds (kfake answers a cluster's requests one
+// at a time), and Tier 1 requests wait behind them.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d/2 + rand.N(d)
 }
