@@ -77,6 +77,7 @@ type slot struct {
 	failMu   sync.Mutex
 	failure  *produceError           // the first failed produce of the open transaction
 	failed   map[*part]*produceError // and each partition's first
+	evicted  map[topicPart]time.Time // partitions evicted lately, and when: see commitWith
 }
 
 // part is one partition of a job, as a slot that takes it sees it.
@@ -149,7 +150,7 @@ func newSlot(l *lane, n int) *slot {
 	return &slot{
 		l: l, n: n, txnID: slotTxnID(l.name, n),
 		wake: make(chan struct{}, 1), quit: make(chan bool, 1), done: make(chan struct{}),
-		wide: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{},
+		wide: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, evicted: map[topicPart]time.Time{},
 	}
 }
 
@@ -610,12 +611,13 @@ func (s *slot) alone() []*part {
 // time and is dead-lettered in its place, but only once the target broker
 // refused it alone in a batch: a record the producer refuses for its size
 // before compression is written again by a producer whose limit for its
-// topic is wideBatchBytes, until the transaction commits. A partition whose records fail (after the producer's retries,
-// see lane.producerOpts) while the others' are written, or twice when it
-// is alone in the transaction, is taken out of the transaction and its job
-// fails, to be started again by the executor; the others commit without
-// it. Any other failure is retried after a backoff
-// and never dead-lettered.
+// topic is wideBatchBytes, until the transaction commits. A partition whose
+// records fail (after the producer's retries, see lane.producerOpts) while
+// the others' are written, or twice when it is alone in the transaction
+// (once, when the slot evicted it lately: evictedLately), is taken out of
+// the transaction and its job fails, to be started again by the executor;
+// the others commit without it. Any other failure is retried after a
+// backoff and never dead-lettered.
 func (s *slot) commit(ctx context.Context) error { return s.commitWith(ctx, false) }
 
 func (s *slot) commitWith(ctx context.Context, all bool) error {
@@ -663,7 +665,7 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 			for _, p := range alone {
 				s.evict(p, s.failedWith(p))
 			}
-		case isPart && len(s.txnParts) == 1 && again == pe.p:
+		case isPart && len(s.txnParts) == 1 && (again == pe.p || s.evictedLately(pe.p)):
 			s.evict(pe.p, pe.err) // alone in the transaction, it failed twice
 		default:
 			if isPart && len(s.txnParts) == 1 {
@@ -703,6 +705,25 @@ func (s *slot) mightFit(p *part, offset int64) bool {
 		size = len(out)
 	}
 	return size <= int(s.l.maxBytes(p.topic))
+}
+
+// evictedFor is how long a partition the slot evicted stays suspect: it
+// fails its job at its first failure alone in a transaction, without the
+// retry after a backoff. Every start of a job whose target partition keeps
+// refusing writes otherwise held the slot's other partitions for that
+// retry too.
+const evictedFor = 5 * time.Minute
+
+// evictedLately reports whether the slot evicted p's partition within
+// evictedFor, and it has not committed since.
+func (s *slot) evictedLately(p *part) bool {
+	tp := topicPart{p.topic, p.partition}
+	at, ok := s.evicted[tp]
+	if ok && time.Since(at) >= evictedFor {
+		delete(s.evicted, tp)
+		return false
+	}
+	return ok
 }
 
 func (s *slot) failedWith(p *part) error {
@@ -778,6 +799,9 @@ func (s *slot) committed() {
 	}
 	for p := range s.txnParts {
 		p.job.env.Metrics.SetLag(p.name, p.lso-p.next)
+		if len(s.evicted) > 0 {
+			delete(s.evicted, topicPart{p.topic, p.partition})
+		}
 	}
 	s.reset()
 }
@@ -793,6 +817,7 @@ func (s *slot) reset() {
 // its job with the reason; what it had in the transaction is dropped (the
 // job's next start copies it again from its checkpoint).
 func (s *slot) evict(p *part, err error) {
+	s.evicted[topicPart{p.topic, p.partition}] = time.Now()
 	s.l.log.Warn("partition cannot be written; its job fails and starts again", "topic", p.topic, "partition", p.partition, "error", err)
 	s.leave(p)
 	p.job.fail(fmt.Errorf("partition %d of %s cannot be written to %s: %w", p.partition, p.topic, p.job.spec.Mirror.To, err))
