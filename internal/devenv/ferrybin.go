@@ -24,3 +24,15 @@ var FerryBinary = sync.OnceValues(func() (string, error) {
 	}
 	return bin, nil
 })
+
+// FerryCommand is the ferry command with args, built by FerryBinary; its
+// process is killed when the test process dies.
+func FerryCommand(args ...string) (*exec.Cmd, error) {
+	bin, err := FerryBinary()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	dieWithParent(cmd)
+	return cmd, nil
+}

@@ -36,11 +36,10 @@ func (w *world) planFile(jobs ...plan.Job) string {
 // source's password in its environment; the test ends it if it still runs.
 func runFerry(t testing.TB, file string, args ...string) *exec.Cmd {
 	t.Helper()
-	bin, err := devenv.FerryBinary()
+	cmd, err := devenv.FerryCommand(append([]string{"run", "--plan", file, "--log-level", "warn"}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, append([]string{"run", "--plan", file, "--log-level", "warn"}, args...)...)
 	cmd.Env = append(os.Environ(), passEnv+"="+devenv.FerryPassword)
 	if os.Getenv("FERRY_TEST_LOG") != "" {
 		cmd.Stderr = os.Stderr

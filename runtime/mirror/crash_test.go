@@ -51,8 +51,11 @@ func (w *world) process(args ...string) *executorProcess {
 
 func (p *executorProcess) start() {
 	p.t.Helper()
-	bin, _ := devenv.FerryBinary()
-	p.cmd = exec.Command(bin, append([]string{"run", "--plan", p.plan, "--log-level", "warn"}, p.args...)...)
+	cmd, err := devenv.FerryCommand(append([]string{"run", "--plan", p.plan, "--log-level", "warn"}, p.args...)...)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.cmd = cmd
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)

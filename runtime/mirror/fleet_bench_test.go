@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -115,10 +114,6 @@ var badTopics = []string{"fleet.bad.poison", "fleet.bad.mismatch", "fleet.bad.re
 // topics again while the bad ones misbehave.
 func runFleet(b *testing.B, n int, bad bool) fleetRun {
 	b.Helper()
-	bin, err := devenv.FerryBinary()
-	if err != nil {
-		b.Fatal(err)
-	}
 	pair, err := devenv.StartPair(0, 0)
 	if err != nil {
 		b.Fatal(err)
@@ -169,7 +164,10 @@ func runFleet(b *testing.B, n int, bad bool) fleetRun {
 		b.Fatal(err)
 	}
 	addr := freeAddr(b)
-	cmd := exec.Command(bin, "run", "--plan", planFile, "--http", addr, "--log-level", "warn")
+	cmd, err := devenv.FerryCommand("run", "--plan", planFile, "--http", addr, "--log-level", "warn")
+	if err != nil {
+		b.Fatal(err)
+	}
 	cmd.Stderr = os.Stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
