@@ -292,37 +292,12 @@ func (w *world) planFile(p *plan.Plan) string {
 	return f
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// ferryBinary builds cmd/ferry once per test run.
-func ferryBinary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ferry-sink-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "ferry")
-		build := exec.Command("go", "build", "-o", binPath, "./cmd/ferry")
-		build.Dir = filepath.Join("..", "..")
-		if out, err := build.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build ./cmd/ferry: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
 // ferryCmd is the ferry binary with the test's secrets in its environment.
 func (w *world) ferryCmd(args ...string) *exec.Cmd {
-	cmd := exec.Command(ferryBinary(w.t), args...)
+	cmd, err := devenv.FerryCommand(args...)
+	if err != nil {
+		w.t.Fatal(err)
+	}
 	cmd.Env = append(os.Environ(), passEnv+"="+devenv.FerryPassword, dsnEnv+"="+w.pg.DSN())
 	return cmd
 }
