@@ -6,11 +6,13 @@
 package devenv
 
 import (
+	"crypto/rand"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Default ports of the two development clusters, as in docs/design/design.md.
@@ -50,7 +52,28 @@ func StartKafka(name string, port int, opts ...kfake.Opt) (*Kafka, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start Kafka %s on 127.0.0.1:%d: %w", name, port, err)
 	}
+	unsubscribed(c)
 	return &Kafka{Name: name, Cluster: c}, nil
+}
+
+// unsubscribed has c answer clients' requests for telemetry subscriptions
+// (KIP-714) as a broker without any: metrics requested of none, asked again
+// in Kafka's default five minutes. kfake subscribes every client to all its
+// metrics every 30 s, which a real broker does only when an operator
+// configures it: an executor's many clients pushed megabytes a second that
+// no broker of ours reads, and the benchmarks counted them.
+func unsubscribed(c *kfake.Cluster) {
+	c.ControlKey(int16(kmsg.GetTelemetrySubscriptions), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.GetTelemetrySubscriptionsRequest)
+		resp := req.ResponseKind().(*kmsg.GetTelemetrySubscriptionsResponse)
+		resp.ClientInstanceID = req.ClientInstanceID
+		if resp.ClientInstanceID == [16]byte{} {
+			_, _ = rand.Read(resp.ClientInstanceID[:])
+		}
+		resp.PushIntervalMillis = 5 * 60 * 1000
+		return resp, nil, true
+	})
 }
 
 // Pair is the two-datacenter world: dc1 and dc2.
