@@ -88,52 +88,96 @@ func (s *slot) history(ctx context.Context, parts []*part) (map[string][]checkpo
 // partition another lane wrote recently and did not release is left to it
 // (returned in held) until it releases the partition or holdTimeout passes
 // without a write. Partitions whose claim lost to another are returned in
-// lost.
+// lost. A slot that copies already takes partitions in stages instead (see
+// claiming), of which acquire is all at once.
 func (s *slot) acquire(ctx context.Context, parts []*part) (held, lost []*part, err error) {
-	cur, _, err := s.latest(ctx, parts)
-	if err != nil {
-		return nil, nil, err
+	c := s.look(ctx, parts)
+	if c.err == nil && len(c.parts) > 0 {
+		c.claimed, c.err = s.writeClaims(ctx, c.parts, c.cur)
 	}
-	var claim []*part
+	if c.err == nil {
+		c.readBack(ctx, s)
+	}
+	if c.err != nil {
+		return nil, nil, c.err
+	}
+	held, lost = c.judge()
+	return held, lost, nil
+}
+
+// claiming is a taking of partitions (see acquire) by a slot that copies
+// others meanwhile: the two reads of the checkpoints (tens of milliseconds
+// each in a fleet's checkpoints) run off the slot's goroutine, which only
+// commits the claims between its copies. Every start of a job held its
+// partitions' slots that long otherwise, and every Tier 1 partition of
+// those slots waited.
+type claiming struct {
+	gen     int              // the slot's incarnation that began it
+	read    bool             // read back: judge it
+	parts   []*part          // to claim
+	held    map[*part]string // left to another lane's writer
+	cur     map[*part]found  // their latest checkpoints
+	claimed map[*part]int64  // the claims' offsets
+	hist    map[string][]checkpoint.Entry
+	err     error
+}
+
+// look reads the latest checkpoints of parts, leaves those another lane
+// holds and fences the writers of the others. It touches no state of the
+// slot or of the parts: it may run on any goroutine.
+func (s *slot) look(ctx context.Context, parts []*part) *claiming {
+	c := &claiming{held: map[*part]string{}}
+	if c.cur, _, c.err = s.latest(ctx, parts); c.err != nil {
+		return c
+	}
 	fence := map[string]bool{}
 	for _, p := range parts {
-		f := cur[p]
+		f := c.cur[p]
 		w := f.pos.Writer
 		if w != "" && w != s.txnID {
 			if !f.pos.Released && time.Since(f.at) < holdTimeout {
-				p.heldBy = w
-				held = append(held, p)
+				c.held[p] = w
 				continue
 			}
 			fence[w] = true
 		}
-		claim = append(claim, p)
+		c.parts = append(c.parts, p)
 	}
 	for w := range fence {
 		if err := s.fence(ctx, w); err != nil {
-			return nil, nil, fmt.Errorf("fencing %s: %w", w, err)
+			c.err = fmt.Errorf("fencing %s: %w", w, err)
+			return c
 		}
 	}
-	if len(claim) == 0 {
-		return held, nil, nil
+	return c
+}
+
+// readBack reads the checkpoints again once the claims are committed; like
+// look, on any goroutine.
+func (c *claiming) readBack(ctx context.Context, s *slot) {
+	c.read = true
+	if len(c.parts) > 0 {
+		c.hist, c.err = s.history(ctx, c.parts)
 	}
-	claimed, err := s.writeClaims(ctx, claim, cur)
-	if err != nil {
-		return nil, nil, err
+}
+
+// judge sorts the partitions read back into those held by another lane
+// and those whose claim lost, and sets the positions of the others, on the
+// slot's goroutine.
+func (c *claiming) judge() (held, lost []*part) {
+	for p, w := range c.held {
+		p.heldBy = w
+		held = append(held, p)
 	}
-	hist, err := s.history(ctx, claim)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, p := range claim {
-		if !claimHolds(hist[p.key], claimed[p], cur[p].offset) {
+	for _, p := range c.parts {
+		if !claimHolds(c.hist[p.key], c.claimed[p], c.cur[p].offset) {
 			lost = append(lost, p)
 			continue
 		}
-		p.next, p.saved = max(cur[p].pos.Next, 0), cur[p].pos.Next
-		p.fromStart = cur[p].pos.Next < 0
+		p.next, p.saved = max(c.cur[p].pos.Next, 0), c.cur[p].pos.Next
+		p.fromStart = c.cur[p].pos.Next < 0
 	}
-	return held, lost, nil
+	return held, lost
 }
 
 // claimHolds reports whether the claim at offset claim is the key's latest

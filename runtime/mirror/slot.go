@@ -58,10 +58,12 @@ type slot struct {
 	adds    []*part
 	drops   []*dropReq
 	forgets []string
+	claims  []*claiming // takings whose reads are done (see takeLater)
 	wake    chan struct{}
 	quit    chan bool // true: commit what is pending, then stop; false: abort
 	done    chan struct{}
 
+	gen      int            // incarnation, which a claiming names
 	parts    map[*part]bool // taken
 	waiting  []*part        // held by another lane or lost to a claim: tried again
 	retryAt  time.Time
@@ -254,8 +256,9 @@ func (s *slot) incarnation(ctx context.Context) (commit bool, err error) {
 		return false, err
 	}
 
+	s.gen++
 	s.mu.Lock()
-	s.adds = nil // the lane's current partitions of the slot replace them
+	s.adds, s.claims = nil, nil // the lane's current partitions of the slot replace them
 	s.mu.Unlock()
 	if err := s.take(ctx, s.l.partsOf(s.n)); err != nil {
 		return false, err
@@ -320,7 +323,7 @@ func (s *slot) tick(ctx context.Context) error {
 	if len(s.waiting) > 0 && !time.Now().Before(s.retryAt) {
 		parts := s.waiting
 		s.waiting = nil
-		return s.take(ctx, parts)
+		s.takeLater(ctx, parts)
 	}
 	return nil
 }
@@ -328,8 +331,8 @@ func (s *slot) tick(ctx context.Context) error {
 // work handles what the poll loop and the lane queued.
 func (s *slot) work(ctx context.Context) error {
 	s.mu.Lock()
-	batches, adds, drops, forgets := s.batches, s.adds, s.drops, s.forgets
-	s.batches, s.adds, s.drops, s.forgets = nil, nil, nil, nil
+	batches, adds, drops, forgets, claims := s.batches, s.adds, s.drops, s.forgets, s.claims
+	s.batches, s.adds, s.drops, s.forgets, s.claims = nil, nil, nil, nil, nil
 	s.mu.Unlock()
 	if len(forgets) > 0 {
 		if s.inTxn { // a topic cannot be forgotten within a transaction
@@ -350,13 +353,9 @@ func (s *slot) work(ctx context.Context) error {
 			return err
 		}
 	}
-	if len(adds) > 0 {
-		if s.inTxn { // claims are transactions of their own
-			if err := s.commit(ctx); err != nil {
-				return err
-			}
-		}
-		if err := s.take(ctx, adds); err != nil {
+	s.takeLater(ctx, adds)
+	for _, c := range claims {
+		if err := s.advance(ctx, c); err != nil {
 			return err
 		}
 	}
@@ -383,13 +382,10 @@ func (s *slot) queued() bool {
 }
 
 // take acquires partitions (see acquire) and starts fetching those it got.
+// The slot copies nothing meanwhile: it takes its partitions so as it
+// starts; later ones it takes in stages (takeLater).
 func (s *slot) take(ctx context.Context, parts []*part) error {
-	var live []*part
-	for _, p := range parts {
-		if s.l.wanted(p.job) {
-			live = append(live, p)
-		}
-	}
+	live := s.live(parts)
 	if len(live) == 0 {
 		return nil
 	}
@@ -397,12 +393,30 @@ func (s *slot) take(ctx context.Context, parts []*part) error {
 	if err != nil {
 		return err
 	}
+	s.took(live, held, lost)
+	return nil
+}
+
+// live are the parts whose jobs are still in the lane.
+func (s *slot) live(parts []*part) []*part {
+	var live []*part
+	for _, p := range parts {
+		if s.l.wanted(p.job) {
+			live = append(live, p)
+		}
+	}
+	return live
+}
+
+// took starts fetching the partitions of parts that the slot acquired, and
+// has those held or lost wait.
+func (s *slot) took(parts, held, lost []*part) {
 	waiting := map[*part]bool{}
 	for _, p := range append(held, lost...) {
 		waiting[p] = true
 	}
 	var got []*part
-	for _, p := range live {
+	for _, p := range parts {
 		if !waiting[p] {
 			s.parts[p] = true
 			got = append(got, p)
@@ -421,6 +435,80 @@ func (s *slot) take(ctx context.Context, parts []*part) error {
 	}
 	s.l.fetcher(s.n).add(got)
 	s.l.started(got, held)
+}
+
+// takeLater takes partitions in stages (see claiming): the reads run on
+// goroutines of their own, the claims' transaction between the slot's
+// copies (advance).
+func (s *slot) takeLater(ctx context.Context, parts []*part) {
+	live := s.live(parts)
+	if len(live) == 0 {
+		return
+	}
+	gen := s.gen
+	go func() {
+		c := s.look(ctx, live)
+		c.gen = gen
+		s.staged(c)
+	}()
+}
+
+// staged queues a claiming whose reads are done.
+func (s *slot) staged(c *claiming) {
+	s.mu.Lock()
+	s.claims = append(s.claims, c)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// advance moves a claiming on: once looked at, the slot commits its
+// claims and reads them back on another goroutine; once read back, it
+// takes the partitions whose claims hold. A job that left the lane
+// meanwhile is not claimed, or its claims are released.
+func (s *slot) advance(ctx context.Context, c *claiming) error {
+	if c.gen != s.gen {
+		return nil // begun by an earlier incarnation, which the slot took again whole
+	}
+	if c.err != nil {
+		return c.err
+	}
+	if !c.read {
+		c.parts = s.live(c.parts)
+		if len(c.parts) > 0 {
+			if err := s.commit(ctx); err != nil { // claims are transactions of their own
+				return err
+			}
+			var err error
+			if c.claimed, err = s.writeClaims(ctx, c.parts, c.cur); err != nil {
+				return err
+			}
+		}
+		go func() {
+			c.readBack(ctx, s)
+			s.staged(c)
+		}()
+		return nil
+	}
+	held, lost := c.judge()
+	var parts, gone []*part
+	for _, p := range c.parts {
+		if s.l.wanted(p.job) {
+			parts = append(parts, p)
+		} else if !slices.Contains(lost, p) {
+			gone = append(gone, p)
+		}
+	}
+	if len(gone) > 0 {
+		if err := s.commit(ctx); err != nil {
+			return err
+		}
+		if err := s.writeReleases(ctx, gone); err != nil {
+			return err
+		}
+	}
+	lost = slices.DeleteFunc(lost, func(p *part) bool { return !s.l.wanted(p.job) })
+	held = slices.DeleteFunc(held, func(p *part) bool { return !s.l.wanted(p.job) })
+	s.took(append(parts, held...), held, lost)
 	return nil
 }
 
@@ -869,10 +957,22 @@ func (s *slot) release(ctx context.Context, leaving map[*laneJob]bool) error {
 	if err := s.commit(ctx); err != nil {
 		return err
 	}
-	if err := s.begin(); err != nil {
+	if err := s.writeReleases(ctx, mine); err != nil {
 		return err
 	}
 	for _, p := range mine {
+		s.leave(p)
+	}
+	return nil
+}
+
+// writeReleases commits a release of each of parts, with no transaction
+// open.
+func (s *slot) writeReleases(ctx context.Context, parts []*part) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	for _, p := range parts {
 		s.produce(ctx, checkpoint.Record(p.job.spec.ID, p.name, s.checkpointValue(p, true)), nil, -1)
 	}
 	if err := s.settle(ctx); err != nil {
@@ -882,9 +982,6 @@ func (s *slot) release(ctx context.Context, leaving map[*laneJob]bool) error {
 		return err
 	}
 	s.reset()
-	for _, p := range mine {
-		s.leave(p)
-	}
 	return nil
 }
 
