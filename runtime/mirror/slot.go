@@ -694,12 +694,14 @@ func (s *slot) alone() []*part {
 // commit ends the open transaction with the checkpoints of the partitions
 // it copied and of those whose position moved maxUnsaved (all whose
 // position moved when all is set, as the slot lets them go). A record that
-// fails permanently (too large for the target topic, say) is found by
-// rebuilding the transaction with its partition's records written one at a
-// time and is dead-lettered in its place, but only once the target broker
-// refused it alone in a batch: a record the producer refuses for its size
-// before compression is written again by a producer whose limit for its
-// topic is wideBatchBytes, until the transaction commits. A partition whose
+// the target broker refuses permanently (too large for the target topic,
+// say) is found by rebuilding the transaction with its partition's records
+// written one at a time and is dead-lettered in its place once the broker
+// refused it alone in a batch. A record the producer refuses for its size
+// before compression is known by its promise: it is written again by a
+// producer whose limit for its topic is wideBatchBytes (until the
+// transaction commits) when it may fit compressed, else dead-lettered at
+// once, without the rebuild one at a time. A partition whose
 // records fail (after the producer's retries, see lane.producerOpts) while
 // the others' are written, or twice when it is alone in the transaction
 // (once, when the slot evicted it lately: evictedLately), is taken out of
@@ -741,6 +743,8 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 			if err := s.open(ctx); err != nil {
 				return err
 			}
+		case isPart && dlq.RefusedByClient(pe.err) && pe.p.poison[pe.offset] == nil:
+			pe.p.poison[pe.offset] = pe.err
 		case isPart && dlq.Permanent(pe.err) && !pe.p.careful:
 			pe.p.careful = true
 		case isPart && dlq.Permanent(pe.err) && pe.p.poison[pe.offset] == nil:
