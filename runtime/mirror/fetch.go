@@ -30,6 +30,7 @@ type fetcher struct {
 
 	mu     sync.Mutex
 	routes map[topicPart]*part
+	topics map[string]bool // ever added, until forgotten
 	done   chan struct{}
 }
 
@@ -48,7 +49,7 @@ func newFetcher(ctx context.Context, l *lane) (*fetcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &fetcher{l: l, cl: cl, routes: map[topicPart]*part{}, done: make(chan struct{})}
+	f := &fetcher{l: l, cl: cl, routes: map[topicPart]*part{}, topics: map[string]bool{}, done: make(chan struct{})}
 	go f.poll(ctx)
 	return f, nil
 }
@@ -59,6 +60,7 @@ func (f *fetcher) add(parts []*part) {
 	f.mu.Lock()
 	for _, p := range parts {
 		f.routes[topicPart{p.topic, p.partition}] = p
+		f.topics[p.topic] = true
 		p.received = p.next
 		o := kgo.NewOffset().At(p.next)
 		if p.fromStart {
@@ -87,8 +89,17 @@ func (f *fetcher) remove(p *part) {
 }
 
 // forget has the consumer forget a topic whose job left the lane (see
-// lane.remove).
-func (f *fetcher) forget(topic string) { f.cl.PurgeTopicsFromConsuming(topic) }
+// lane.remove), if it ever fetched it: a purge restarts the consumer's
+// fetch sessions, which the slot's other partitions would wait through.
+func (f *fetcher) forget(topic string) {
+	f.mu.Lock()
+	known := f.topics[topic]
+	delete(f.topics, topic)
+	f.mu.Unlock()
+	if known {
+		f.cl.PurgeTopicsFromConsuming(topic)
+	}
+}
 
 // processed accounts for a partition's records its slot is done with, and
 // fetches it again if that was paused.

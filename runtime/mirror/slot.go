@@ -47,11 +47,12 @@ const txnTimeout = 60 * time.Second
 // and checkpoints. Everything below the mutex belongs to the slot's
 // goroutine.
 type slot struct {
-	l     *lane
-	n     int
-	txnID string
-	prod  *kgo.Client
-	wide  map[string]bool // topics the producer batches by wideBatchBytes (slot goroutine's)
+	l      *lane
+	n      int
+	txnID  string
+	prod   *kgo.Client
+	wide   map[string]bool // topics the producer batches by wideBatchBytes (slot goroutine's)
+	topics map[string]bool // of partitions the slot took, until forgotten (slot goroutine's)
 
 	mu      sync.Mutex
 	batches []batch
@@ -152,7 +153,7 @@ func newSlot(l *lane, n int) *slot {
 	return &slot{
 		l: l, n: n, txnID: slotTxnID(l.name, n),
 		wake: make(chan struct{}, 1), quit: make(chan bool, 1), done: make(chan struct{}),
-		wide: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, evicted: map[topicPart]time.Time{},
+		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, evicted: map[topicPart]time.Time{},
 	}
 }
 
@@ -334,6 +335,9 @@ func (s *slot) work(ctx context.Context) error {
 	batches, adds, drops, forgets, claims := s.batches, s.adds, s.drops, s.forgets, s.claims
 	s.batches, s.adds, s.drops, s.forgets, s.claims = nil, nil, nil, nil, nil
 	s.mu.Unlock()
+	// Only the topics the slot wrote: forgetting one ends the open
+	// transaction early.
+	forgets = slices.DeleteFunc(forgets, func(t string) bool { return !s.topics[t] })
 	if len(forgets) > 0 {
 		if s.inTxn { // a topic cannot be forgotten within a transaction
 			if err := s.commit(ctx); err != nil {
@@ -341,7 +345,9 @@ func (s *slot) work(ctx context.Context) error {
 			}
 		}
 		s.prod.PurgeTopicsFromProducing(forgets...)
-
+		for _, t := range forgets {
+			delete(s.topics, t)
+		}
 	}
 	for _, b := range batches {
 		if err := s.process(ctx, b); err != nil {
@@ -432,6 +438,7 @@ func (s *slot) took(parts, held, lost []*part) {
 	}
 	for _, p := range got {
 		p.slot = s
+		s.topics[p.topic] = true
 	}
 	s.l.fetcher(s.n).add(got)
 	s.l.started(got, held)
