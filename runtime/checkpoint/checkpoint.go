@@ -104,19 +104,14 @@ func History(ctx context.Context, opts []kgo.Opt, jobs []string, keep func(key s
 }
 
 // Committed reports whether a checkpoint record that a transaction just
-// committed (kgo set its offset) is there for read_committed readers. kgo
-// v1.22 was seen to end a new producer's first transaction with an abort
-// although EndTransaction returned no error ("no produce succeeded in this
-// transaction but produces were attempted"): a writer whose first commit
-// carries output reads its checkpoint back, since the next commit's
-// checkpoint would otherwise move past output that never landed.
+// committed is there for read_committed readers (see kafkaconn.Committed):
+// a writer whose first commit carries output reads its checkpoint back,
+// since the next commit's checkpoint would otherwise move past output that
+// never landed.
 func Committed(ctx context.Context, opts []kgo.Opt, rec *kgo.Record) (bool, error) {
-	found := false
-	err := kafkaconn.ReadToEnd(ctx, opts, systopics.Checkpoints, []int32{rec.Partition}, func(r *kgo.Record) {
-		found = found || r.Offset == rec.Offset
-	})
+	ok, err := kafkaconn.Committed(ctx, opts, rec)
 	if err != nil {
 		return false, fmt.Errorf("checkpoints: %w", err)
 	}
-	return found, nil
+	return ok, nil
 }

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/control/api"
@@ -229,4 +231,35 @@ func summary(objs []api.Object) string {
 		}
 	}
 	return s
+}
+
+// TestFirstCommitLost ends the definitions writer's first transaction with
+// an abort while kgo is answered as if it committed, which kgo v1.22 itself
+// was seen to do to a new producer's first transaction. The write is not
+// acknowledged until it is stored: the writer reads its first commit back,
+// finds it missing and writes it again.
+func TestFirstCommitLost(t *testing.T) {
+	w := newWorld(t)
+	var flipped atomic.Int32
+	w.home.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if end := req.(*kmsg.EndTxnRequest); end.Commit && end.TransactionalID == writerID && flipped.Add(1) == 1 {
+			end.Commit = false // the broker aborts; kgo reads a success
+		}
+		return nil, nil, false
+	})
+	a := w.start()
+	twoDCs(t, a.client(t, api.OwnerTerraform))
+	if flipped.Load() == 0 {
+		t.Fatal("no commit was turned into an abort: the test did not test")
+	}
+	b := w.start()
+	for _, name := range []string{"dc1", "dc2"} {
+		o, err := b.client(t, api.OwnerTerraform).Get(ctxT(t), api.Datacenter, name)
+		if err != nil {
+			t.Fatalf("%s, acknowledged, read through another executor: %v", name, err)
+		}
+		if o.Version != 1 {
+			t.Fatalf("%s at version %d, want 1", name, o.Version)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/systopics"
 )
 
@@ -23,8 +24,9 @@ const writerID = "ferry.definitions.writer"
 
 // writer commits changes to ferry.definitions, one transaction per change.
 type writer struct {
-	opts []kgo.Opt
-	cl   *kgo.Client
+	opts  []kgo.Opt
+	cl    *kgo.Client
+	fresh bool // no commit yet: the next is read back (see commit)
 }
 
 // take makes this writer the holder of writerID, unless it already is as
@@ -47,7 +49,7 @@ func (w *writer) take(ctx context.Context) error {
 		cl.Close()
 		return fmt.Errorf("take the definitions writer ID: %w", err)
 	}
-	w.cl = cl
+	w.cl, w.fresh = cl, true
 	return nil
 }
 
@@ -72,7 +74,21 @@ func (w *writer) commit(ctx context.Context, recs []*kgo.Record) (int64, error) 
 		w.reset()
 		return 0, endErr
 	}
-	return res[len(res)-1].Record.Offset, nil
+	last := res[len(res)-1].Record
+	if w.fresh {
+		// A new producer's first commit is read back before it is
+		// acknowledged (see kafkaconn.Committed).
+		ok, err := kafkaconn.Committed(ctx, w.opts, last)
+		if err == nil && !ok {
+			err = fmt.Errorf("the transaction of %s at offset %d was aborted although its commit answered", systopics.Definitions, last.Offset)
+		}
+		if err != nil {
+			w.reset()
+			return 0, err
+		}
+		w.fresh = false
+	}
+	return last.Offset, nil
 }
 
 func (w *writer) reset() {

@@ -76,3 +76,41 @@ func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, parts []int32,
 	}
 	return nil
 }
+
+// Committed reports whether rec, which a transaction just committed (kgo
+// set its offset), is there for read_committed readers: it reads rec's
+// partition from rec's offset. kgo v1.22 was seen to end a new producer's
+// first transaction with an abort although EndTransaction returned no
+// error ("no produce succeeded in this transaction but produces were
+// attempted"): a writer that acknowledges its first commit, or builds on
+// it, reads it back first. Like ReadToEnd it waits for transactions open
+// before rec to end.
+func Committed(ctx context.Context, opts []kgo.Opt, rec *kgo.Record) (bool, error) {
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{rec.Topic: {rec.Partition: kgo.NewOffset().At(rec.Offset)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return false, err
+	}
+	defer cl.Close()
+	for {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		for _, fe := range fetches.Errors() {
+			return false, fmt.Errorf("read %s[%d]: %w", fe.Topic, fe.Partition, fe.Err)
+		}
+		// The first record at or past rec's offset decides: rec itself,
+		// or (rec aborted, which read_committed never shows) a later one,
+		// the abort's marker at the latest.
+		for it := fetches.RecordIter(); !it.Done(); {
+			r := it.Next()
+			if r.Offset >= rec.Offset {
+				return r.Offset == rec.Offset && !r.Attrs.IsControl(), nil
+			}
+		}
+	}
+}
