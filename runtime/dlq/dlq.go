@@ -178,8 +178,20 @@ type ReplayResult struct {
 // with a marker in ferry.dlq, so a dead letter is delivered once however
 // often replay runs or crashes; the transactional ID fences a concurrent
 // replay of the same job. A dead letter that fails again stays pending and
-// is reported.
+// is reported. The first transaction of the replay's producer is read back
+// (see kafkaconn.Committed); found aborted, the replay starts over with a
+// new producer, once.
 func Replay(ctx context.Context, opts []kgo.Opt, job string) (ReplayResult, error) {
+	res, err := replay(ctx, opts, job)
+	if errors.Is(err, errFirstAborted) {
+		return replay(ctx, opts, job) // the first stopped at its first transaction
+	}
+	return res, err
+}
+
+var errFirstAborted = errors.New("the replay's first transaction was aborted although its commit answered")
+
+func replay(ctx context.Context, opts []kgo.Opt, job string) (ReplayResult, error) {
 	var res ReplayResult
 	entries, err := List(ctx, opts, job)
 	if err != nil {
@@ -202,12 +214,21 @@ func Replay(ctx context.Context, opts []kgo.Opt, job string) (ReplayResult, erro
 	if entries, err = List(ctx, opts, job); err != nil {
 		return res, err
 	}
+	first := true
 	for _, e := range entries {
 		if e.Replayed {
 			res.Skipped++
 			continue
 		}
-		if err := replayOne(ctx, cl, job, e); err != nil {
+		marker, err := replayOne(ctx, cl, job, e)
+		if err == nil && first {
+			first = false
+			var ok bool
+			if ok, err = kafkaconn.Committed(ctx, opts, marker); err == nil && !ok {
+				return res, errFirstAborted
+			}
+		}
+		if err != nil {
 			if !Permanent(err) {
 				return res, fmt.Errorf("dlq replay of %s at %s[%d]@%d: %w", job, systopics.DLQ, e.DLQPartition, e.DLQOffset, err)
 			}
@@ -219,9 +240,11 @@ func Replay(ctx context.Context, opts []kgo.Opt, job string) (ReplayResult, erro
 	return res, nil
 }
 
-func replayOne(ctx context.Context, cl *kgo.Client, job string, e Entry) error {
+// replayOne delivers e with its marker in one transaction and returns the
+// marker.
+func replayOne(ctx context.Context, cl *kgo.Client, job string, e Entry) (*kgo.Record, error) {
 	if err := cl.BeginTransaction(); err != nil {
-		return err
+		return nil, err
 	}
 	marker := &kgo.Record{
 		Topic:     systopics.DLQ,
@@ -241,7 +264,7 @@ func replayOne(ctx context.Context, cl *kgo.Client, job string, e Entry) error {
 	if endErr := cl.EndTransaction(ctx, commit); err == nil {
 		err = endErr
 	}
-	return err
+	return marker, err
 }
 
 func ref(partition int32, offset int64) string {
