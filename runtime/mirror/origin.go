@@ -28,45 +28,53 @@ const (
 // silently, so it goes to the dead letter queue, where `ferry dlq` shows
 // and can replay it.
 func classify(r *kgo.Record, origins map[string]bool) (verdict int, why string) {
-	var origin, offset []string
+	// Every copy a mirror reads back comes through here: the values are
+	// looked at in place, not copied.
+	var origin, offset []byte
+	var origins1, offsets int
 	for _, h := range r.Headers {
 		switch h.Key {
 		case headers.Origin:
-			origin = append(origin, string(h.Value))
+			origin = h.Value
+			origins1++
 		case headers.OriginOffset:
-			offset = append(offset, string(h.Value))
+			offset = h.Value
+			offsets++
 		}
 	}
 	switch {
-	case len(origin) == 0 && len(offset) == 0:
+	case origins1 == 0 && offsets == 0:
 		return copyRecord, ""
-	case len(origin) == 0:
+	case origins1 == 0:
 		return badOrigin, "record has a ferry.origin.offset header but no ferry.origin header"
-	case len(origin) > 1 || len(offset) > 1:
+	case origins1 > 1 || offsets > 1:
 		return badOrigin, "record carries ferry.origin or ferry.origin.offset more than once"
-	case !origins[origin[0]]:
-		return badOrigin, "ferry.origin " + strconv.Quote(origin[0]) + " names no datacenter this record could have been mirrored from"
-	case len(offset) == 0:
+	case !origins[string(origin)]:
+		return badOrigin, "ferry.origin " + strconv.Quote(string(origin)) + " names no datacenter this record could have been mirrored from"
+	case offsets == 0:
 		return badOrigin, "record has ferry.origin but no ferry.origin.offset header"
-	case !isOffset(offset[0]):
-		return badOrigin, "ferry.origin.offset " + strconv.Quote(offset[0]) + " is not a decimal offset as a mirror writes it"
+	case !isOffset(offset):
+		return badOrigin, "ferry.origin.offset " + strconv.Quote(string(offset)) + " is not a decimal offset as a mirror writes it"
 	}
 	return skipRecord, ""
 }
 
-// isOffset reports whether s is a non-negative int64 in the form
+// maxOffset is the largest int64, as strconv.AppendInt writes it.
+const maxOffset = "9223372036854775807"
+
+// isOffset reports whether b is a non-negative int64 in the form
 // strconv.AppendInt writes it.
-func isOffset(s string) bool {
-	if s == "" || len(s) > 1 && s[0] == '0' {
+func isOffset(b []byte) bool {
+	if len(b) == 0 || len(b) > len(maxOffset) || len(b) > 1 && b[0] == '0' {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
+	for _, c := range b {
+		if c < '0' || c > '9' {
 			return false
 		}
 	}
-	_, err := strconv.ParseInt(s, 10, 64)
-	return err == nil
+	// Digits of the same length compare as their numbers do.
+	return len(b) < len(maxOffset) || string(b) <= maxOffset
 }
 
 // copyOf is the record written to the target: same topic, partition, key,

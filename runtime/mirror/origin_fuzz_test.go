@@ -139,3 +139,16 @@ func TestCopyOf(t *testing.T) {
 		}
 	}
 }
+
+// TestIsOffset: the offsets a mirror writes, at the edges of int64.
+func TestIsOffset(t *testing.T) {
+	for s, want := range map[string]bool{
+		"0": true, "7": true, "9223372036854775807": true, "1000000000000000000": true,
+		"": false, "01": false, "-1": false, "+1": false, "1 ": false, "9223372036854775808": false,
+		"9999999999999999999": false, "10000000000000000000": false,
+	} {
+		if got := isOffset([]byte(s)); got != want {
+			t.Errorf("isOffset(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
