@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/dlq"
 	"github.com/ferry-pipelines/ferry/runtime/headers"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/runtime/systopics"
 	"github.com/ferry-pipelines/ferry/schema"
@@ -79,7 +80,7 @@ type runner struct {
 	prodRec  *kgo.Record              // the record prodErr is about
 	promise  func(*kgo.Record, error) // r.produced, made once, not per record
 	// landed: a commit of the current producer was read back (see
-	// checkpoint.Committed); false again for each new producer.
+	// kafkaconn.Committed); false again for each new producer.
 	landed bool
 
 	hbLast  time.Time // the newest heartbeat value read from the binlog
@@ -666,7 +667,7 @@ func (r *runner) commit(parent context.Context) error {
 		return fmt.Errorf("%s: commit Kafka transaction: %w", r.job.ID, err)
 	}
 	if !r.landed {
-		ok, err := checkpoint.Committed(ctx, r.opts, ck)
+		ok, err := kafkaconn.Committed(ctx, r.opts, ck)
 		if err != nil {
 			return fmt.Errorf("%s: reading back the first commit: %w", r.job.ID, err)
 		}

@@ -102,16 +102,3 @@ func History(ctx context.Context, opts []kgo.Opt, jobs []string, keep func(key s
 	}
 	return out, nil
 }
-
-// Committed reports whether a checkpoint record that a transaction just
-// committed is there for read_committed readers (see kafkaconn.Committed):
-// a writer whose first commit carries output reads its checkpoint back,
-// since the next commit's checkpoint would otherwise move past output that
-// never landed.
-func Committed(ctx context.Context, opts []kgo.Opt, rec *kgo.Record) (bool, error) {
-	ok, err := kafkaconn.Committed(ctx, opts, rec)
-	if err != nil {
-		return false, fmt.Errorf("checkpoints: %w", err)
-	}
-	return ok, nil
-}

@@ -41,22 +41,15 @@ func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, parts []int32,
 	if len(remaining) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)...)
+	cl, err := committedReader(opts, topic, start)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	for len(remaining) > 0 {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
+		fetches, err := poll(ctx, cl)
+		if err != nil {
 			return err
-		}
-		for _, fe := range fetches.Errors() {
-			return fmt.Errorf("read %s[%d]: %w", fe.Topic, fe.Partition, fe.Err)
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
 			end, ok := remaining[r.Partition]
@@ -86,22 +79,15 @@ func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, parts []int32,
 // it, reads it back first. Like ReadToEnd it waits for transactions open
 // before rec to end.
 func Committed(ctx context.Context, opts []kgo.Opt, rec *kgo.Record) (bool, error) {
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{rec.Topic: {rec.Partition: kgo.NewOffset().At(rec.Offset)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)...)
+	cl, err := committedReader(opts, rec.Topic, map[int32]kgo.Offset{rec.Partition: kgo.NewOffset().At(rec.Offset)})
 	if err != nil {
 		return false, err
 	}
 	defer cl.Close()
 	for {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
+		fetches, err := poll(ctx, cl)
+		if err != nil {
 			return false, err
-		}
-		for _, fe := range fetches.Errors() {
-			return false, fmt.Errorf("read %s[%d]: %w", fe.Topic, fe.Partition, fe.Err)
 		}
 		// The first record at or past rec's offset decides: rec itself,
 		// or (rec aborted, which read_committed never shows) a later one,
@@ -113,4 +99,28 @@ func Committed(ctx context.Context, opts []kgo.Opt, rec *kgo.Record) (bool, erro
 			}
 		}
 	}
+}
+
+// committedReader reads topic's partitions from start, read_committed,
+// with the transaction markers: a marker shows where an aborted
+// transaction's records, which read_committed never shows, ended.
+func committedReader(opts []kgo.Opt, topic string, start map[int32]kgo.Offset) (*kgo.Client, error) {
+	return kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)...)
+}
+
+// poll returns cl's next fetches, or the context's error or the first
+// partition's error.
+func poll(ctx context.Context, cl *kgo.Client) (kgo.Fetches, error) {
+	fetches := cl.PollFetches(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, fe := range fetches.Errors() {
+		return nil, fmt.Errorf("read %s[%d]: %w", fe.Topic, fe.Partition, fe.Err)
+	}
+	return fetches, nil
 }
