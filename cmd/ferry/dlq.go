@@ -100,5 +100,5 @@ func dlqTarget(args []string, planFile string) ([]kgo.Opt, error) {
 	}
 	// Replay compresses as the job does, so that a letter the job's
 	// producer would have written fits and one it could not still fails.
-	return append(opts, kgo.ProducerBatchCompression(kafkaconn.Compression(j.Client.Compression))), nil
+	return append(opts, kafkaconn.Compress(j.Client.Compression)), nil
 }

@@ -345,7 +345,7 @@ func producerOpts(job plan.Job, limits map[string]int32, alone map[string]bool) 
 		}
 		return kafkaconn.DefaultMaxMessageBytes
 	}))
-	opts = append(opts, kgo.ProducerBatchCompression(kafkaconn.Compression(c.Compression), kgo.NoCompression()))
+	opts = append(opts, kafkaconn.Compress(c.Compression))
 	return opts
 }
 

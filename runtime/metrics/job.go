@@ -174,6 +174,7 @@ func (j *Job) ObserveAll(part string, budget time.Duration, samples ...Sample) {
 		if timed && p.lat == nil {
 			p.lat = &latencies{hdrhistogram.New(histMin, histMax, histSigs), hdrhistogram.New(histMin, histMax, histSigs)}
 		}
+		bytes := int64(0)
 		for _, s := range samples {
 			if timed {
 				p.lat.record(min(max(s.Latency.Microseconds(), histMin), histMax))
@@ -185,8 +186,9 @@ func (j *Job) ObserveAll(part string, budget time.Duration, samples ...Sample) {
 			if i == 0 {
 				j.buckets[bucketOf(s.Latency)]++
 			}
-			p.Counters[Bytes] += int64(s.Bytes)
+			bytes += int64(s.Bytes)
 		}
+		p.Counters[Bytes] += bytes
 		p.Counters[Records] += int64(len(samples))
 		p.LastRecord = now
 	}

@@ -231,7 +231,7 @@ func (l *lane) producerOpts(txnID string, wide map[string]bool) []kgo.Opt {
 		kgo.TransactionTimeout(txnTimeout),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(linger),
-		kgo.ProducerBatchCompression(kafkaconn.Compression(c.Compression)),
+		kafkaconn.Compress(c.Compression),
 		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 {
 			if topic == systopics.DLQ || wide[topic] {
 				return wideBatchBytes

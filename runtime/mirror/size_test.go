@@ -115,7 +115,7 @@ func TestSizeLimitAfterCompression(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts = append(opts, kgo.ProducerBatchCompression(kafkaconn.Compression(w.plan.Job("mirror:"+c.topic+":dc1-dc2").Client.Compression)))
+		opts = append(opts, kafkaconn.Compress(w.plan.Job("mirror:"+c.topic+":dc1-dc2").Client.Compression))
 		res, err := dlq.Replay(ctx, opts, "mirror:"+c.topic+":dc1-dc2")
 		if err != nil {
 			t.Fatalf("%s: replay: %v", c.topic, err)

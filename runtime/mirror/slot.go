@@ -798,7 +798,7 @@ func (s *slot) mightFit(p *part, offset int64) bool {
 	r := p.pending[i]
 	src := append(append(make([]byte, 0, len(r.Key)+len(r.Value)), r.Key...), r.Value...)
 	size := len(src)
-	if c, err := kgo.DefaultCompressor(kafkaconn.Compression(s.l.key.client.Compression)); err == nil && c != nil {
+	if c := kafkaconn.Compressor(s.l.key.client.Compression); c != nil {
 		var buf bytes.Buffer
 		out, _ := c.Compress(&buf, src)
 		size = len(out)
@@ -887,8 +887,10 @@ func (s *slot) committed() {
 		if p.dead > 0 {
 			mx.Count(p.name, metrics.DeadLetters, p.dead)
 		}
-		for _, r := range p.pending {
-			delete(p.poison, r.Offset)
+		if len(p.poison) > 0 {
+			for _, r := range p.pending {
+				delete(p.poison, r.Offset)
+			}
 		}
 		p.pending, p.copies, p.dead, p.careful = p.pending[:0], p.copies[:0], 0, false
 	}
