@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,12 +68,35 @@ func write(cl *kgo.Client) error {
 	return nil
 }
 
+// copyRun is what a copier achieved between 10% and 90% of the backlog:
+// records per second, and microseconds of this process's CPU per record
+// (the copier's and both clusters', which run in this process). The CPU
+// figure holds still where the rate moves with the machine's other load.
+type copyRun struct {
+	rate, cpu float64
+}
+
+// measured is the copyRun of the stretch between marks a and b.
+func measured(a, b *window) copyRun {
+	const n = benchRecords * 8 / 10
+	return copyRun{rate: n / b.at.Sub(a.at).Seconds(), cpu: (b.cpu - a.cpu).Seconds() * 1e6 / n}
+}
+
+// processCPU is this process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // bareCopy is the baseline: a plain franz-go consume-produce loop from dc1
 // to dc2, same topic and partition, optionally in transactions committed
-// every 10,000 records. It returns the records per second acknowledged (and
-// committed, with transactions) between 10% and 90% of the backlog, measured
-// as mirrorCopy measures.
-func (w *world) bareCopy(topic string, transactional bool) float64 {
+// every 10,000 records. It returns what it achieved with the records
+// acknowledged (and committed, with transactions), measured as mirrorCopy
+// measures.
+func (w *world) bareCopy(topic string, transactional bool) copyRun {
 	opts := []kgo.Opt{kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5 * time.Millisecond)}
 	if transactional {
 		opts = append(opts, kgo.TransactionalID("bench-"+topic))
@@ -119,36 +143,39 @@ func (w *world) bareCopy(topic string, transactional bool) float64 {
 	if err := dst.Flush(ctx); err != nil {
 		w.t.Fatal(err)
 	}
-	return benchRecords * 8 / 10 / w90.at.Sub(w10.at).Seconds()
+	return measured(w10, w90)
 }
 
-// window records when a count first reached a mark.
+// window records when a count first reached a mark, and the process's CPU
+// time then.
 type window struct {
 	mark int64
 	once sync.Once
 	at   time.Time
+	cpu  time.Duration
 }
 
 func newWindow(mark int64) *window { return &window{mark: mark} }
 
 func (w *window) reach(n int64) {
 	if n >= w.mark {
-		w.once.Do(func() { w.at = time.Now() })
+		w.once.Do(func() { w.at, w.cpu = time.Now(), processCPU() })
 	}
 }
 
 // mirrorCopy runs the world's mirror job of topic over the backlog and
-// returns the records per second it committed in steady state: between the
-// commits of the first 10% and of 90% of the backlog, which leaves out the
-// group join and the wait for the tier's last commit interval.
-func (w *world) mirrorCopy(topic string) float64 {
+// returns what it achieved with the records committed in steady state:
+// between the commits of the first 10% and of 90% of the backlog, which
+// leaves out the group join and the wait for the tier's last commit
+// interval.
+func (w *world) mirrorCopy(topic string) copyRun {
 	ex := w.run()
 	id := "mirror:" + topic + ":dc1-dc2"
 	waitAssignedJob(ex.Registry(), id)
-	waitRecords(w.t, ex, id, benchRecords/10)
-	start := time.Now()
-	waitRecords(w.t, ex, id, benchRecords*9/10)
-	return benchRecords * 8 / 10 / time.Since(start).Seconds()
+	w10, w90 := newWindow(benchRecords/10), newWindow(benchRecords*9/10)
+	w10.reach(waitRecords(w.t, ex, id, w10.mark).Counters[metrics.Records])
+	w90.reach(waitRecords(w.t, ex, id, w90.mark).Counters[metrics.Records])
+	return measured(w10, w90)
 }
 
 // throughputRounds is how many times BenchmarkMirrorThroughput measures
@@ -160,21 +187,24 @@ const throughputRounds = 3
 // BenchmarkMirrorThroughput copies a 1,000,000-record backlog from dc1 to
 // dc2 with a bare franz-go loop (with and without transactions) and with a
 // ferry mirror job at Tier 1 and Tier 4, in throughputRounds rounds, and
-// prints each round's records/s, the medians and the ratios. design.md's
+// prints each round's records/s and CPU per record, the medians and the
+// ratios. design.md's
 // goals: at least 0.8x the bare loop without exactly once, 0.6x with it on.
 // ferry always copies exactly once, so its figure (the better of its
 // tiers, per round) is held against 0.6x of the bare loop of the same
 // round; the median of the rounds' ratios is the result. The ratio to the
 // bare loop with transactions (the same guarantee, without per-partition
-// fencing) is printed beside it.
+// fencing) is printed beside it, and so is what ferry costs in CPU per
+// record against the bare loop, which moves less from run to run than the
+// rates do.
 func BenchmarkMirrorThroughput(b *testing.B) {
 	runs := []struct {
 		name string
 		tier int
-		fn   func(*world, string) float64
+		fn   func(*world, string) copyRun
 	}{
-		{"bare", 1, func(w *world, topic string) float64 { return w.bareCopy(topic, false) }},
-		{"bare-eos", 1, func(w *world, topic string) float64 { return w.bareCopy(topic, true) }},
+		{"bare", 1, func(w *world, topic string) copyRun { return w.bareCopy(topic, false) }},
+		{"bare-eos", 1, func(w *world, topic string) copyRun { return w.bareCopy(topic, true) }},
 		{"ferry-tier1", 1, (*world).mirrorCopy},
 		{"ferry-tier4", 4, (*world).mirrorCopy},
 	}
@@ -186,12 +216,12 @@ func BenchmarkMirrorThroughput(b *testing.B) {
 	b.Run("warm-up", func(b *testing.B) {
 		w := newWorld(b, map[string]schema.Mirror{"bench": {Partitions: benchPartitions, Tier: 1}})
 		w.backlog("bench")
-		b.ReportMetric(w.bareCopy("bench", false), "rec/s")
+		b.ReportMetric(w.bareCopy("bench", false).rate, "rec/s")
 	})
-	rates := map[string][]float64{}
+	rates, cpus := map[string][]float64{}, map[string][]float64{}
 	var ratios, ratiosEOS []float64
 	for round := 1; round <= throughputRounds; round++ {
-		rate := map[string]float64{}
+		got := map[string]copyRun{}
 		for _, run := range runs {
 			// A run of its own, so that its clusters and their
 			// records are gone before the next starts.
@@ -201,27 +231,30 @@ func BenchmarkMirrorThroughput(b *testing.B) {
 				// The last run's clusters (gigabytes of records) are
 				// garbage: collected now, not while this copy is timed.
 				runtime.GC()
-				rate[run.name] = run.fn(w, "bench")
-				b.ReportMetric(rate[run.name], "rec/s")
-				b.ReportMetric(rate[run.name]*benchValueBytes/1e6, "MB/s")
+				got[run.name] = run.fn(w, "bench")
+				b.ReportMetric(got[run.name].rate, "rec/s")
+				b.ReportMetric(got[run.name].rate*benchValueBytes/1e6, "MB/s")
+				b.ReportMetric(got[run.name].cpu, "cpu-µs/rec")
 			})
-			rates[run.name] = append(rates[run.name], rate[run.name])
+			rates[run.name] = append(rates[run.name], got[run.name].rate)
+			cpus[run.name] = append(cpus[run.name], got[run.name].cpu)
 		}
-		best := max(rate["ferry-tier1"], rate["ferry-tier4"])
-		ratios = append(ratios, best/rate["bare"])
-		ratiosEOS = append(ratiosEOS, best/rate["bare-eos"])
+		best := max(got["ferry-tier1"].rate, got["ferry-tier4"].rate)
+		ratios = append(ratios, best/got["bare"].rate)
+		ratiosEOS = append(ratiosEOS, best/got["bare-eos"].rate)
 	}
 	// The figures as a run of their own: a benchmark of sub-benchmarks
 	// prints neither its metrics nor its log.
 	b.Run("ratios", func(b *testing.B) {
 		for _, run := range runs {
-			b.Logf("median %-12s %9.0f records/s of %.0f", run.name, median(rates[run.name]), rates[run.name])
+			b.Logf("median %-12s %9.0f records/s of %.0f; CPU %.2f µs per record of %.2f", run.name, median(rates[run.name]), rates[run.name], median(cpus[run.name]), cpus[run.name])
 		}
 		b.ReportMetric(median(ratios), "ferry/bare")
 		b.ReportMetric(median(ratiosEOS), "ferry/bare-eos")
 		b.Logf("ratio ferry (exactly once) / bare loop:                   %.2f, median of %.2f (design.md's goal with exactly once on: >= 0.6)", median(ratios), ratios)
 		b.Logf("ratio ferry (exactly once) / bare loop with transactions: %.2f, median of %.2f (the same guarantee, for reference)", median(ratiosEOS), ratiosEOS)
 		b.Logf("ratio Tier 4 / Tier 1 throughput: %.2f (Tier 4 favours throughput)", median(rates["ferry-tier4"])/median(rates["ferry-tier1"]))
+		b.Logf("CPU per record, ferry Tier 1 / bare loop: %.2f (the clusters' CPU included in both; ferry's also reads every copy back, in the other direction)", median(cpus["ferry-tier1"])/median(cpus["bare"]))
 	})
 }
 
