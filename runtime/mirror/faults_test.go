@@ -2,6 +2,7 @@ package mirror_test
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/ferry-pipelines/ferry/runtime/headers"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
+	"github.com/ferry-pipelines/ferry/runtime/systopics"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -209,5 +211,73 @@ func (w *world) createTopic(dc, topic string, partitions int32, configs map[stri
 	}
 	if err != nil {
 		w.t.Fatal(err)
+	}
+}
+
+// TestEvictedPartitionLosesNothing fills a slot's transaction up in the
+// middle of a fetched batch of a partition whose target refuses its writes,
+// while the other partition of the slot's transaction is written: the slot
+// takes the refused partition out (evicts it) and its job starts again.
+// What is left of that batch must not be copied by the slot it left: it
+// would be committed with a checkpoint past the records dropped with the
+// failed transaction, which the job's next start would then skip.
+func TestEvictedPartitionLosesNothing(t *testing.T) {
+	const topic, refusedN, otherN = "evicted", 15000, 30000
+	// Partitions 1 and 1+SlotCount share a slot (slotOf). The other's
+	// backlog fills transactions of its own, then leaves part of one for
+	// the refused partition's batch to fill past maxTxnRecords.
+	p, q := int32(1), int32(1+systopics.SlotCount)
+	w := newWorld(t, map[string]schema.Mirror{topic: {Partitions: 2 * systopics.SlotCount, Tier: 1}})
+	w.createTopic("dc1", topic, 2*systopics.SlotCount, nil)
+	w.createTopic("dc2", topic, 2*systopics.SlotCount, nil)
+	src := w.client("dc1", kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(100*time.Millisecond))
+	ctx := context.Background()
+	for i := range refusedN + otherN {
+		part, n := p, i
+		if i >= refusedN {
+			part, n = q, i-refusedN
+		}
+		src.Produce(ctx, &kgo.Record{Topic: topic, Partition: part, Key: []byte(fmt.Sprint(part, "-", n))}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := src.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Writes to the refused partition are refused until the slot aborts
+	// its first transaction.
+	var refusing atomic.Bool
+	refusing.Store(true)
+	refused := w.pair.DC2.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Partitions: []int32{p}, Err: kerr.NotLeaderForPartition, Count: -1,
+		When: func(kmsg.Request) bool { return refusing.Load() }})
+	defer refused.Remove()
+	aborts := w.pair.DC2.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Observe: true, Count: -1, When: func(req kmsg.Request) bool {
+		if req.(*kmsg.EndTxnRequest).Commit {
+			return false
+		}
+		refusing.Store(false)
+		return true
+	}})
+	defer aborts.Remove()
+	ex := w.run()
+
+	recs := w.consume("dc2", topic, refusedN+otherN, 60*time.Second)
+	count := map[int32]int{}
+	keys := map[string]bool{}
+	for _, r := range recs {
+		count[r.Partition]++
+		keys[string(r.Key)] = true
+	}
+	if count[p] != refusedN || count[q] != otherN || len(keys) != len(recs) {
+		t.Errorf("dc2 holds %d copies of partition %d's %d records and %d of partition %d's %d, %d distinct: want each once", count[p], p, refusedN, count[q], q, otherN, len(keys))
+	}
+	if refused.Hits() == 0 || aborts.Hits() == 0 {
+		t.Fatalf("%d writes refused, %d transactions aborted: the test did not test", refused.Hits(), aborts.Hits())
+	}
+	// Evicted, not retried: the slot's other partition was written.
+	if st := status(ex, topic); st.Counters[metrics.Retries] != 0 {
+		t.Fatalf("the slot retried %d transactions rather than evict the refused partition: the test did not test", st.Counters[metrics.Retries])
 	}
 }

@@ -532,12 +532,17 @@ func (s *slot) process(ctx context.Context, b batch) error {
 	}
 	p.lso = b.lso
 	filtered := int64(0)
+	// Whether s.moved and s.txnParts hold p, until a commit clears them:
+	// set once a batch, not once a record.
+	moved, inTxn := false, false
 	for _, r := range b.records {
 		if r.Offset < p.next {
 			continue // fetched before our checkpoint moved on
 		}
 		p.next = r.Offset + 1
-		s.moved[p] = true
+		if !moved {
+			s.moved[p], moved = true, true
+		}
 		if r.Attrs.IsControl() {
 			continue // a transaction marker: nothing to copy
 		}
@@ -554,7 +559,9 @@ func (s *slot) process(ctx context.Context, b batch) error {
 		if b.fetched.Before(s.txnAt) {
 			s.txnAt = b.fetched
 		}
-		s.txnParts[p] = true
+		if !inTxn {
+			s.txnParts[p], inTxn = true, true
+		}
 		p.pending = append(p.pending, r)
 		s.nRecs++
 		s.nBytes += len(r.Key) + len(r.Value)
@@ -563,6 +570,14 @@ func (s *slot) process(ctx context.Context, b batch) error {
 			if err := s.commit(ctx); err != nil {
 				return err
 			}
+			if !s.parts[p] {
+				// Evicted by the commit, which dropped its records of the
+				// transaction: copying the rest of the batch would
+				// checkpoint past them. Its job's next start copies them
+				// again from its checkpoint.
+				return nil
+			}
+			moved, inTxn = false, false
 		}
 	}
 	if filtered > 0 {
