@@ -80,7 +80,7 @@ type slot struct {
 	failMu   sync.Mutex
 	failure  *produceError           // the first failed produce of the open transaction
 	failed   map[*part]*produceError // and each partition's first
-	evicted  map[topicPart]time.Time // partitions evicted lately, and when: see commitWith
+	evicted  suspects                // partitions evicted lately: see commitWith
 }
 
 // part is one partition of a job, as a slot that takes it sees it.
@@ -153,7 +153,7 @@ func newSlot(l *lane, n int) *slot {
 	return &slot{
 		l: l, n: n, txnID: slotTxnID(l.name, n),
 		wake: make(chan struct{}, 1), quit: make(chan bool, 1), done: make(chan struct{}),
-		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, evicted: map[topicPart]time.Time{},
+		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, evicted: suspects{},
 	}
 }
 
@@ -726,7 +726,7 @@ func (s *slot) alone() []*part {
 // once, without the rebuild one at a time. A partition whose
 // records fail (after the producer's retries, see lane.producerOpts) while
 // the others' are written, or twice when it is alone in the transaction
-// (once, when the slot evicted it lately: evictedLately), is taken out of
+// (once, when the slot evicted it lately: suspects), is taken out of
 // the transaction and its job fails, to be started again by the executor;
 // the others commit without it. Any other failure is retried after a
 // backoff and never dead-lettered.
@@ -779,7 +779,7 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 			for _, p := range alone {
 				s.evict(p, s.failedWith(p))
 			}
-		case isPart && len(s.txnParts) == 1 && (again == pe.p || s.evictedLately(pe.p)):
+		case isPart && len(s.txnParts) == 1 && (again == pe.p || s.evicted.lately(topicPart{pe.p.topic, pe.p.partition}, time.Now())):
 			s.evict(pe.p, pe.err) // alone in the transaction, it failed twice
 		default:
 			if isPart && len(s.txnParts) == 1 {
@@ -828,13 +828,23 @@ func (s *slot) mightFit(p *part, offset int64) bool {
 // retry too.
 const evictedFor = 5 * time.Minute
 
-// evictedLately reports whether the slot evicted p's partition within
-// evictedFor, and it has not committed since.
-func (s *slot) evictedLately(p *part) bool {
-	tp := topicPart{p.topic, p.partition}
-	at, ok := s.evicted[tp]
-	if ok && time.Since(at) >= evictedFor {
-		delete(s.evicted, tp)
+// suspects are the partitions a slot evicted within evictedFor, and when;
+// a slot forgets one as soon as it commits the partition's records.
+type suspects map[topicPart]time.Time
+
+// add marks tp evicted at now, and forgets those evicted over evictedFor
+// before: one that moved to another slot since is never committed or
+// looked up here again.
+func (ss suspects) add(tp topicPart, now time.Time) {
+	maps.DeleteFunc(ss, func(_ topicPart, at time.Time) bool { return now.Sub(at) >= evictedFor })
+	ss[tp] = now
+}
+
+// lately reports whether tp was evicted within evictedFor of now.
+func (ss suspects) lately(tp topicPart, now time.Time) bool {
+	at, ok := ss[tp]
+	if ok && now.Sub(at) >= evictedFor {
+		delete(ss, tp)
 		return false
 	}
 	return ok
@@ -933,7 +943,7 @@ func (s *slot) reset() {
 // its job with the reason; what it had in the transaction is dropped (the
 // job's next start copies it again from its checkpoint).
 func (s *slot) evict(p *part, err error) {
-	s.evicted[topicPart{p.topic, p.partition}] = time.Now()
+	s.evicted.add(topicPart{p.topic, p.partition}, time.Now())
 	s.l.log.Warn("partition cannot be written; its job fails and starts again", "topic", p.topic, "partition", p.partition, "error", err)
 	s.leave(p)
 	p.job.fail(fmt.Errorf("partition %d of %s cannot be written to %s: %w", p.partition, p.topic, p.job.spec.Mirror.To, err))
