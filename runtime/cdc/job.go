@@ -141,18 +141,15 @@ func (j *source) current() plan.Job {
 // Run captures the source until ctx ends.
 func (j *source) Run(ctx context.Context) error {
 	m := j.env.Metrics
-	m.SetState(metrics.StateStarting, nil)
-	r, err := j.start(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			m.SetState(metrics.StateStopped, nil)
-			return nil
-		}
-		m.SetState(metrics.StateError, err)
-		return err
+	err := j.stream(ctx)
+	if errors.Is(err, errFirstCommitLost) && ctx.Err() == nil {
+		// A client glitch (kgo v1.22 ended a new producer's first
+		// transaction with an abort, reporting a commit), not the job's
+		// fault: nothing of that transaction is visible, and the job
+		// starts again at once from its last checkpoint, once.
+		j.log.Warn("starting again from the last checkpoint", "error", err)
+		err = j.stream(ctx)
 	}
-	err = r.loop(ctx)
-	r.close()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
 		m.SetState(metrics.StateStopped, nil)
 		return nil
@@ -161,6 +158,20 @@ func (j *source) Run(ctx context.Context) error {
 		m.SetState(metrics.StateError, err)
 	}
 	return err
+}
+
+// stream starts the job and streams until ctx ends or the job fails.
+func (j *source) stream(ctx context.Context) error {
+	j.env.Metrics.SetState(metrics.StateStarting, nil)
+	r, err := j.start(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return context.Canceled // stopped while starting
+		}
+		return err
+	}
+	defer r.close()
+	return r.loop(ctx)
 }
 
 // accessDenied returns the server's message when err is its refusal of
