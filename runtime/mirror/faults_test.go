@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -297,4 +298,48 @@ func evictMidBatch(t *testing.T) (evicted bool) {
 	}
 	// Evicted, not retried: the slot's other partition was written.
 	return status(ex, topic).Counters[metrics.Retries] == 0
+}
+
+// TestFirstCopyCommitLost ends a slot producer's first transaction of
+// copies with an abort while kgo is answered as if it committed, which kgo
+// v1.22 itself was seen to do to a new producer's first transaction (a
+// slot's first is its claims'; a producer opened for wide batches writes
+// copies first). The slot reads that commit back and writes the copies
+// again: every record arrives once.
+func TestFirstCopyCommitLost(t *testing.T) {
+	w := newWorld(t, map[string]schema.Mirror{"first": {Partitions: 1, Tier: 1}})
+	w.createTopic("dc1", "first", 1, nil)
+	w.createTopic("dc2", "first", 1, nil)
+	var mu sync.Mutex
+	commits := map[string]int{}
+	var flipped atomic.Int32
+	w.pair.DC2.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		w.pair.DC2.Cluster.KeepControl()
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit || !strings.HasPrefix(end.TransactionalID, "ferry.lane.default.dc1.dc2.") {
+			return nil, nil, false
+		}
+		mu.Lock()
+		commits[end.TransactionalID]++
+		n := commits[end.TransactionalID]
+		mu.Unlock()
+		if n == 2 && flipped.Add(1) == 1 { // the claims', then the first copies'
+			end.Commit = false // the broker aborts; kgo reads a success
+		}
+		return nil, nil, false
+	})
+	ex := w.run()
+	waitAssignedJob(ex.Registry(), "mirror:first:dc1-dc2")
+	w.produce("dc1", "first", 100)
+	recs := w.consume("dc2", "first", 100, 30*time.Second)
+	keys := map[string]bool{}
+	for _, r := range recs {
+		keys[string(r.Key)] = true
+	}
+	if len(recs) != 100 || len(keys) != 100 {
+		t.Fatalf("dc2 holds %d copies of 100 records, %d distinct: want each once", len(recs), len(keys))
+	}
+	if flipped.Load() == 0 {
+		t.Fatal("no commit of copies was turned into an abort: the test did not test")
+	}
 }

@@ -51,6 +51,7 @@ type slot struct {
 	n      int
 	txnID  string
 	prod   *kgo.Client
+	proven bool            // a commit of prod was read back (see landed)
 	wide   map[string]bool // topics the producer batches by wideBatchBytes (slot goroutine's)
 	topics map[string]bool // of partitions the slot took, until forgotten (slot goroutine's)
 
@@ -293,6 +294,7 @@ func (s *slot) open(ctx context.Context) error {
 		s.prod.Close()
 	}
 	var err error
+	s.proven = false
 	if s.prod, err = kgo.NewClient(s.l.producerOpts(s.txnID, maps.Clone(s.wide))...); err != nil {
 		return err
 	}
@@ -874,16 +876,47 @@ func (s *slot) tryCommit(ctx context.Context, rebuild, all bool) error {
 		}
 	}
 	s.saving = s.saving[:0]
+	var ck *kgo.Record // one of the transaction's checkpoints
 	for p := range s.moved {
 		if all || s.txnParts[p] || p.next-max(p.saved, 0) >= maxUnsaved {
 			s.saving = append(s.saving, p)
-			s.produce(ctx, checkpoint.Record(p.job.spec.ID, p.name, s.checkpointValue(p, false)), nil, -1)
+			ck = checkpoint.Record(p.job.spec.ID, p.name, s.checkpointValue(p, false))
+			s.produce(ctx, ck, nil, -1)
 		}
 	}
 	if err := s.settle(ctx); err != nil {
 		return err
 	}
-	return s.prod.EndTransaction(ctx, kgo.TryCommit)
+	if err := s.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return err
+	}
+	return s.landed(ctx, ck)
+}
+
+// errFirstCommitLost is a new producer's first commit that did not land:
+// nothing of its transaction is visible, and it is written again.
+var errFirstCommitLost = errors.New("the first transaction of a new producer was acknowledged but not committed")
+
+// landed reads back the first commit of each producer of the slot that
+// carries copies or checkpoints (kafkaconn.Committed): kgo v1.22 was seen
+// to end a new producer's first transaction with an abort while reporting
+// a commit, and the slot would go on from positions whose copies are not
+// there. A slot's first transaction is most often its claims', which are
+// read back anyway, but a producer opened for wide batches (see
+// commitWith) writes copies first.
+func (s *slot) landed(ctx context.Context, ck *kgo.Record) error {
+	if s.proven || ck == nil {
+		return nil
+	}
+	ok, err := kafkaconn.Committed(ctx, s.l.dst, ck)
+	if err != nil {
+		return fmt.Errorf("reading back the first commit: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("%w (checkpoint at offset %d of %s not there): writing it again", errFirstCommitLost, ck.Offset, ck.Topic)
+	}
+	s.proven = true
+	return nil
 }
 
 // abort ends the open transaction without its writes.
