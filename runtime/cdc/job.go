@@ -142,7 +142,7 @@ func (j *source) current() plan.Job {
 func (j *source) Run(ctx context.Context) error {
 	m := j.env.Metrics
 	err := j.stream(ctx)
-	if errors.Is(err, errFirstCommitLost) && ctx.Err() == nil {
+	if errors.Is(err, kafkaconn.ErrFirstCommitLost) && ctx.Err() == nil {
 		// A client glitch (kgo v1.22 ended a new producer's first
 		// transaction with an abort, reporting a commit), not the job's
 		// fault: nothing of that transaction is visible, and the job

@@ -630,10 +630,6 @@ func (r *runner) deadLetterRaw(ctx context.Context, tr *tableRun, raw []byte, ca
 	return nil
 }
 
-// errFirstCommitLost is a new producer's first commit that did not land
-// (see kafkaconn.Committed): nothing of its transaction is visible.
-var errFirstCommitLost = errors.New("the first Kafka transaction of a new producer was acknowledged but not committed")
-
 // commit ends the Kafka transaction with the checkpoint in it.
 func (r *runner) commit(parent context.Context) error {
 	// Not cancelled by a stop, but bounded: a commit is finished or fails.
@@ -676,7 +672,7 @@ func (r *runner) commit(parent context.Context) error {
 			return fmt.Errorf("%s: reading back the first commit: %w", r.job.ID, err)
 		}
 		if !ok {
-			return fmt.Errorf("%s: %w (its checkpoint at offset %d of %s is not there): starting again from the last checkpoint", r.job.ID, errFirstCommitLost, ck.Offset, systopics.Checkpoints)
+			return fmt.Errorf("%s: %w (its checkpoint at offset %d of %s is not there): starting again from the last checkpoint", r.job.ID, kafkaconn.ErrFirstCommitLost, ck.Offset, systopics.Checkpoints)
 		}
 		r.landed = true
 	}

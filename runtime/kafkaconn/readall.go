@@ -2,6 +2,7 @@ package kafkaconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -69,6 +70,10 @@ func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, parts []int32,
 	}
 	return nil
 }
+
+// ErrFirstCommitLost is a new producer's first commit that kgo acknowledged
+// and Committed did not find: nothing of its transaction is visible.
+var ErrFirstCommitLost = errors.New("the first Kafka transaction of a new producer was acknowledged but not committed")
 
 // Committed reports whether rec, which a transaction just committed (kgo
 // set its offset), is there for read_committed readers: it reads rec's

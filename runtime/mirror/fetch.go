@@ -59,7 +59,7 @@ func (f *fetcher) add(parts []*part) {
 	offsets := map[string]map[int32]kgo.Offset{}
 	f.mu.Lock()
 	for _, p := range parts {
-		f.routes[topicPart{p.topic, p.partition}] = p
+		f.routes[p.at()] = p
 		f.topics[p.topic] = true
 		p.received = p.next
 		o := kgo.NewOffset().At(p.next)
@@ -80,7 +80,7 @@ func (f *fetcher) add(parts []*part) {
 // remove stops fetching a partition a slot let go.
 func (f *fetcher) remove(p *part) {
 	f.mu.Lock()
-	tp := topicPart{p.topic, p.partition}
+	tp := p.at()
 	if f.routes[tp] == p {
 		delete(f.routes, tp)
 	}

@@ -111,6 +111,9 @@ type part struct {
 	handed   bool         // records were handed over (the fetcher's)
 }
 
+// at is the partition's topic and number.
+func (p *part) at() topicPart { return topicPart{p.topic, p.partition} }
+
 // batch is what the poll loop hands a slot: records of one of its
 // partitions and the partition's last stable offset, for lag.
 type batch struct {
@@ -781,7 +784,7 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 			for _, p := range alone {
 				s.evict(p, s.failedWith(p))
 			}
-		case isPart && len(s.txnParts) == 1 && (again == pe.p || s.evicted.lately(topicPart{pe.p.topic, pe.p.partition}, time.Now())):
+		case isPart && len(s.txnParts) == 1 && (again == pe.p || s.evicted.lately(pe.p.at(), time.Now())):
 			s.evict(pe.p, pe.err) // alone in the transaction, it failed twice
 		default:
 			if isPart && len(s.txnParts) == 1 {
@@ -893,10 +896,6 @@ func (s *slot) tryCommit(ctx context.Context, rebuild, all bool) error {
 	return s.landed(ctx, ck)
 }
 
-// errFirstCommitLost is a new producer's first commit that did not land:
-// nothing of its transaction is visible, and it is written again.
-var errFirstCommitLost = errors.New("the first transaction of a new producer was acknowledged but not committed")
-
 // landed reads back the first commit of each producer of the slot that
 // carries copies or checkpoints (kafkaconn.Committed): kgo v1.22 was seen
 // to end a new producer's first transaction with an abort while reporting
@@ -913,7 +912,7 @@ func (s *slot) landed(ctx context.Context, ck *kgo.Record) error {
 		return fmt.Errorf("reading back the first commit: %w", err)
 	}
 	if !ok {
-		return fmt.Errorf("%w (checkpoint at offset %d of %s not there): writing it again", errFirstCommitLost, ck.Offset, ck.Topic)
+		return fmt.Errorf("%w (checkpoint at offset %d of %s not there): writing it again", kafkaconn.ErrFirstCommitLost, ck.Offset, ck.Topic)
 	}
 	s.proven = true
 	return nil
@@ -959,7 +958,7 @@ func (s *slot) committed() {
 	for p := range s.txnParts {
 		p.job.env.Metrics.SetLag(p.name, p.lso-p.next)
 		if len(s.evicted) > 0 {
-			delete(s.evicted, topicPart{p.topic, p.partition})
+			delete(s.evicted, p.at())
 		}
 	}
 	s.reset()
@@ -976,7 +975,7 @@ func (s *slot) reset() {
 // its job with the reason; what it had in the transaction is dropped (the
 // job's next start copies it again from its checkpoint).
 func (s *slot) evict(p *part, err error) {
-	s.evicted.add(topicPart{p.topic, p.partition}, time.Now())
+	s.evicted.add(p.at(), time.Now())
 	s.l.log.Warn("partition cannot be written; its job fails and starts again", "topic", p.topic, "partition", p.partition, "error", err)
 	s.leave(p)
 	p.job.fail(fmt.Errorf("partition %d of %s cannot be written to %s: %w", p.partition, p.topic, p.job.spec.Mirror.To, err))
