@@ -207,7 +207,7 @@ func (s *slot) writeClaims(ctx context.Context, parts []*part, cur map[*part]fou
 		v, _ := json.Marshal(position{Next: cur[p].pos.Next, Writer: s.txnID, Base: &base})
 		r := checkpoint.Record(p.job.spec.ID, p.name, v)
 		recs[p] = r
-		s.produce(ctx, r, nil, 0)
+		s.produce(ctx, r, nil, nil, 0)
 	}
 	if err := s.settle(ctx); err != nil {
 		_ = s.abort(ctx)

@@ -78,12 +78,15 @@ func isOffset(b []byte) bool {
 }
 
 // copyOf is the record written to the target: same topic, partition, key,
-// value, timestamp and headers, plus the origin headers. A mirror copies
-// every record it reads, so the copy, its headers and their values are one
-// allocation (copyRec) unless the source has many headers or a long
-// origin name.
+// value, timestamp and headers, plus the origin headers.
 func copyOf(r *kgo.Record, origin string) *kgo.Record {
-	c := new(copyRec)
+	return new(copyRec).fill(r, origin)
+}
+
+// fill makes c the copy of r (see copyOf) and returns it. A mirror copies
+// every record it reads, so the copy, its headers and their values are one
+// allocation unless the source has many headers or a long origin name.
+func (c *copyRec) fill(r *kgo.Record, origin string) *kgo.Record {
 	hs := c.headers[:0]
 	if len(r.Headers)+2 > len(c.headers) {
 		hs = make([]kgo.RecordHeader, 0, len(r.Headers)+2)
@@ -105,13 +108,6 @@ func copyOf(r *kgo.Record, origin string) *kgo.Record {
 		Timestamp: r.Timestamp,
 	}
 	return &c.record
-}
-
-// copyRec is a copy with room for its headers and their values.
-type copyRec struct {
-	record  kgo.Record
-	headers [4]kgo.RecordHeader
-	values  [40]byte
 }
 
 // origins are the datacenters a record in from may have been mirrored

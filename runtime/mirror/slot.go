@@ -78,6 +78,7 @@ type slot struct {
 	nRecs    int            // source records in the open transaction
 	nBytes   int            // and their bytes
 	inflight sync.WaitGroup // produces whose promise has not run yet
+	copies   *copies
 	failMu   sync.Mutex
 	failure  *produceError           // the first failed produce of the open transaction
 	failed   map[*part]*produceError // and each partition's first
@@ -154,11 +155,13 @@ func (e *produceError) Error() string {
 func (e *produceError) Unwrap() error { return e.err }
 
 func newSlot(l *lane, n int) *slot {
-	return &slot{
+	s := &slot{
 		l: l, n: n, txnID: slotTxnID(l.name, n),
 		wake: make(chan struct{}, 1), quit: make(chan bool, 1), done: make(chan struct{}),
 		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, evicted: suspects{},
 	}
+	s.copies = newCopies(s)
+	return s
 }
 
 // forget has the producer forget a topic whose job left (see lane.remove).
@@ -551,7 +554,7 @@ func (s *slot) process(ctx context.Context, b batch) error {
 		if r.Attrs.IsControl() {
 			continue // a transaction marker: nothing to copy
 		}
-		out := s.output(p, r)
+		out, c := s.output(p, r)
 		if out == nil {
 			filtered++
 			continue
@@ -570,7 +573,7 @@ func (s *slot) process(ctx context.Context, b batch) error {
 		p.pending = append(p.pending, r)
 		s.nRecs++
 		s.nBytes += len(r.Key) + len(r.Value)
-		s.produce(ctx, out, p, r.Offset)
+		s.produce(ctx, out, c, p, r.Offset)
 		if s.nRecs >= maxTxnRecords || s.nBytes >= maxTxnBytes {
 			if err := s.commit(ctx); err != nil {
 				return err
@@ -619,25 +622,27 @@ func (s *slot) begin() error {
 }
 
 // output is what a source record becomes in the target datacenter: its
-// copy, its dead letter, or nil when the loop rule skips it.
-func (s *slot) output(p *part, r *kgo.Record) *kgo.Record {
+// copy (and c, the copy from the slot's pool it is), its dead letter, or
+// nil when the loop rule skips it.
+func (s *slot) output(p *part, r *kgo.Record) (out *kgo.Record, c *copyRec) {
 	spec := p.job.spec
 	verdict, why := classify(r, s.l.origins)
 	switch {
 	case verdict == skipRecord:
-		return nil
+		return nil, nil
 	case verdict == badOrigin:
 		p.dead++
 		target := *r
 		target.Headers = append([]kgo.RecordHeader(nil), r.Headers...)
-		return dlq.Record(&target, s.letter(p, r, "MALFORMED_ORIGIN_HEADER", why))
+		return dlq.Record(&target, s.letter(p, r, "MALFORMED_ORIGIN_HEADER", why)), nil
 	case p.poison[r.Offset] != nil:
 		p.dead++
 		err := p.poison[r.Offset]
-		return dlq.Record(copyOf(r, spec.Mirror.From), s.letter(p, r, dlq.Class(err), fmt.Sprintf("cannot write to %s in %s: %v", r.Topic, spec.Mirror.To, err)))
+		return dlq.Record(copyOf(r, spec.Mirror.From), s.letter(p, r, dlq.Class(err), fmt.Sprintf("cannot write to %s in %s: %v", r.Topic, spec.Mirror.To, err))), nil
 	}
 	p.copies = append(p.copies, copied{at: r.Timestamp, bytes: len(r.Key) + len(r.Value)})
-	return copyOf(r, spec.Mirror.From)
+	c = s.copies.get()
+	return c.fill(r, spec.Mirror.From), c
 }
 
 // letter says why a source record is dead-lettered.
@@ -648,31 +653,41 @@ func (s *slot) letter(p *part, r *kgo.Record, class, msg string) dlq.Failure {
 // produce writes a record asynchronously, keeping the first failure of the
 // transaction. Its promise is counted, because kgo calls the promise of a
 // record that fails before it is buffered (one too large, say) after Flush
-// may already have returned.
-func (s *slot) produce(ctx context.Context, out *kgo.Record, p *part, sourceOffset int64) {
+// may already have returned. c is the copy from the slot's pool that out
+// is, if it is one.
+func (s *slot) produce(ctx context.Context, out *kgo.Record, c *copyRec, p *part, sourceOffset int64) {
 	s.inflight.Add(1)
-	s.prod.Produce(ctx, out, func(_ *kgo.Record, err error) {
-		defer s.inflight.Done()
-		if err == nil {
-			return
-		}
-		pe := &produceError{p: p, offset: sourceOffset, err: err}
-		s.failMu.Lock()
-		if s.failure == nil || s.failure.p == nil && p != nil {
-			s.failure = pe
-		}
-		if p != nil && s.failed[p] == nil {
-			s.failed[p] = pe
-		}
-		s.failMu.Unlock()
-	})
+	if c != nil {
+		c.p, c.offset = p, sourceOffset
+		s.prod.Produce(ctx, out, c.promise)
+		return
+	}
+	s.prod.Produce(ctx, out, func(_ *kgo.Record, err error) { s.produced(p, sourceOffset, err) })
+}
+
+// produced is the outcome of a write of the output of source record
+// sourceOffset of p (nil and -1 for a checkpoint or claim).
+func (s *slot) produced(p *part, sourceOffset int64, err error) {
+	defer s.inflight.Done()
+	if err == nil {
+		return
+	}
+	pe := &produceError{p: p, offset: sourceOffset, err: err}
+	s.failMu.Lock()
+	if s.failure == nil || s.failure.p == nil && p != nil {
+		s.failure = pe
+	}
+	if p != nil && s.failed[p] == nil {
+		s.failed[p] = pe
+	}
+	s.failMu.Unlock()
 }
 
 // emit writes the output of one source record again, after an abort.
 // Careful emits wait for each write, so that a failure names its record
 // exactly.
 func (s *slot) emit(ctx context.Context, p *part, r *kgo.Record) error {
-	out := s.output(p, r)
+	out, c := s.output(p, r)
 	if out == nil {
 		return nil
 	}
@@ -682,7 +697,7 @@ func (s *slot) emit(ctx context.Context, p *part, r *kgo.Record) error {
 		}
 		return nil
 	}
-	s.produce(ctx, out, p, r.Offset)
+	s.produce(ctx, out, c, p, r.Offset)
 	return nil
 }
 
@@ -884,7 +899,7 @@ func (s *slot) tryCommit(ctx context.Context, rebuild, all bool) error {
 		if all || s.txnParts[p] || p.next-max(p.saved, 0) >= maxUnsaved {
 			s.saving = append(s.saving, p)
 			ck = checkpoint.Record(p.job.spec.ID, p.name, s.checkpointValue(p, false))
-			s.produce(ctx, ck, nil, -1)
+			s.produce(ctx, ck, nil, nil, -1)
 		}
 	}
 	if err := s.settle(ctx); err != nil {
@@ -1043,7 +1058,7 @@ func (s *slot) writeReleases(ctx context.Context, parts []*part) error {
 		return err
 	}
 	for _, p := range parts {
-		s.produce(ctx, checkpoint.Record(p.job.spec.ID, p.name, s.checkpointValue(p, true)), nil, -1)
+		s.produce(ctx, checkpoint.Record(p.job.spec.ID, p.name, s.checkpointValue(p, true)), nil, nil, -1)
 	}
 	if err := s.settle(ctx); err != nil {
 		return err
