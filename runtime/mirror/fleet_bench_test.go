@@ -48,7 +48,7 @@ type fleetRun struct {
 	conns       map[string]int
 	t1          metrics.Latency // Tier 1 records of every job together, from ferry's histogram buckets
 	t1Worst     float64         // the highest p99 of a Tier 1 job, ms
-	t1Bad       metrics.Latency // the good Tier 1 jobs' records while four bad topics misbehave (largest fleet)
+	t1Bad       metrics.Latency // the good Tier 1 jobs' records in the last phase (largest fleet), while four bad topics misbehave or, in the control run, behave
 	healthy     int
 	jobs        int
 	busyFerry   float64 // cores at fleetRate
@@ -59,7 +59,9 @@ type fleetRun struct {
 // BenchmarkFleet runs fleets of 100, 250, 500 and 1,000 topics of 6
 // partitions (FERRY_FLEET_SIZES=100,250 to choose) and prints how idle CPU,
 // memory, connections and start-up grow with them, and Tier 1 latency at
-// 2,000 records/s spread over every topic.
+// 2,000 records/s spread over every topic. The largest fleet runs twice:
+// with four bad topics that misbehave in a last phase, and as a control
+// run where they behave, for the good topics' latency in the same phase.
 func BenchmarkFleet(b *testing.B) {
 	sizes := []int{100, 250, 500, 1000}
 	if s := os.Getenv("FERRY_FLEET_SIZES"); s != "" {
@@ -73,13 +75,23 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 	var runs []fleetRun
+	var control fleetRun // the largest fleet again, its bad topics behaving
+	logRun := func(what string, r fleetRun) {
+		b.Logf("%s: assigned in %s; idle ferry %.3f cores, broker %.3f; RSS %d MiB; connections %v; at %d rec/s: Tier 1 p50 %.1f ms, p99 %.1f ms over %d records (worst job's p99 %.1f ms); %d/%d jobs healthy; %d dead letters; busy ferry %.2f cores, broker %.2f",
+			what, r.assigned.Round(100*time.Millisecond), r.idleFerry, r.idleBroker, r.rss>>20, r.conns, fleetRate, r.t1.P50, r.t1.P99, r.t1.Count, r.t1Worst, r.healthy, r.jobs, r.deadLetters, r.busyFerry, r.busyBroker)
+	}
 	for i := 0; i < b.N; i++ {
 		for k, n := range sizes {
-			r := runFleet(b, n, k == len(sizes)-1)
+			mode := fleetPlain
+			if k == len(sizes)-1 {
+				mode = fleetFaulty
+			}
+			r := runFleet(b, n, mode)
 			runs = append(runs, r)
-			b.Logf("%d topics: assigned in %s; idle ferry %.3f cores, broker %.3f; RSS %d MiB; connections %v; at %d rec/s: Tier 1 p50 %.1f ms, p99 %.1f ms over %d records (worst job's p99 %.1f ms); %d/%d jobs healthy; %d dead letters; busy ferry %.2f cores, broker %.2f",
-				n, r.assigned.Round(100*time.Millisecond), r.idleFerry, r.idleBroker, r.rss>>20, r.conns, fleetRate, r.t1.P50, r.t1.P99, r.t1.Count, r.t1Worst, r.healthy, r.jobs, r.deadLetters, r.busyFerry, r.busyBroker)
+			logRun(fmt.Sprintf("%d topics", n), r)
 		}
+		control = runFleet(b, sizes[len(sizes)-1], fleetControl)
+		logRun(fmt.Sprintf("%d topics, control run", control.topics), control)
 	}
 	fmt.Println("\nBenchmarkFleet: one `ferry run` of N topics x 6 partitions, mirrored both ways (12 partition-directions per topic, 10% Tier 1)")
 	fmt.Printf("%8s %10s %12s %12s %9s %12s %10s %10s %8s %14s\n", "topics", "assigned", "idle ferry", "idle broker", "RSS MiB", "conns/broker", "T1 p99 ms", "worst job", "healthy", "busy ferry")
@@ -97,8 +109,8 @@ func BenchmarkFleet(b *testing.B) {
 			a.topics, z.topics, (z.idleFerry-a.idleFerry)/dp*1e6, (z.idleBroker-a.idleBroker)/dp*1e6, float64(z.rss-a.rss)/dp/1024)
 	}
 	last := runs[len(runs)-1]
-	fmt.Printf("isolation at %d topics: the good Tier 1 jobs' p50 %.1f ms, p99 %.1f ms over %d records while %s misbehave (%.1f ms, %.1f ms before)\n",
-		last.topics, last.t1Bad.P50, last.t1Bad.P99, last.t1Bad.Count, strings.Join(badTopics, ", "), last.t1.P50, last.t1.P99)
+	fmt.Printf("isolation at %d topics: the good Tier 1 jobs' p50 %.1f ms, p99 %.1f ms over %d records while %s misbehave; %.1f ms, %.1f ms in the same phase of a control run where they behave (first phases: %.1f ms and %.1f ms p99)\n",
+		last.topics, last.t1Bad.P50, last.t1Bad.P99, last.t1Bad.Count, strings.Join(badTopics, ", "), control.t1Bad.P50, control.t1Bad.P99, last.t1.P99, control.t1.P99)
 	fmt.Printf("goals at %d topics: idle ferry %.3f cores (goal < 0.1), broker %.3f (< 0.1), RSS %d MiB (< 1024), assigned in %s (< 60 s), Tier 1 p99 %.1f ms (< 50), healthy %d/%d\n",
 		last.topics, last.idleFerry, last.idleBroker, last.rss>>20, last.assigned.Round(100*time.Millisecond), last.t1.P99, last.healthy, last.jobs)
 }
@@ -109,10 +121,22 @@ func BenchmarkFleet(b *testing.B) {
 // and a target topic deleted under ferry. All are Tier 1.
 var badTopics = []string{"fleet.bad.poison", "fleet.bad.mismatch", "fleet.bad.refused", "fleet.bad.deleted"}
 
+// fleetMode says whether a fleet run has the bad topics, and whether they
+// misbehave.
+type fleetMode int
+
+const (
+	fleetPlain   fleetMode = iota // no bad topics
+	fleetControl                  // the bad topics, behaving: same traffic, no faults
+	fleetFaulty                   // the bad topics, misbehaving in the last phase
+)
+
 // runFleet starts two clusters and one executor process mirroring n
-// topics, and measures it; with bad, it then measures the good Tier 1
-// topics again while the bad ones misbehave.
-func runFleet(b *testing.B, n int, bad bool) fleetRun {
+// topics, and measures it; with the bad topics (mode), it then measures
+// the good Tier 1 topics again while the bad ones misbehave, or in a
+// control run, in the same phase with the same traffic while they behave.
+func runFleet(b *testing.B, n int, mode fleetMode) fleetRun {
+	bad, faulty := mode != fleetPlain, mode == fleetFaulty
 	b.Helper()
 	pair, err := devenv.StartPair(0, 0)
 	if err != nil {
@@ -140,6 +164,8 @@ func runFleet(b *testing.B, n int, bad bool) fleetRun {
 		for _, name := range badTopics {
 			defs.Mirrors[name] = schema.Mirror{Partitions: fleetPartitions, Tier: 1}
 		}
+	}
+	if faulty {
 		for name, parts := range map[string]int32{"fleet.bad.poison": fleetPartitions, "fleet.bad.mismatch": 3} {
 			cfg := map[string]*string{}
 			if name == "fleet.bad.poison" {
@@ -206,7 +232,7 @@ func runFleet(b *testing.B, n int, bad bool) fleetRun {
 	warm := waitCopied(b, addr, 1, nil, uint64(len(tier1)*fleetPartitions*2))
 	const busy = 20 * time.Second
 	f0, s0 = cpuTime(b, pid), cpuTime(b, os.Getpid())
-	sent := sp.spread(b, topics, busy)
+	sent := sp.spread(b, topics, busy, false)
 	f1, s1 = cpuTime(b, pid), cpuTime(b, os.Getpid())
 	r.busyFerry, r.busyBroker = (f1-f0).Seconds()/busy.Seconds(), (s1-s0).Seconds()/busy.Seconds()
 	base := waitCopied(b, addr, 1, warm, sent.of(tier1))
@@ -224,13 +250,18 @@ func runFleet(b *testing.B, n int, bad bool) fleetRun {
 		return r
 	}
 	// The same traffic with the bad topics misbehaving: one refuses writes
-	// to a partition, one is deleted, one gets records too large.
-	refused := pair.DC2.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "fleet.bad.refused", Partitions: []int32{1}, Err: kerr.NotLeaderForPartition, Count: -1})
-	defer refused.Remove()
-	if err := pair.DC2.Cluster.DeleteTopic("fleet.bad.deleted"); err != nil {
-		b.Fatal(err)
+	// to a partition, one is deleted, one gets records too large (and
+	// one, made before ferry started, has 3 partitions in dc2). A later
+	// phase of a run read slower than the first one even without them
+	// (8 runs of 10): the control run's same phase is the comparison.
+	if faulty {
+		refused := pair.DC2.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "fleet.bad.refused", Partitions: []int32{1}, Err: kerr.NotLeaderForPartition, Count: -1})
+		defer refused.Remove()
+		if err := pair.DC2.Cluster.DeleteTopic("fleet.bad.deleted"); err != nil {
+			b.Fatal(err)
+		}
 	}
-	sent = sp.spread(b, append(slices.Clone(topics), "fleet.bad.poison", "fleet.bad.refused", "fleet.bad.deleted"), busy)
+	sent = sp.spread(b, append(slices.Clone(topics), "fleet.bad.poison", "fleet.bad.refused", "fleet.bad.deleted"), busy, faulty)
 	r.t1Bad = waitCopied(b, addr, 1, base, sent.of(tier1)).since(base).pooled().quantiles()
 	return r
 }
@@ -352,7 +383,7 @@ func (s *sent) of(topics []string) uint64 {
 
 // spread writes fleetRate records a second for d, round robin over every
 // topic and partition, half in each datacenter, and counts those written.
-func (sp *spreader) spread(b *testing.B, topics []string, d time.Duration) *sent {
+func (sp *spreader) spread(b *testing.B, topics []string, d time.Duration, poisoned bool) *sent {
 	b.Helper()
 	out := &sent{n: map[string]int{}}
 	count := func(r *kgo.Record, err error) {
@@ -378,7 +409,7 @@ func (sp *spreader) spread(b *testing.B, topics []string, d time.Duration) *sent
 			v, cl := value, sp.cls[(i/len(topics))%2] // each topic alternates datacenters
 			if isBad(topic) {
 				cl = sp.cls[0] // into dc1 only: dc2's are the broken ones
-				if topic == "fleet.bad.poison" && (i/len(topics))%10 == 0 {
+				if poisoned && topic == "fleet.bad.poison" && (i/len(topics))%10 == 0 {
 					v = poison
 				}
 			}
