@@ -136,8 +136,8 @@ const (
 // the good Tier 1 topics again while the bad ones misbehave, or in a
 // control run, in the same phase with the same traffic while they behave.
 func runFleet(b *testing.B, n int, mode fleetMode) fleetRun {
-	bad, faulty := mode != fleetPlain, mode == fleetFaulty
 	b.Helper()
+	bad, faulty := mode != fleetPlain, mode == fleetFaulty
 	pair, err := devenv.StartPair(0, 0)
 	if err != nil {
 		b.Fatal(err)
