@@ -111,8 +111,10 @@ func BenchmarkFleet(b *testing.B) {
 	last := runs[len(runs)-1]
 	fmt.Printf("isolation at %d topics: the good Tier 1 jobs' p50 %.1f ms, p99 %.1f ms over %d records while %s misbehave; %.1f ms, %.1f ms in the same phase of a control run where they behave (first phases: %.1f ms and %.1f ms p99)\n",
 		last.topics, last.t1Bad.P50, last.t1Bad.P99, last.t1Bad.Count, strings.Join(badTopics, ", "), control.t1Bad.P50, control.t1Bad.P99, last.t1.P99, control.t1.P99)
-	fmt.Printf("goals at %d topics: idle ferry %.3f cores (goal < 0.1), broker %.3f (< 0.1), RSS %d MiB (< 1024), assigned in %s (< 60 s), Tier 1 p99 %.1f ms (< 50), healthy %d/%d\n",
-		last.topics, last.idleFerry, last.idleBroker, last.rss>>20, last.assigned.Round(100*time.Millisecond), last.t1.P99, last.healthy, last.jobs)
+	// The control run's last phase is the fleet's second 20 s of traffic,
+	// which has read slower than the first: both are the goal's figure.
+	fmt.Printf("goals at %d topics: idle ferry %.3f cores (goal < 0.1), broker %.3f (< 0.1), RSS %d MiB (< 1024), assigned in %s (< 60 s), Tier 1 p99 %.1f ms in the first 20 s of traffic and %.1f ms in the next (control run) (< 50), healthy %d/%d\n",
+		last.topics, last.idleFerry, last.idleBroker, last.rss>>20, last.assigned.Round(100*time.Millisecond), last.t1.P99, control.t1Bad.P99, last.healthy, last.jobs)
 }
 
 // badTopics misbehave in the largest fleet's last phase (see
