@@ -75,6 +75,20 @@ func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, parts []int32,
 // and Committed did not find: nothing of its transaction is visible.
 var ErrFirstCommitLost = errors.New("the first Kafka transaction of a new producer was acknowledged but not committed")
 
+// Landed is Committed for a new producer's first commit, as an error: nil
+// when rec is there, ErrFirstCommitLost (saying where rec should be) when
+// it is not.
+func Landed(ctx context.Context, opts []kgo.Opt, rec *kgo.Record) error {
+	ok, err := Committed(ctx, opts, rec)
+	if err != nil {
+		return fmt.Errorf("reading back the first commit: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("%w (its record at offset %d of %s is not there)", ErrFirstCommitLost, rec.Offset, rec.Topic)
+	}
+	return nil
+}
+
 // Committed reports whether rec, which a transaction just committed (kgo
 // set its offset), is there for read_committed readers: it reads rec's
 // partition from rec's offset. kgo v1.22 was seen to end a new producer's

@@ -912,7 +912,7 @@ func (s *slot) tryCommit(ctx context.Context, rebuild, all bool) error {
 }
 
 // landed reads back the first commit of each producer of the slot that
-// carries copies or checkpoints (kafkaconn.Committed): kgo v1.22 was seen
+// carries copies or checkpoints (kafkaconn.Landed): kgo v1.22 was seen
 // to end a new producer's first transaction with an abort while reporting
 // a commit, and the slot would go on from positions whose copies are not
 // there. A slot's first transaction is most often its claims', which are
@@ -922,12 +922,8 @@ func (s *slot) landed(ctx context.Context, ck *kgo.Record) error {
 	if s.proven || ck == nil {
 		return nil
 	}
-	ok, err := kafkaconn.Committed(ctx, s.l.dst, ck)
-	if err != nil {
-		return fmt.Errorf("reading back the first commit: %w", err)
-	}
-	if !ok {
-		return fmt.Errorf("%w (checkpoint at offset %d of %s not there): writing it again", kafkaconn.ErrFirstCommitLost, ck.Offset, ck.Topic)
+	if err := kafkaconn.Landed(ctx, s.l.dst, ck); err != nil {
+		return fmt.Errorf("%w: writing it again", err)
 	}
 	s.proven = true
 	return nil
