@@ -4,7 +4,7 @@ go 1.26.8
 
 require (
 	cuelang.org/go v0.17.1
-	github.com/HdrHistogram/hdrhistogram-go v1.1.2
+	github.com/DataDog/sketches-go v1.4.8
 	github.com/fsnotify/fsnotify v1.9.0
 	github.com/go-mysql-org/go-mysql v1.16.0
 	github.com/google/go-cmp v0.7.0

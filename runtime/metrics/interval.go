@@ -71,7 +71,7 @@ func (j *Job) Interval(now time.Time) Report {
 	j.lastReset = now
 	for _, p := range append(j.partList(), t) {
 		if h := p.lat.current(); h != nil {
-			h.Reset()
+			h.Clear()
 		}
 		p.intWithin = 0
 	}

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
-
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 )
 
@@ -44,14 +42,6 @@ const (
 	Healthy   = "healthy"   // p99 within budget
 	AtRisk    = "at_risk"   // p99 over budget, but at most 1% of records over
 	Breaching = "breaching" // more than 1% of records over budget
-)
-
-// Latencies are recorded in microseconds from 1 µs to 24 h with two
-// significant digits: about 30 KiB per histogram whatever the traffic.
-const (
-	histMin  = 1
-	histMax  = int64(24 * time.Hour / time.Microsecond)
-	histSigs = 2
 )
 
 // Job holds the figures of one job. All methods are safe for concurrent use.
@@ -98,31 +88,6 @@ type Part struct {
 	lat        *latencies
 	within     int64 // records within budget since start
 	intWithin  int64 // records within budget this interval
-}
-
-// latencies are a part's latency histograms, since start and this
-// interval. They are made with its first record: an idle part costs none.
-type latencies struct{ all, interval *hdrhistogram.Histogram }
-
-func (l *latencies) record(us int64) {
-	_ = l.all.RecordValue(us)
-	_ = l.interval.RecordValue(us)
-}
-
-// since and current are the histograms since start and of this interval;
-// nil before the first record.
-func (l *latencies) since() *hdrhistogram.Histogram {
-	if l == nil {
-		return nil
-	}
-	return l.all
-}
-
-func (l *latencies) current() *hdrhistogram.Histogram {
-	if l == nil {
-		return nil
-	}
-	return l.interval
 }
 
 func newPart() *Part { return &Part{Counters: map[string]int64{}} }
@@ -172,12 +137,12 @@ func (j *Job) ObserveAll(part string, budget time.Duration, samples ...Sample) {
 	for i, p := range [2]*Part{j.total, j.part(part)} {
 		timed := i == 0 || j.partLatency
 		if timed && p.lat == nil {
-			p.lat = &latencies{hdrhistogram.New(histMin, histMax, histSigs), hdrhistogram.New(histMin, histMax, histSigs)}
+			p.lat = newLatencies()
 		}
 		bytes := int64(0)
 		for _, s := range samples {
 			if timed {
-				p.lat.record(min(max(s.Latency.Microseconds(), histMin), histMax))
+				p.lat.record(s.Latency)
 				if s.Latency <= budget {
 					p.within++
 					p.intWithin++

@@ -92,11 +92,7 @@ func (j *Job) collect(ch chan<- prometheus.Metric) {
 		buckets[b.Seconds()] = cum
 	}
 	all := j.total.lat.since()
-	var sum float64
-	if all != nil {
-		sum = all.Mean() * float64(all.TotalCount()) / 1e6
-	}
-	ch <- prometheus.MustNewConstHistogram(descLatency, cum+uint64(j.buckets[len(Buckets)]), sum, buckets, labels...)
+	ch <- prometheus.MustNewConstHistogram(descLatency, cum+uint64(j.buckets[len(Buckets)]), sumSeconds(all), buckets, labels...)
 	gauge(descBudget, info.Budget.D().Seconds())
 	gauge(descWithin, share(j.total.within, count(all)))
 	ch <- prometheus.MustNewConstMetric(descWithinTotal, prometheus.CounterValue, float64(j.total.within), labels...)

@@ -3,8 +3,6 @@ package metrics
 import (
 	"sort"
 	"time"
-
-	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Status is a job's figures at one moment: what /v1/jobs serves and `ferry
@@ -64,26 +62,6 @@ func eta(p *Part) float64 {
 	return float64(p.Estimate-p.Done) / p.RowsPerSec
 }
 
-// count is a histogram's count; 0 for none.
-func count(h *hdrhistogram.Histogram) int64 {
-	if h == nil {
-		return 0
-	}
-	return h.TotalCount()
-}
-
-func summarize(h *hdrhistogram.Histogram) Latency {
-	if count(h) == 0 {
-		return Latency{}
-	}
-	return Latency{
-		P50:   float64(h.ValueAtQuantile(50)) / 1000,
-		P99:   float64(h.ValueAtQuantile(99)) / 1000,
-		Max:   float64(h.Max()) / 1000,
-		Count: h.TotalCount(),
-	}
-}
-
 func share(within, total int64) float64 {
 	if total == 0 {
 		return 1
@@ -113,7 +91,7 @@ func compliance(p *Part, budget time.Duration) string {
 		return Healthy
 	case share(within, count(h)) < 0.99:
 		return Breaching
-	case time.Duration(h.ValueAtQuantile(99))*time.Microsecond > budget:
+	case time.Duration(summarize(h).P99*float64(time.Millisecond)) > budget:
 		return AtRisk
 	}
 	return Healthy
