@@ -40,20 +40,22 @@ const (
 
 // fleetRun is one fleet's figures.
 type fleetRun struct {
-	topics      int
-	assigned    time.Duration // from start until every partition of every job is taken
-	idleFerry   float64       // cores
-	idleBroker  float64       // cores (this process: the two clusters)
-	rss         int64         // bytes
-	conns       map[string]int
-	t1          metrics.Latency // Tier 1 records of every job together, from ferry's histogram buckets
-	t1Worst     float64         // the highest p99 of a Tier 1 job, ms
-	t1Bad       metrics.Latency // the good Tier 1 jobs' records in the last phase (largest fleet), while four bad topics misbehave or, in the control run, behave
-	healthy     int
-	jobs        int
-	busyFerry   float64 // cores at fleetRate
-	busyBroker  float64
-	deadLetters int64
+	topics        int
+	assigned      time.Duration // from start until every partition of every job is taken
+	idleFerry     float64       // cores
+	idleBroker    float64       // cores (this process: the two clusters)
+	rss           int64         // bytes, idle
+	rssBusy       int64         // bytes, after the traffic (every job has its latency sketches)
+	conns         map[string]int
+	t1            metrics.Latency // Tier 1 records of every job together, from ferry's histogram buckets
+	t1Worst       float64         // the highest p99 of a Tier 1 job, ms
+	t1Bad         metrics.Latency // the good Tier 1 jobs' records in the last phase (largest fleet), while four bad topics misbehave or, in the control run, behave
+	acks, acksBad float64         // the load generator's own produce round trip, p99 ms, in the first phase and the last: the brokers' share of any record's latency
+	healthy       int
+	jobs          int
+	busyFerry     float64 // cores at fleetRate
+	busyBroker    float64
+	deadLetters   int64
 }
 
 // BenchmarkFleet runs fleets of 100, 250, 500 and 1,000 topics of 6
@@ -77,8 +79,8 @@ func BenchmarkFleet(b *testing.B) {
 	var runs []fleetRun
 	var control fleetRun // the largest fleet again, its bad topics behaving
 	logRun := func(what string, r fleetRun) {
-		b.Logf("%s: assigned in %s; idle ferry %.3f cores, broker %.3f; RSS %d MiB; connections %v; at %d rec/s: Tier 1 p50 %.1f ms, p99 %.1f ms over %d records (worst job's p99 %.1f ms); %d/%d jobs healthy; %d dead letters; busy ferry %.2f cores, broker %.2f",
-			what, r.assigned.Round(100*time.Millisecond), r.idleFerry, r.idleBroker, r.rss>>20, r.conns, fleetRate, r.t1.P50, r.t1.P99, r.t1.Count, r.t1Worst, r.healthy, r.jobs, r.deadLetters, r.busyFerry, r.busyBroker)
+		b.Logf("%s: assigned in %s; idle ferry %.3f cores, broker %.3f; RSS %d MiB idle, %d MiB after traffic; connections %v; at %d rec/s: Tier 1 p50 %.1f ms, p99 %.1f ms over %d records (worst job's p99 %.1f ms; producing a record p99 %.1f ms); %d/%d jobs healthy; %d dead letters; busy ferry %.2f cores, broker %.2f",
+			what, r.assigned.Round(100*time.Millisecond), r.idleFerry, r.idleBroker, r.rss>>20, r.rssBusy>>20, r.conns, fleetRate, r.t1.P50, r.t1.P99, r.t1.Count, r.t1Worst, r.acks, r.healthy, r.jobs, r.deadLetters, r.busyFerry, r.busyBroker)
 	}
 	for i := 0; i < b.N; i++ {
 		for k, n := range sizes {
@@ -94,13 +96,13 @@ func BenchmarkFleet(b *testing.B) {
 		logRun(fmt.Sprintf("%d topics, control run", control.topics), control)
 	}
 	fmt.Println("\nBenchmarkFleet: one `ferry run` of N topics x 6 partitions, mirrored both ways (12 partition-directions per topic, 10% Tier 1)")
-	fmt.Printf("%8s %10s %12s %12s %9s %12s %10s %10s %8s %14s\n", "topics", "assigned", "idle ferry", "idle broker", "RSS MiB", "conns/broker", "T1 p99 ms", "worst job", "healthy", "busy ferry")
+	fmt.Printf("%8s %10s %12s %12s %9s %10s %12s %10s %10s %10s %8s %14s\n", "topics", "assigned", "idle ferry", "idle broker", "RSS MiB", "busy RSS", "conns/broker", "T1 p99 ms", "worst job", "produce", "healthy", "busy ferry")
 	for _, r := range runs {
 		maxConns := 0
 		for _, c := range r.conns {
 			maxConns = max(maxConns, c)
 		}
-		fmt.Printf("%8d %10s %12.3f %12.3f %9d %12d %10.1f %10.1f %4d/%-4d %13.2f\n", r.topics, r.assigned.Round(100*time.Millisecond), r.idleFerry, r.idleBroker, r.rss>>20, maxConns, r.t1.P99, r.t1Worst, r.healthy, r.jobs, r.busyFerry)
+		fmt.Printf("%8d %10s %12.3f %12.3f %9d %10d %12d %10.1f %10.1f %10.1f %4d/%-4d %13.2f\n", r.topics, r.assigned.Round(100*time.Millisecond), r.idleFerry, r.idleBroker, r.rss>>20, r.rssBusy>>20, maxConns, r.t1.P99, r.t1Worst, r.acks, r.healthy, r.jobs, r.busyFerry)
 	}
 	if len(runs) >= 2 {
 		a, z := runs[0], runs[len(runs)-1]
@@ -109,12 +111,12 @@ func BenchmarkFleet(b *testing.B) {
 			a.topics, z.topics, (z.idleFerry-a.idleFerry)/dp*1e6, (z.idleBroker-a.idleBroker)/dp*1e6, float64(z.rss-a.rss)/dp/1024)
 	}
 	last := runs[len(runs)-1]
-	fmt.Printf("isolation at %d topics: the good Tier 1 jobs' p50 %.1f ms, p99 %.1f ms over %d records while %s misbehave; %.1f ms, %.1f ms in the same phase of a control run where they behave (first phases: %.1f ms and %.1f ms p99)\n",
-		last.topics, last.t1Bad.P50, last.t1Bad.P99, last.t1Bad.Count, strings.Join(badTopics, ", "), control.t1Bad.P50, control.t1Bad.P99, last.t1.P99, control.t1.P99)
+	fmt.Printf("isolation at %d topics: the good Tier 1 jobs' p50 %.1f ms, p99 %.1f ms over %d records while %s misbehave; %.1f ms, %.1f ms in the same phase of a control run where they behave (first phases: %.1f ms and %.1f ms p99; producing a record, p99: %.1f and %.1f ms in the last phases, %.1f and %.1f ms in the first)\n",
+		last.topics, last.t1Bad.P50, last.t1Bad.P99, last.t1Bad.Count, strings.Join(badTopics, ", "), control.t1Bad.P50, control.t1Bad.P99, last.t1.P99, control.t1.P99, last.acksBad, control.acksBad, last.acks, control.acks)
 	// The control run's last phase is the fleet's second 20 s of traffic,
 	// which has read slower than the first: both are the goal's figure.
-	fmt.Printf("goals at %d topics: idle ferry %.3f cores (goal < 0.1), broker %.3f (< 0.1), RSS %d MiB (< 1024), assigned in %s (< 60 s), Tier 1 p99 %.1f ms in the first 20 s of traffic and %.1f ms in the next (control run) (< 50), healthy %d/%d\n",
-		last.topics, last.idleFerry, last.idleBroker, last.rss>>20, last.assigned.Round(100*time.Millisecond), last.t1.P99, control.t1Bad.P99, last.healthy, last.jobs)
+	fmt.Printf("goals at %d topics: idle ferry %.3f cores (goal < 0.1), broker %.3f (< 0.1), RSS %d MiB idle and %d MiB after traffic (< 1024), assigned in %s (< 60 s), Tier 1 p99 %.1f ms in the first 20 s of traffic and %.1f ms in the next (control run) (< 50), healthy %d/%d\n",
+		last.topics, last.idleFerry, last.idleBroker, last.rss>>20, last.rssBusy>>20, last.assigned.Round(100*time.Millisecond), last.t1.P99, control.t1Bad.P99, last.healthy, last.jobs)
 }
 
 // badTopics misbehave in the largest fleet's last phase (see
@@ -237,7 +239,9 @@ func runFleet(b *testing.B, n int, mode fleetMode) fleetRun {
 	sent := sp.spread(b, topics, busy, false)
 	f1, s1 = cpuTime(b, pid), cpuTime(b, os.Getpid())
 	r.busyFerry, r.busyBroker = (f1-f0).Seconds()/busy.Seconds(), (s1-s0).Seconds()/busy.Seconds()
+	r.acks = sent.acksP99()
 	base := waitCopied(b, addr, 1, warm, sent.of(tier1))
+	r.rssBusy = rss(b, pid)
 	r.t1, r.t1Worst = base.since(warm).pooled().quantiles(), base.since(warm).worst()
 	for _, j := range jobsAt(b, addr).Jobs {
 		if isBad(j.ID) {
@@ -265,6 +269,7 @@ func runFleet(b *testing.B, n int, mode fleetMode) fleetRun {
 	}
 	sent = sp.spread(b, append(slices.Clone(topics), "fleet.bad.poison", "fleet.bad.refused", "fleet.bad.deleted"), busy, faulty)
 	r.t1Bad = waitCopied(b, addr, 1, base, sent.of(tier1)).since(base).pooled().quantiles()
+	r.acksBad = sent.acksP99()
 	return r
 }
 
@@ -366,10 +371,25 @@ func (sp *spreader) close() {
 	}
 }
 
-// sent counts the records written to each topic.
+// sent counts the records written to each topic, and how long each took
+// from Produce to the broker's acknowledgement.
 type sent struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu   sync.Mutex
+	n    map[string]int
+	acks []time.Duration
+}
+
+// acksP99 is the 99th percentile of the records' produce round trips, ms:
+// what the brokers and this process's scheduling add to any record, before
+// ferry may fetch it, as ferry times records from their timestamps.
+func (s *sent) acksP99() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.acks) == 0 {
+		return 0
+	}
+	slices.Sort(s.acks)
+	return float64(s.acks[len(s.acks)*99/100]) / float64(time.Millisecond)
 }
 
 // of is how many records went to the topics.
@@ -392,6 +412,7 @@ func (sp *spreader) spread(b *testing.B, topics []string, d time.Duration, poiso
 		if err == nil {
 			out.mu.Lock()
 			out.n[r.Topic]++
+			out.acks = append(out.acks, time.Since(r.Timestamp))
 			out.mu.Unlock()
 		}
 	}
