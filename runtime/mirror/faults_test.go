@@ -54,12 +54,21 @@ func TestRetriableProduceErrorsAreSurvived(t *testing.T) {
 
 // TestTooLargeRecordGoesToDLQ writes a record larger than the target topic
 // allows between smaller ones: it lands in ferry.dlq with the error headers,
-// the records after it are mirrored, and replay re-delivers it exactly once
-// after the limit is raised.
+// without aborting a transaction (it is known too large before it is
+// written), the records after it are mirrored, and replay re-delivers it
+// exactly once after the limit is raised.
 func TestTooLargeRecordGoesToDLQ(t *testing.T) {
 	w := newWorld(t, map[string]schema.Mirror{"images": {Partitions: 1, Tier: 1}})
 	w.createTopic("dc1", "images", 1, nil)
 	w.createTopic("dc2", "images", 1, map[string]string{"max.message.bytes": "4000"})
+	var aborts atomic.Int32
+	w.pair.DC2.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		w.pair.DC2.Cluster.KeepControl()
+		if !req.(*kmsg.EndTxnRequest).Commit {
+			aborts.Add(1)
+		}
+		return nil, nil, false
+	})
 	w.run()
 	cl := w.client("dc1", kgo.DefaultProduceTopic("images"))
 	var recs []*kgo.Record
@@ -84,6 +93,9 @@ func TestTooLargeRecordGoesToDLQ(t *testing.T) {
 	letters := w.consume("dc2", "ferry.dlq", 1, 10*time.Second)
 	if len(letters) != 1 {
 		t.Fatalf("ferry.dlq holds %d records, want 1", len(letters))
+	}
+	if n := aborts.Load(); n != 0 {
+		t.Errorf("%d transactions aborted in dc2, want none: each held the slot's other partitions up", n)
 	}
 	want := map[string]string{
 		dlq.HeaderTopic: "images", dlq.HeaderPartition: "0", dlq.HeaderOffset: "7",

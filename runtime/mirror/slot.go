@@ -635,6 +635,9 @@ func (s *slot) output(p *part, r *kgo.Record) (out *kgo.Record, c *copyRec) {
 		target := *r
 		target.Headers = append([]kgo.RecordHeader(nil), r.Headers...)
 		return dlq.Record(&target, s.letter(p, r, "MALFORMED_ORIGIN_HEADER", why)), nil
+	case p.poison[r.Offset] == nil && s.tooLarge(p, r):
+		p.poison[r.Offset] = kerr.MessageTooLarge // what kgo would answer
+		fallthrough
 	case p.poison[r.Offset] != nil:
 		p.dead++
 		err := p.poison[r.Offset]
@@ -830,7 +833,12 @@ func (s *slot) mightFit(p *part, offset int64) bool {
 	if i < 0 {
 		return true
 	}
-	r := p.pending[i]
+	return s.fits(p.pending[i], s.l.maxBytes(p.topic))
+}
+
+// fits reports whether r's key and value, compressed with the tier's
+// codec, are within limit bytes.
+func (s *slot) fits(r *kgo.Record, limit int32) bool {
 	src := append(append(make([]byte, 0, len(r.Key)+len(r.Value)), r.Key...), r.Value...)
 	size := len(src)
 	if c := kafkaconn.Compressor(s.l.key.client.Compression); c != nil {
@@ -838,7 +846,22 @@ func (s *slot) mightFit(p *part, offset int64) bool {
 		out, _ := c.Compress(&buf, src)
 		size = len(out)
 	}
-	return size <= int(s.l.maxBytes(p.topic))
+	return size <= int(limit)
+}
+
+// tooLarge reports a record that kgo would refuse for its size before
+// compression (its key and value alone are over the producer's limit for
+// its topic) and that would not fit the topic compressed either: the
+// output dead-letters it at once, as commitWith would once kgo refused
+// it, without the failed write, the abort and the rebuild of the
+// transaction, which held the slot's other partitions up for each such
+// record.
+func (s *slot) tooLarge(p *part, r *kgo.Record) bool {
+	limit := s.l.maxBytes(p.topic)
+	if s.wide[p.topic] || len(r.Key)+len(r.Value) <= int(min(s.l.key.client.BatchMaxBytes, limit)) {
+		return false
+	}
+	return !s.fits(r, limit)
 }
 
 // evictedFor is how long a partition the slot evicted stays suspect: it
