@@ -13,14 +13,16 @@ import (
 // (all of them when parts is empty), from the start up to the end offsets
 // found on entry. It waits for transactions open at that moment to end, so
 // it sees everything committed before it was called. Control records are
-// not passed to fn.
+// not passed to fn. One client lists the end offsets and reads: every
+// claim of a mirror slot reads checkpoints twice, and a client is a few
+// connections and metadata requests to the brokers.
 func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, parts []int32, fn func(*kgo.Record)) error {
-	adm, err := kgo.NewClient(opts...)
+	cl, err := committedReader(opts, topic, nil)
 	if err != nil {
 		return err
 	}
-	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
-	adm.Close()
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
 	if err != nil {
 		return fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
@@ -42,11 +44,7 @@ func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, parts []int32,
 	if len(remaining) == 0 {
 		return nil
 	}
-	cl, err := committedReader(opts, topic, start)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: start})
 	for len(remaining) > 0 {
 		fetches, err := poll(ctx, cl)
 		if err != nil {
@@ -120,15 +118,16 @@ func Committed(ctx context.Context, opts []kgo.Opt, rec *kgo.Record) (bool, erro
 	}
 }
 
-// committedReader reads topic's partitions from start, read_committed,
-// with the transaction markers: a marker shows where an aborted
-// transaction's records, which read_committed never shows, ended.
+// committedReader reads topic's partitions from start (none yet when
+// start is nil), read_committed, with the transaction markers: a marker
+// shows where an aborted transaction's records, which read_committed never
+// shows, ended.
 func committedReader(opts []kgo.Opt, topic string, start map[int32]kgo.Offset) (*kgo.Client, error) {
-	return kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)...)
+	opts = append(append([]kgo.Opt(nil), opts...), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	if start != nil {
+		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}))
+	}
+	return kgo.NewClient(opts...)
 }
 
 // poll returns cl's next fetches, or the context's error or the first
