@@ -41,6 +41,14 @@ const SlotCount = 8
 // job loads its progress by reading one small compacted partition.
 const CheckpointPartitions = 50
 
+// checkpointSegmentMs rolls ferry.checkpoints' segments every 10 minutes.
+// Kafka compacts only closed segments, and by default a segment closes at
+// 1 GiB or after 7 days: a Tier 1 fleet writes a checkpoint with nearly
+// every transaction, and every claim of a partition reads its job's
+// checkpoint partition from the start, so without it a week of
+// uncompacted checkpoints would be read at each job start.
+const checkpointSegmentMs = "600000"
+
 // DLQMaxMessageBytes is ferry.dlq's max.message.bytes: dead letters include
 // records too large for their own topic.
 const DLQMaxMessageBytes = 16 << 20
@@ -55,7 +63,7 @@ func str(s string) *string { return &s }
 var specs = map[string]spec{
 	DLQ:         {partitions: 3, configs: map[string]*string{"max.message.bytes": str(strconv.Itoa(DLQMaxMessageBytes))}},
 	Metrics:     {partitions: 3},
-	Checkpoints: {partitions: CheckpointPartitions, configs: map[string]*string{"cleanup.policy": str("compact")}},
+	Checkpoints: {partitions: CheckpointPartitions, configs: map[string]*string{"cleanup.policy": str("compact"), "segment.ms": str(checkpointSegmentMs)}},
 	Definitions: {partitions: 1, configs: map[string]*string{"cleanup.policy": str("compact")}},
 	Leases:      {partitions: 1},
 	Slots:       {partitions: SlotCount},
