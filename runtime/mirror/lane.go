@@ -82,7 +82,7 @@ type lane struct {
 type laneJob struct {
 	env      *executor.Env
 	spec     plan.Job
-	maxBytes int32 // the target topic's max.message.bytes
+	maxBytes int32 // the target topic's max.message.bytes, 0 if unknown (set once, in lane.add)
 	failed   chan error
 	taken    map[int32]bool   // partitions this process copies (lane.mu)
 	held     map[int32]string // partitions another lane holds, by writer (lane.mu)
@@ -244,8 +244,15 @@ func (l *lane) producerOpts(txnID string, wide map[string]bool) []kgo.Opt {
 // maxBytes is the max.message.bytes of a job's target topic.
 func (l *lane) maxBytes(topic string) int32 {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if j := l.jobs[topic]; j != nil && j.maxBytes > 0 {
+	j := l.jobs[topic]
+	l.mu.Unlock()
+	return j.targetMax()
+}
+
+// targetMax is the max.message.bytes of the job's target topic (the
+// broker's default when unknown or j is nil).
+func (j *laneJob) targetMax() int32 {
+	if j != nil && j.maxBytes > 0 {
 		return j.maxBytes
 	}
 	return kafkaconn.DefaultMaxMessageBytes

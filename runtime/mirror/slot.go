@@ -857,7 +857,7 @@ func (s *slot) fits(r *kgo.Record, limit int32) bool {
 // transaction, which held the slot's other partitions up for each such
 // record.
 func (s *slot) tooLarge(p *part, r *kgo.Record) bool {
-	limit := s.l.maxBytes(p.topic)
+	limit := p.job.targetMax() // not the lane's lookup: this is every record's path
 	if s.wide[p.topic] || len(r.Key)+len(r.Value) <= int(min(s.l.key.client.BatchMaxBytes, limit)) {
 		return false
 	}
