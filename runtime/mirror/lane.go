@@ -236,17 +236,18 @@ func (l *lane) producerOpts(txnID string, wide map[string]bool) []kgo.Opt {
 			if topic == systopics.DLQ || wide[topic] {
 				return wideBatchBytes
 			}
-			return min(c.BatchMaxBytes, l.maxBytes(topic))
+			l.mu.Lock()
+			j := l.jobs[topic]
+			l.mu.Unlock()
+			return l.batchMax(j)
 		}),
 	)
 }
 
-// maxBytes is the max.message.bytes of a job's target topic.
-func (l *lane) maxBytes(topic string) int32 {
-	l.mu.Lock()
-	j := l.jobs[topic]
-	l.mu.Unlock()
-	return j.targetMax()
+// batchMax is a slot producer's usual batch limit for a job's target topic
+// (not in wide): kgo refuses a record larger than it before compression.
+func (l *lane) batchMax(j *laneJob) int32 {
+	return min(l.key.client.BatchMaxBytes, j.targetMax())
 }
 
 // targetMax is the max.message.bytes of the job's target topic (the

@@ -635,7 +635,7 @@ func (s *slot) output(p *part, r *kgo.Record) (out *kgo.Record, c *copyRec) {
 		target := *r
 		target.Headers = append([]kgo.RecordHeader(nil), r.Headers...)
 		return dlq.Record(&target, s.letter(p, r, "MALFORMED_ORIGIN_HEADER", why)), nil
-	case p.poison[r.Offset] == nil && s.tooLarge(p, r):
+	case s.tooLarge(p, r) && p.poison[r.Offset] == nil:
 		p.poison[r.Offset] = kerr.MessageTooLarge // what kgo would answer
 		fallthrough
 	case p.poison[r.Offset] != nil:
@@ -833,7 +833,7 @@ func (s *slot) mightFit(p *part, offset int64) bool {
 	if i < 0 {
 		return true
 	}
-	return s.fits(p.pending[i], s.l.maxBytes(p.topic))
+	return s.fits(p.pending[i], p.job.targetMax())
 }
 
 // fits reports whether r's key and value, compressed with the tier's
@@ -857,11 +857,10 @@ func (s *slot) fits(r *kgo.Record, limit int32) bool {
 // transaction, which held the slot's other partitions up for each such
 // record.
 func (s *slot) tooLarge(p *part, r *kgo.Record) bool {
-	limit := p.job.targetMax() // not the lane's lookup: this is every record's path
-	if s.wide[p.topic] || len(r.Key)+len(r.Value) <= int(min(s.l.key.client.BatchMaxBytes, limit)) {
-		return false
+	if len(r.Key)+len(r.Value) <= int(s.l.batchMax(p.job)) || s.wide[p.topic] {
+		return false // the usual case, first: this is every record's path
 	}
-	return !s.fits(r, limit)
+	return !s.fits(r, p.job.targetMax())
 }
 
 // evictedFor is how long a partition the slot evicted stays suspect: it
