@@ -123,25 +123,41 @@ type claiming struct {
 }
 
 // look reads the latest checkpoints of parts, leaves those another lane
-// holds and fences the writers of the others. It touches no state of the
-// slot or of the parts: it may run on any goroutine.
+// holds and fences the writers of the others, but for records with which
+// the slot or its companion let the partition go (see quarantine.go). A
+// companion hands a partition its slot wrote since back to the slot. It
+// touches no state of the slot or of the parts but their plain mark: it
+// may run on any goroutine.
 func (s *slot) look(ctx context.Context, parts []*part) *claiming {
 	c := &claiming{held: map[*part]string{}}
 	if c.cur, _, c.err = s.latest(ctx, parts); c.err != nil {
 		return c
 	}
 	fence := map[string]bool{}
+	var back []*part
 	for _, p := range parts {
 		f := c.cur[p]
 		w := f.pos.Writer
-		if w != "" && w != s.txnID {
-			if !f.pos.Released && time.Since(f.at) < holdTimeout {
-				c.held[p] = w
-				continue
-			}
+		switch {
+		case w == "" || w == s.txnID || s.kin.knows(p.at(), w, f.offset):
+		case s.main != nil && w == s.main.txnID:
+			back = append(back, p)
+			continue
+		case w == companionTxnID(s.txnID):
+			fence[w] = true // not how it let the partition go: a companion that is no longer ours
+		case !f.pos.Released && time.Since(f.at) < holdTimeout:
+			c.held[p] = w
+			continue
+		default:
 			fence[w] = true
 		}
 		c.parts = append(c.parts, p)
+	}
+	if len(back) > 0 {
+		for _, p := range back {
+			p.plain = true
+		}
+		s.main.add(back)
 	}
 	for w := range fence {
 		if err := s.fence(ctx, w); err != nil {
@@ -174,7 +190,7 @@ func (c *claiming) judge() (held, lost []*part) {
 			lost = append(lost, p)
 			continue
 		}
-		p.next, p.saved = max(c.cur[p].pos.Next, 0), c.cur[p].pos.Next
+		p.next, p.saved, p.last = max(c.cur[p].pos.Next, 0), c.cur[p].pos.Next, c.claimed[p]
 		p.fromStart = c.cur[p].pos.Next < 0
 	}
 	return held, lost

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,7 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/schema"
 )
@@ -25,8 +28,9 @@ import (
 // max.message.bytes, another partition count in the target, a target
 // partition that refuses every write, and a target topic deleted under
 // ferry. The good topics' records all arrive once and within budget
-// (asserted without the race detector), and each bad topic shows what is
-// wrong with it.
+// (asserted without the race detector), each bad topic shows what is
+// wrong with it, and a bad partition aborts its slot's transactions once
+// (its companion's after that).
 func TestIsolation(t *testing.T) {
 	mirrors := map[string]schema.Mirror{
 		"bad.poison":   {Partitions: 4, Tier: 1},
@@ -43,6 +47,30 @@ func TestIsolation(t *testing.T) {
 	w := newWorld(t, mirrors)
 	w.createTopic("dc2", "bad.poison", 4, map[string]string{"max.message.bytes": "2000"})
 	w.createTopic("dc2", "bad.mismatch", 2, nil)
+	// Aborted transactions that wrote to the refused partition, by
+	// transactional ID.
+	aborts := map[string]int{}
+	touched := map[string]bool{} // a transaction of the ID wrote to it since its last end
+	var amu sync.Mutex
+	w.pair.DC2.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "bad.refused", Partitions: []int32{1}, Count: -1, When: func(req kmsg.Request) bool {
+		if id := req.(*kmsg.ProduceRequest).TransactionID; id != nil {
+			amu.Lock()
+			touched[*id] = true
+			amu.Unlock()
+		}
+		return false // observed only: the fault below answers
+	}})
+	w.pair.DC2.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		w.pair.DC2.Cluster.KeepControl()
+		r := req.(*kmsg.EndTxnRequest)
+		amu.Lock()
+		if !r.Commit && touched[r.TransactionalID] {
+			aborts[r.TransactionalID]++
+		}
+		delete(touched, r.TransactionalID)
+		amu.Unlock()
+		return nil, nil, false
+	})
 	// Every write to one partition of bad.refused is refused, retriably,
 	// for ever: as if its leader were gone.
 	refused := w.pair.DC2.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "bad.refused", Partitions: []int32{1}, Err: kerr.NotLeaderForPartition, Count: -1})
@@ -124,6 +152,25 @@ func TestIsolation(t *testing.T) {
 	if st := status(ex, "bad.refused"); st.Counters[metrics.Retries] > 1 {
 		t.Errorf("bad.refused: its slot retried %d transactions for it, want at most 1", st.Counters[metrics.Retries])
 	}
+	// The refused partition aborts its slot's transactions at its first
+	// failure only (twice when it was alone in the transaction, retried
+	// once): its job's next starts give it to the slot's companion, whose
+	// transactions it aborts from then on (the slot aborted one at every
+	// start before, and its partitions waited).
+	amu.Lock()
+	inCompanions := 0
+	for id, n := range aborts {
+		switch {
+		case strings.HasSuffix(id, ".q"):
+			inCompanions += n
+		case n > 2:
+			t.Errorf("slot %s aborted %d transactions with the refused partition, want at most 2 (by transactional ID: %v)", id, n, aborts)
+		}
+	}
+	amu.Unlock()
+	if inCompanions == 0 {
+		t.Errorf("no companion aborted a transaction of bad.refused's partition: it was not quarantined (aborts: %v)", aborts)
+	}
 	poisoned := (produced["bad.poison"] + 9) / 20
 	if st := status(ex, "bad.poison"); st.Counters[metrics.DeadLetters] != int64(poisoned) {
 		t.Errorf("bad.poison: %d dead letters, want %d", st.Counters[metrics.DeadLetters], poisoned)
@@ -150,4 +197,77 @@ func TestIsolation(t *testing.T) {
 // status is the figures of topic's job from dc1 to dc2.
 func status(ex *executor.Executor, topic string) metrics.Status {
 	return ex.Registry().Lookup("mirror:" + topic + ":dc1-dc2").Status()
+}
+
+// TestQuarantine refuses every write to one partition of a topic until the
+// slot's companion has taken it (its job's start after the slot evicted it)
+// and failed with it too, then lets writes through. Every record, written
+// before, during and after, arrives once, and the partition's last
+// checkpoint was written by the companion: the slot handed it over and
+// took no more of its writes.
+func TestQuarantine(t *testing.T) {
+	const job = "mirror:orders:dc1-dc2"
+	w := newWorld(t, map[string]schema.Mirror{"orders": {Partitions: 2, Tier: 1}})
+	w.createTopic("dc1", "orders", 2, nil)
+	w.createTopic("dc2", "orders", 2, nil)
+	quarantined := make(chan struct{})
+	var once sync.Once
+	w.pair.DC2.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		w.pair.DC2.Cluster.KeepControl()
+		if r := req.(*kmsg.EndTxnRequest); !r.Commit && strings.HasSuffix(r.TransactionalID, ".q") {
+			once.Do(func() { close(quarantined) })
+		}
+		return nil, nil, false
+	})
+	refused := w.pair.DC2.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders", Partitions: []int32{1}, Err: kerr.NotLeaderForPartition, Count: -1})
+	w.run()
+
+	src := w.client("dc1", kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	n := 0
+	write := func(count int) {
+		for range count {
+			r := &kgo.Record{Topic: "orders", Partition: int32(n % 2), Value: []byte(fmt.Sprintf("order %d", n))}
+			if err := src.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	write(100)
+	select {
+	case <-quarantined:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no companion took the refused partition")
+	}
+	write(100)
+	refused.Remove()
+	write(100)
+
+	recs := w.consume("dc2", "orders", n, 60*time.Second)
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if seen[string(r.Value)] {
+			t.Errorf("%q copied twice", r.Value)
+		}
+		seen[string(r.Value)] = true
+	}
+	if len(recs) != n {
+		t.Fatalf("%d copies of %d records", len(recs), n)
+	}
+	opts, err := kafkaconn.Options(w.plan.Datacenters["dc2"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, err := checkpoint.History(context.Background(), opts, []string{job}, func(key string) bool { return key == job+"/1" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := hist[job+"/1"]
+	if len(es) == 0 {
+		t.Fatal("no checkpoint of partition 1")
+	}
+	var pos struct{ Writer string }
+	if err := json.Unmarshal(es[len(es)-1].Value, &pos); err != nil || !strings.HasSuffix(pos.Writer, ".q") {
+		t.Errorf("the last checkpoint of partition 1, %s, is not the companion's", es[len(es)-1].Value)
+	}
 }

@@ -64,6 +64,7 @@ type lane struct {
 	log      *slog.Logger
 	src, dst []kgo.Opt
 	origins  map[string]bool
+	kins     []*kin      // slot n's and its companion's: kins[n]
 	fs       []*fetcher  // source: slot n's partitions, fetched by fs[n]
 	group    *kgo.Client // source: member of the lane's slot group
 	adm      *kgo.Client // target: fences
@@ -103,11 +104,18 @@ func laneName(k laneKey) string {
 	return fmt.Sprintf("ferry.lane.%s.%s.%s.t%d", k.shard, k.from, k.to, k.tier)
 }
 
+// newLane starts a lane (with f.mu held).
 func newLane(f *fleet, env *executor.Env, key laneKey) (*lane, error) {
 	l := &lane{
 		key: key, name: laneName(key), log: f.logger.With("lane", laneName(key)),
 		origins: origins(env.Plan, key.from),
 		jobs:    map[string]*laneJob{}, slots: map[int]*slot{}, logged: map[string]time.Time{},
+	}
+	if l.kins = f.kins[l.name]; l.kins == nil {
+		for range systopics.SlotCount {
+			l.kins = append(l.kins, newKin())
+		}
+		f.kins[l.name] = l.kins
 	}
 	var err error
 	if l.src, err = l.clientOpts(env, key.from); err != nil {
@@ -288,6 +296,10 @@ func (l *lane) remove(j *laneJob) {
 	for _, s := range slots {
 		s.drop(j)
 		s.forget(topic)
+		if q := s.companionNow(false); q != nil {
+			q.drop(j)
+			q.forget(topic)
+		}
 	}
 	for _, f := range l.fs {
 		f.forget(topic)
@@ -331,7 +343,7 @@ func (l *lane) jobParts(j *laneJob, n int) []*part {
 	for p := int32(0); p < int32(m.Partitions); p++ {
 		if slotOf(m.Topic, p) == n {
 			name := strconv.Itoa(int(p))
-			out = append(out, &part{job: j, topic: m.Topic, partition: p, name: name, key: j.spec.ID + "/" + name, poison: map[int64]error{}})
+			out = append(out, &part{job: j, topic: m.Topic, partition: p, name: name, key: j.spec.ID + "/" + name, poison: map[int64]error{}, last: -1})
 		}
 	}
 	return out

@@ -43,7 +43,7 @@ func WithLogger(l *slog.Logger) Option { return func(f *fleet) { f.logger = l } 
 // their lanes. Give each executor its own (an executor is a member of its
 // shard's groups).
 func NewKind(opts ...Option) executor.Kind {
-	f := &fleet{logger: slog.Default(), lanes: map[laneKey]*lane{}, provs: map[string]*provisioner{}}
+	f := &fleet{logger: slog.Default(), lanes: map[laneKey]*lane{}, provs: map[string]*provisioner{}, kins: map[string][]*kin{}}
 	for _, o := range opts {
 		o(f)
 	}
@@ -57,6 +57,7 @@ type fleet struct {
 	mu    sync.Mutex
 	lanes map[laneKey]*lane
 	provs map[string]*provisioner // by datacenter definition
+	kins  map[string][]*kin       // by lane name, a lane's slots': they outlive a lane that stops with its last job
 }
 
 type job struct {

@@ -82,7 +82,10 @@ type slot struct {
 	failMu   sync.Mutex
 	failure  *produceError           // the first failed produce of the open transaction
 	failed   map[*part]*produceError // and each partition's first
-	evicted  suspects                // partitions evicted lately: see commitWith
+
+	kin  *kin  // shared with the companion (quarantine.go)
+	main *slot // the slot whose companion this is; nil for a slot
+	q    *slot // the slot's companion, if started (under mu)
 }
 
 // part is one partition of a job, as a slot that takes it sees it.
@@ -94,6 +97,7 @@ type part struct {
 	key       string // its checkpoint key
 	heldBy    string // the other lane's writer that holds it, while waiting
 	fromStart bool   // no checkpoint: copy from the partition's start
+	plain     bool   // handed back by the companion: not quarantined again
 
 	// the slot goroutine's
 	next    int64 // next source offset to take
@@ -104,6 +108,8 @@ type part struct {
 	dead    int64
 	poison  map[int64]error // source offsets that can never be written
 	careful bool            // rebuild with a write at a time, to find a poison record
+	last    int64           // offset of the last record committed for its checkpoint key, -1 if none
+	ck      *kgo.Record     // its checkpoint in the open transaction
 
 	slot     *slot
 	queued   atomic.Int64 // bytes of fetched records waiting for the slot
@@ -158,7 +164,7 @@ func newSlot(l *lane, n int) *slot {
 	s := &slot{
 		l: l, n: n, txnID: slotTxnID(l.name, n),
 		wake: make(chan struct{}, 1), quit: make(chan bool, 1), done: make(chan struct{}),
-		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, evicted: suspects{},
+		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, kin: l.kins[n],
 	}
 	s.copies = newCopies(s)
 	return s
@@ -228,15 +234,14 @@ func (s *slot) stop(commit bool) {
 // holds its transactional ID) and takes them again.
 func (s *slot) run(ctx context.Context) {
 	defer close(s.done)
+	if s.main != nil {
+		s.quarantined(ctx)
+		return
+	}
 	for backoff := 500 * time.Millisecond; ; backoff = min(2*backoff, 30*time.Second) {
 		started := time.Now()
-		commit, err := s.incarnation(ctx)
-		s.leaveAll(ctx, commit && err == nil)
-		if s.prod != nil {
-			s.prod.Close()
-			s.prod = nil
-		}
-		if err == nil || ctx.Err() != nil {
+		_, err := s.serve(ctx)
+		if err == nil {
 			return
 		}
 		if time.Since(started) > time.Minute {
@@ -256,6 +261,24 @@ func (s *slot) run(ctx context.Context) {
 	}
 }
 
+// serve runs one incarnation and lets every partition go after it. It
+// returns the incarnation's failure (nil once stopped) and the jobs of the
+// partitions it let go.
+func (s *slot) serve(ctx context.Context) (jobs []*laneJob, err error) {
+	commit, err := s.incarnation(ctx)
+	parts := slices.Collect(maps.Keys(s.parts))
+	jobs = jobsOf(append(parts, s.waiting...))
+	s.leaveAll(ctx, commit && err == nil)
+	if s.prod != nil {
+		s.prod.Close()
+		s.prod = nil
+	}
+	if ctx.Err() != nil {
+		return jobs, nil
+	}
+	return jobs, err
+}
+
 // incarnation initialises the producer, takes the slot's partitions and
 // serves them until told to stop (nil error, and whether to commit) or
 // until it fails.
@@ -265,11 +288,13 @@ func (s *slot) incarnation(ctx context.Context) (commit bool, err error) {
 	}
 
 	s.gen++
-	s.mu.Lock()
-	s.adds, s.claims = nil, nil // the lane's current partitions of the slot replace them
-	s.mu.Unlock()
-	if err := s.take(ctx, s.l.partsOf(s.n)); err != nil {
-		return false, err
+	if s.main == nil { // a companion takes what its slot gives it
+		s.mu.Lock()
+		s.adds, s.claims = nil, nil // the lane's current partitions of the slot replace them
+		s.mu.Unlock()
+		if err := s.take(ctx, s.l.partsOf(s.n)); err != nil {
+			return false, err
+		}
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -399,7 +424,7 @@ func (s *slot) queued() bool {
 // The slot copies nothing meanwhile: it takes its partitions so as it
 // starts; later ones it takes in stages (takeLater).
 func (s *slot) take(ctx context.Context, parts []*part) error {
-	live := s.live(parts)
+	live := s.quarantine(s.live(parts))
 	if len(live) == 0 {
 		return nil
 	}
@@ -448,6 +473,7 @@ func (s *slot) took(parts, held, lost []*part) {
 		p.slot = s
 		s.topics[p.topic] = true
 	}
+	s.kin.took(got)
 	s.l.fetcher(s.n).add(got)
 	s.l.started(got, held)
 }
@@ -456,7 +482,7 @@ func (s *slot) took(parts, held, lost []*part) {
 // goroutines of their own, the claims' transaction between the slot's
 // copies (advance).
 func (s *slot) takeLater(ctx context.Context, parts []*part) {
-	live := s.live(parts)
+	live := s.quarantine(s.live(parts))
 	if len(live) == 0 {
 		return
 	}
@@ -802,7 +828,7 @@ func (s *slot) commitWith(ctx context.Context, all bool) error {
 			for _, p := range alone {
 				s.evict(p, s.failedWith(p))
 			}
-		case isPart && len(s.txnParts) == 1 && (again == pe.p || s.evicted.lately(pe.p.at(), time.Now())):
+		case isPart && len(s.txnParts) == 1 && (again == pe.p || s.kin.suspect(pe.p.at())):
 			s.evict(pe.p, pe.err) // alone in the transaction, it failed twice
 		default:
 			if isPart && len(s.txnParts) == 1 {
@@ -863,35 +889,6 @@ func (s *slot) tooLarge(p *part, r *kgo.Record) bool {
 	return !s.fits(r, p.job.targetMax())
 }
 
-// evictedFor is how long a partition the slot evicted stays suspect: it
-// fails its job at its first failure alone in a transaction, without the
-// retry after a backoff. Every start of a job whose target partition keeps
-// refusing writes otherwise held the slot's other partitions for that
-// retry too.
-const evictedFor = 5 * time.Minute
-
-// suspects are the partitions a slot evicted within evictedFor, and when;
-// a slot forgets one as soon as it commits the partition's records.
-type suspects map[topicPart]time.Time
-
-// add marks tp evicted at now, and forgets those evicted over evictedFor
-// before: one that moved to another slot since is never committed or
-// looked up here again.
-func (ss suspects) add(tp topicPart, now time.Time) {
-	maps.DeleteFunc(ss, func(_ topicPart, at time.Time) bool { return now.Sub(at) >= evictedFor })
-	ss[tp] = now
-}
-
-// lately reports whether tp was evicted within evictedFor of now.
-func (ss suspects) lately(tp topicPart, now time.Time) bool {
-	at, ok := ss[tp]
-	if ok && now.Sub(at) >= evictedFor {
-		delete(ss, tp)
-		return false
-	}
-	return ok
-}
-
 func (s *slot) failedWith(p *part) error {
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
@@ -921,6 +918,7 @@ func (s *slot) tryCommit(ctx context.Context, rebuild, all bool) error {
 		if all || s.txnParts[p] || p.next-max(p.saved, 0) >= maxUnsaved {
 			s.saving = append(s.saving, p)
 			ck = checkpoint.Record(p.job.spec.ID, p.name, s.checkpointValue(p, false))
+			p.ck = ck
 			s.produce(ctx, ck, nil, nil, -1)
 		}
 	}
@@ -985,14 +983,14 @@ func (s *slot) committed() {
 		p.pending, p.copies, p.dead, p.careful = p.pending[:0], p.copies[:0], 0, false
 	}
 	for _, p := range s.saving {
-		p.saved = p.next
+		p.saved, p.last = p.next, p.ck.Offset
 		delete(s.moved, p)
 	}
 	for p := range s.txnParts {
 		p.job.env.Metrics.SetLag(p.name, p.lso-p.next)
-		if len(s.evicted) > 0 {
-			delete(s.evicted, p.at())
-		}
+	}
+	if s.main == nil {
+		s.kin.forgive(s.txnParts)
 	}
 	s.reset()
 }
@@ -1008,15 +1006,19 @@ func (s *slot) reset() {
 // its job with the reason; what it had in the transaction is dropped (the
 // job's next start copies it again from its checkpoint).
 func (s *slot) evict(p *part, err error) {
-	s.evicted.add(p.at(), time.Now())
+	s.kin.evict(p.at())
 	s.l.log.Warn("partition cannot be written; its job fails and starts again", "topic", p.topic, "partition", p.partition, "error", err)
 	s.leave(p)
 	p.job.fail(fmt.Errorf("partition %d of %s cannot be written to %s: %w", p.partition, p.topic, p.job.spec.Mirror.To, err))
 }
 
 // leave forgets a partition: it leaves the open transaction, the routing
-// and the fetching.
+// and the fetching. Its last record is noted for the companion or the
+// slot to take it from (kin.let).
 func (s *slot) leave(p *part) {
+	if p.last >= 0 {
+		s.kin.let(p.at(), s.txnID, p.last)
+	}
 	delete(s.parts, p)
 	delete(s.txnParts, p)
 	delete(s.moved, p)
@@ -1027,6 +1029,9 @@ func (s *slot) leave(p *part) {
 // leaveAll lets every partition go as the slot stops or fails, committing
 // what is pending first when it still may.
 func (s *slot) leaveAll(ctx context.Context, commit bool) {
+	if s.main == nil {
+		s.stopCompanion(commit)
+	}
 	if commit && s.prod != nil {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if err := s.commitWith(cctx, true); err != nil {
@@ -1076,13 +1081,17 @@ func (s *slot) writeReleases(ctx context.Context, parts []*part) error {
 		return err
 	}
 	for _, p := range parts {
-		s.produce(ctx, checkpoint.Record(p.job.spec.ID, p.name, s.checkpointValue(p, true)), nil, nil, -1)
+		p.ck = checkpoint.Record(p.job.spec.ID, p.name, s.checkpointValue(p, true))
+		s.produce(ctx, p.ck, nil, nil, -1)
 	}
 	if err := s.settle(ctx); err != nil {
 		return err
 	}
 	if err := s.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		return err
+	}
+	for _, p := range parts {
+		p.last = p.ck.Offset
 	}
 	s.reset()
 	return nil

@@ -1,0 +1,208 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+)
+
+// A slot whose partition cannot be written evicts it and fails its job
+// (slot.evict); the job starts again after a backoff, and its partition
+// fails again at once if its target still refuses it. In the slot's
+// transactions, every such start held the slot's other partitions for as
+// long as the producer tried the partition's records (a third of the
+// tier's budget), and their copies waited. So a partition evicted lately
+// is copied by the slot's companion instead: a second slot of the same
+// lane and number, with a producer of its own (transactional ID the
+// slot's plus ".q", see companionTxnID), made when first needed and
+// stopped with the slot. Its failures hold only the other suspects.
+//
+// The companion takes a partition as any slot does, by a claim (see
+// acquire), with one difference in who is fenced: when the partition's
+// latest checkpoint is the very record with which the slot or its
+// companion let it go (kin.left), nobody else wrote it since and the
+// live producer that wrote it no longer copies it, so it is claimed
+// without fencing its writer, which would stop the other's copies. Any
+// other record of the slot's family is fenced as another lane's would be
+// (a companion hands the partition back to the slot rather than fence
+// it). A partition stays with the companion until its job starts again
+// after evictedFor without an eviction, or the slot stops.
+
+// evictedFor is how long a partition evicted stays suspect: its job's next
+// start gives it to the companion, and it fails its job at its first
+// failure alone in a transaction, without the retry after a backoff.
+const evictedFor = 5 * time.Minute
+
+// kin is what a slot and its companion share, under its mutex: the
+// partitions either evicted lately, and the records with which either let
+// a partition go.
+type kin struct {
+	mu      sync.Mutex
+	evicted suspects
+	left    map[topicPart]letGo
+}
+
+// letGo is the last record a slot or companion committed for a
+// partition it let go.
+type letGo struct {
+	writer string
+	offset int64
+}
+
+func newKin() *kin { return &kin{evicted: suspects{}, left: map[topicPart]letGo{}} }
+
+// suspect reports whether tp was evicted within evictedFor.
+func (k *kin) suspect(tp topicPart) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.evicted.lately(tp, time.Now())
+}
+
+// evict marks tp evicted now.
+func (k *kin) evict(tp topicPart) {
+	k.mu.Lock()
+	k.evicted.add(tp, time.Now())
+	k.mu.Unlock()
+}
+
+// forgive forgets the evictions of partitions the slot (not its
+// companion) committed.
+func (k *kin) forgive(parts map[*part]bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.evicted) == 0 {
+		return
+	}
+	for p := range parts {
+		delete(k.evicted, p.at())
+	}
+}
+
+// let records that writer let tp go after committing the record at
+// offset, its last of tp's checkpoint key.
+func (k *kin) let(tp topicPart, writer string, offset int64) {
+	k.mu.Lock()
+	k.left[tp] = letGo{writer, offset}
+	k.mu.Unlock()
+}
+
+// knows reports whether the record at offset, by writer, is the one with
+// which the slot or its companion let tp go.
+func (k *kin) knows(tp topicPart, writer string, offset int64) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.left[tp] == letGo{writer, offset}
+}
+
+// took forgets how the family let the partitions go: they are taken again.
+func (k *kin) took(parts []*part) {
+	k.mu.Lock()
+	for _, p := range parts {
+		delete(k.left, p.at())
+	}
+	k.mu.Unlock()
+}
+
+// suspects are the partitions evicted within evictedFor, and when; the
+// slot forgets one as soon as it commits the partition's records.
+type suspects map[topicPart]time.Time
+
+// add marks tp evicted at now, and forgets those evicted over evictedFor
+// before: one that moved to another slot since is never committed or
+// looked up here again.
+func (ss suspects) add(tp topicPart, now time.Time) {
+	maps.DeleteFunc(ss, func(_ topicPart, at time.Time) bool { return now.Sub(at) >= evictedFor })
+	ss[tp] = now
+}
+
+// lately reports whether tp was evicted within evictedFor of now.
+func (ss suspects) lately(tp topicPart, now time.Time) bool {
+	at, ok := ss[tp]
+	if ok && now.Sub(at) >= evictedFor {
+		delete(ss, tp)
+		return false
+	}
+	return ok
+}
+
+// companionTxnID is the transactional ID of a slot's companion.
+func companionTxnID(slot string) string { return slot + ".q" }
+
+func newCompanion(main *slot) *slot {
+	q := newSlot(main.l, main.n)
+	q.txnID, q.main, q.kin = companionTxnID(main.txnID), main, main.kin
+	return q
+}
+
+// quarantine hands the suspects among parts to the slot's companion,
+// starting it if needed, and returns the others.
+func (s *slot) quarantine(parts []*part) []*part {
+	if s.main != nil {
+		return parts // the companion itself
+	}
+	var rest, bad []*part
+	for _, p := range parts {
+		if !p.plain && s.kin.suspect(p.at()) {
+			bad = append(bad, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	if len(bad) > 0 {
+		s.companionNow(true).add(bad)
+	}
+	return rest
+}
+
+// companionNow is the slot's running companion; with start, one is
+// started if there is none (or it ended). Nil when there is none.
+func (s *slot) companionNow(start bool) *slot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.q != nil && !start {
+		return s.q
+	}
+	if s.q != nil {
+		select {
+		case <-s.q.done:
+		default:
+			return s.q
+		}
+	}
+	if !start {
+		return nil
+	}
+	s.q = newCompanion(s)
+	s.l.log.Info("slot starts its companion for partitions evicted lately", "slot", s.n, "companion", s.q.txnID)
+	go s.q.run(s.l.ctx)
+	return s.q
+}
+
+// stopCompanion stops the companion as its slot lets its own partitions
+// go: those it copies are let go too, and the slot's next start gives
+// them to a companion again.
+func (s *slot) stopCompanion(commit bool) {
+	s.mu.Lock()
+	q := s.q
+	s.q = nil
+	s.mu.Unlock()
+	if q != nil {
+		q.stop(commit)
+	}
+}
+
+// quarantined serves a companion until it is stopped or fails: a failure
+// fails the jobs of its partitions, whose next starts give them to a
+// companion again (it does not retry itself as a slot does).
+func (s *slot) quarantined(ctx context.Context) {
+	jobs, err := s.serve(ctx)
+	if err == nil {
+		return
+	}
+	s.l.log.Warn("companion of a slot failed; its partitions' jobs start again", "slot", s.n, "error", err)
+	for _, j := range jobs {
+		j.fail(fmt.Errorf("the companion of slot %d, which copied its partitions evicted lately, failed: %w", s.n, err))
+	}
+}
