@@ -79,7 +79,7 @@ type Entry struct {
 // against each other, which is what lets a writer check that nobody wrote a
 // key between a record it read and the one it wrote (see the mirror's
 // claims).
-func History(ctx context.Context, opts []kgo.Opt, jobs []string, keep func(key string) bool) (map[string][]Entry, error) {
+func History(ctx context.Context, rs *kafkaconn.Readers, jobs []string, keep func(key string) bool) (map[string][]Entry, error) {
 	seen := map[int32]bool{}
 	var parts []int32
 	for _, j := range jobs {
@@ -92,7 +92,7 @@ func History(ctx context.Context, opts []kgo.Opt, jobs []string, keep func(key s
 	if len(parts) == 0 {
 		return out, nil
 	}
-	err := kafkaconn.ReadToEnd(ctx, opts, systopics.Checkpoints, parts, func(r *kgo.Record) {
+	err := rs.ReadToEnd(ctx, systopics.Checkpoints, parts, func(r *kgo.Record) {
 		if key := string(r.Key); keep(key) {
 			out[key] = append(out[key], Entry{Offset: r.Offset, Value: r.Value, Time: r.Timestamp})
 		}

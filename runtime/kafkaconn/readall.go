@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -13,21 +14,95 @@ import (
 // (all of them when parts is empty), from the start up to the end offsets
 // found on entry. It waits for transactions open at that moment to end, so
 // it sees everything committed before it was called. Control records are
-// not passed to fn. One client lists the end offsets and reads: every
-// claim of a mirror slot reads checkpoints twice, and a client is a few
-// connections and metadata requests to the brokers.
+// not passed to fn. One client, made for the read, lists the end offsets
+// and reads; Readers keeps clients for reads that recur.
 func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, parts []int32, fn func(*kgo.Record)) error {
-	cl, err := committedReader(opts, topic, nil)
+	rs := NewReaders(opts)
+	defer rs.Close()
+	return rs.ReadToEnd(ctx, topic, parts, fn)
+}
+
+// Readers lends clients to reads to the end (ReadToEnd) and keeps them
+// for the next reads: a client is a few connections and metadata requests
+// to the brokers, and a mirror lane reads its checkpoints twice at each
+// start of a job, of a failing job too. Safe for concurrent use: each read
+// has a client to itself.
+type Readers struct {
+	opts []kgo.Opt
+
+	mu     sync.Mutex
+	idle   []*kgo.Client
+	closed bool
+}
+
+// maxIdleReaders is how many clients Readers keeps between reads.
+const maxIdleReaders = 4
+
+// NewReaders returns Readers of the cluster that opts reach.
+func NewReaders(opts []kgo.Opt) *Readers { return &Readers{opts: opts} }
+
+// ReadToEnd is the package's ReadToEnd with a client of rs.
+func (rs *Readers) ReadToEnd(ctx context.Context, topic string, parts []int32, fn func(*kgo.Record)) error {
+	cl, err := rs.get()
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
+	read, err := readToEnd(ctx, cl, topic, parts, fn)
+	if len(read) > 0 {
+		cl.RemoveConsumePartitions(map[string][]int32{topic: read})
+	}
+	rs.put(cl, err == nil)
+	return err
+}
+
+// Close closes the kept clients; reads after it fail.
+func (rs *Readers) Close() {
+	rs.mu.Lock()
+	idle := rs.idle
+	rs.idle, rs.closed = nil, true
+	rs.mu.Unlock()
+	for _, cl := range idle {
+		cl.Close()
+	}
+}
+
+func (rs *Readers) get() (*kgo.Client, error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.closed {
+		return nil, kgo.ErrClientClosed
+	}
+	if n := len(rs.idle); n > 0 {
+		cl := rs.idle[n-1]
+		rs.idle = rs.idle[:n-1]
+		return cl, nil
+	}
+	return committedReader(rs.opts, "", nil)
+}
+
+// put keeps a client after a read that ended well (one that failed may
+// hold fetches of the partitions it read), up to maxIdleReaders.
+func (rs *Readers) put(cl *kgo.Client, ok bool) {
+	rs.mu.Lock()
+	if ok && !rs.closed && len(rs.idle) < maxIdleReaders {
+		rs.idle = append(rs.idle, cl)
+		cl = nil
+	}
+	rs.mu.Unlock()
+	if cl != nil {
+		cl.Close()
+	}
+}
+
+// readToEnd reads with cl, a client that consumes nothing yet, and returns
+// the partitions it added for the read.
+func readToEnd(ctx context.Context, cl *kgo.Client, topic string, parts []int32, fn func(*kgo.Record)) (read []int32, err error) {
 	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
 	if err != nil {
-		return fmt.Errorf("end offsets of %s: %w", topic, err)
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
 	if ends.Error() != nil {
-		return fmt.Errorf("end offsets of %s: %w", topic, ends.Error())
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, ends.Error())
 	}
 	want := map[int32]bool{}
 	for _, p := range parts {
@@ -39,16 +114,17 @@ func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, parts []int32,
 		if (len(want) == 0 || want[o.Partition]) && o.Offset > 0 {
 			start[o.Partition] = kgo.NewOffset().AtStart()
 			remaining[o.Partition] = o.Offset
+			read = append(read, o.Partition)
 		}
 	})
 	if len(remaining) == 0 {
-		return nil
+		return nil, nil
 	}
 	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: start})
 	for len(remaining) > 0 {
 		fetches, err := poll(ctx, cl)
 		if err != nil {
-			return err
+			return read, err
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
 			end, ok := remaining[r.Partition]
@@ -66,7 +142,7 @@ func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, parts []int32,
 			}
 		})
 	}
-	return nil
+	return read, nil
 }
 
 // ErrFirstCommitLost is a new producer's first commit that kgo acknowledged

@@ -2,10 +2,14 @@ package kafkaconn_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
 	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
@@ -65,5 +69,68 @@ func TestReadToEndPastAbort(t *testing.T) {
 	}
 	if len(r.got) != 2 || r.got[0] != "a" || r.got[1] != "b" {
 		t.Fatalf("read %q, want [a b]", r.got)
+	}
+}
+
+// TestReadersReuse reads two partitions again and again with the clients
+// Readers keeps, records written between the reads, some reads at once:
+// each read sees every record written before it, once, from the start,
+// and the brokers see no new connection after the first reads.
+func TestReadersReuse(t *testing.T) {
+	k := devtest.Kafka(t, "dc1")
+	if err := k.Cluster.CreateTopic("t", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int32
+	k.Cluster.ControlKey(int16(kmsg.ApiVersions), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.Cluster.KeepControl()
+		conns.Add(1) // a client's first request on each connection
+		return nil, nil, false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := kgo.NewClient(kgo.SeedBrokers(k.Addr()), kgo.DefaultProduceTopic("t"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rs := kafkaconn.NewReaders([]kgo.Opt{kgo.SeedBrokers(k.Addr())})
+	defer rs.Close()
+	written := 0
+	var warm int32
+	for round := range 6 {
+		for p := range int32(2) {
+			if err := w.ProduceSync(ctx, &kgo.Record{Partition: p, Value: []byte(fmt.Sprint(written))}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			written++
+		}
+		var wg sync.WaitGroup
+		for range 3 { // reads at once each take a client of their own
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				seen := map[string]int{}
+				if err := rs.ReadToEnd(ctx, "t", nil, func(r *kgo.Record) { seen[string(r.Value)]++ }); err != nil {
+					t.Error(err)
+					return
+				}
+				for i := range written {
+					if n := seen[fmt.Sprint(i)]; n != 1 {
+						t.Errorf("round %d: record %d read %d times", round, i, n)
+					}
+				}
+				if len(seen) != written {
+					t.Errorf("round %d: read %d records, want %d", round, len(seen), written)
+				}
+			}()
+		}
+		wg.Wait()
+		if round == 0 {
+			warm = conns.Load()
+		}
+	}
+	if n := conns.Load(); n != warm {
+		t.Errorf("%d connections after the first round, %d more in the next five: the clients were not kept", warm, n-warm)
 	}
 }

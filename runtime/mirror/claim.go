@@ -75,7 +75,7 @@ func (s *slot) history(ctx context.Context, parts []*part) (map[string][]checkpo
 		keys[p.key] = true
 		jobs = append(jobs, p.job.spec.ID)
 	}
-	return checkpoint.History(ctx, s.l.dst, jobs, func(k string) bool { return keys[k] })
+	return checkpoint.History(ctx, s.l.readers, jobs, func(k string) bool { return keys[k] })
 }
 
 // acquire takes partitions for the slot. Taking a partition is a claim:

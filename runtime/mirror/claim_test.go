@@ -83,9 +83,11 @@ func TestJobLeavesWhileClaiming(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	readers := kafkaconn.NewReaders(opts)
+	defer readers.Close()
 	var last []checkpoint.Entry
 	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		hist, err := checkpoint.History(ctx, opts, []string{job}, func(key string) bool { return key == job+"/0" })
+		hist, err := checkpoint.History(ctx, readers, []string{job}, func(key string) bool { return key == job+"/0" })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -258,7 +258,9 @@ func TestQuarantine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hist, err := checkpoint.History(context.Background(), opts, []string{job}, func(key string) bool { return key == job+"/1" })
+	readers := kafkaconn.NewReaders(opts)
+	defer readers.Close()
+	hist, err := checkpoint.History(context.Background(), readers, []string{job}, func(key string) bool { return key == job+"/1" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,10 +64,11 @@ type lane struct {
 	log      *slog.Logger
 	src, dst []kgo.Opt
 	origins  map[string]bool
-	kins     []*kin      // slot n's and its companion's: kins[n]
-	fs       []*fetcher  // source: slot n's partitions, fetched by fs[n]
-	group    *kgo.Client // source: member of the lane's slot group
-	adm      *kgo.Client // target: fences
+	kins     []*kin             // slot n's and its companion's: kins[n]
+	fs       []*fetcher         // source: slot n's partitions, fetched by fs[n]
+	group    *kgo.Client        // source: member of the lane's slot group
+	adm      *kgo.Client        // target: fences
+	readers  *kafkaconn.Readers // target: the claims' reads of checkpoints
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -127,6 +128,7 @@ func newLane(f *fleet, env *executor.Env, key laneKey) (*lane, error) {
 	if l.adm, err = kgo.NewClient(l.dst...); err != nil {
 		return nil, err
 	}
+	l.readers = kafkaconn.NewReaders(l.dst)
 	// The group's callbacks start slots: everything they use is made
 	// before it.
 	l.ctx, l.cancel = context.WithCancel(context.Background())
@@ -500,4 +502,5 @@ func (l *lane) close() {
 	l.closeFetchers()
 	l.wg.Wait()
 	l.adm.Close()
+	l.readers.Close()
 }
