@@ -68,7 +68,7 @@ type lane struct {
 	fs       []*fetcher         // source: slot n's partitions, fetched by fs[n]
 	group    *kgo.Client        // source: member of the lane's slot group
 	adm      *kgo.Client        // target: fences
-	readers  *kafkaconn.Readers // target: the claims' reads of checkpoints
+	readers  *kafkaconn.Readers // target: the claims' reads of checkpoints (the fleet's)
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -119,16 +119,18 @@ func newLane(f *fleet, env *executor.Env, key laneKey) (*lane, error) {
 		f.kins[l.name] = l.kins
 	}
 	var err error
-	if l.src, err = l.clientOpts(env, key.from); err != nil {
+	if l.src, err = clientOpts(env, key.from, l.log); err != nil {
 		return nil, err
 	}
-	if l.dst, err = l.clientOpts(env, key.to); err != nil {
+	if l.dst, err = clientOpts(env, key.to, l.log); err != nil {
+		return nil, err
+	}
+	if l.readers, err = f.readersOf(env, key.to); err != nil {
 		return nil, err
 	}
 	if l.adm, err = kgo.NewClient(l.dst...); err != nil {
 		return nil, err
 	}
-	l.readers = kafkaconn.NewReaders(l.dst)
 	// The group's callbacks start slots: everything they use is made
 	// before it.
 	l.ctx, l.cancel = context.WithCancel(context.Background())
@@ -190,14 +192,13 @@ func (l *lane) closeFetchers() {
 	}
 }
 
-// clientOpts are the options of the lane's clients in datacenter dc,
-// logging as the lane's.
-func (l *lane) clientOpts(env *executor.Env, dc string) ([]kgo.Opt, error) {
+// clientOpts are the options of clients in datacenter dc, logging to log.
+func clientOpts(env *executor.Env, dc string, log *slog.Logger) ([]kgo.Opt, error) {
 	opts, err := kafkaconn.Options(env.Plan.Datacenters[dc])
 	if err != nil {
 		return nil, fmt.Errorf("datacenter %s: %w", dc, err)
 	}
-	return append(opts, kgo.WithLogger(kafkaconn.Logger(l.log.With("datacenter", dc)))), nil
+	return append(opts, kgo.WithLogger(kafkaconn.Logger(log.With("datacenter", dc)))), nil
 }
 
 // commitsAtOnce reports whether the lane's slots commit as soon as they
@@ -502,5 +503,4 @@ func (l *lane) close() {
 	l.closeFetchers()
 	l.wg.Wait()
 	l.adm.Close()
-	l.readers.Close()
 }

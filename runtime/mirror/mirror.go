@@ -29,6 +29,7 @@ import (
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 )
 
@@ -43,7 +44,7 @@ func WithLogger(l *slog.Logger) Option { return func(f *fleet) { f.logger = l } 
 // their lanes. Give each executor its own (an executor is a member of its
 // shard's groups).
 func NewKind(opts ...Option) executor.Kind {
-	f := &fleet{logger: slog.Default(), lanes: map[laneKey]*lane{}, provs: map[string]*provisioner{}, kins: map[string][]*kin{}}
+	f := &fleet{logger: slog.Default(), lanes: map[laneKey]*lane{}, provs: map[string]*provisioner{}, kins: map[string][]*kin{}, readers: map[string]*kafkaconn.Readers{}}
 	for _, o := range opts {
 		o(f)
 	}
@@ -58,6 +59,9 @@ type fleet struct {
 	lanes map[laneKey]*lane
 	provs map[string]*provisioner // by datacenter definition
 	kins  map[string][]*kin       // by lane name, a lane's slots': they outlive a lane that stops with its last job
+	// readers read checkpoints for the claims of every lane that writes
+	// to a datacenter (by its definition), with the clients they keep.
+	readers map[string]*kafkaconn.Readers
 }
 
 type job struct {
@@ -137,6 +141,21 @@ func (f *fleet) provision(ctx context.Context, env *executor.Env, dc string, spe
 		return 0, env.Unreachable(ctx, dc, err)
 	}
 	return maxBytes, err
+}
+
+// readersOf is the fleet's Readers of datacenter dc (with f.mu held).
+func (f *fleet) readersOf(env *executor.Env, dc string) (*kafkaconn.Readers, error) {
+	def, _ := json.Marshal(env.Plan.Datacenters[dc])
+	if rs := f.readers[string(def)]; rs != nil {
+		return rs, nil
+	}
+	opts, err := clientOpts(env, dc, f.logger)
+	if err != nil {
+		return nil, err
+	}
+	rs := kafkaconn.NewReaders(opts)
+	f.readers[string(def)] = rs
+	return rs, nil
 }
 
 // join returns the job's lane, starting it for the first of its jobs.
