@@ -201,10 +201,12 @@ func status(ex *executor.Executor, topic string) metrics.Status {
 
 // TestQuarantine refuses every write to one partition of a topic until the
 // slot's companion has taken it (its job's start after the slot evicted it)
-// and failed with it too, then lets writes through. Every record, written
-// before, during and after, arrives once, and the partition's last
-// checkpoint was written by the companion: the slot handed it over and
-// took no more of its writes.
+// and failed with it too, then lets writes through. The companion's first
+// commit, its claim's, fails: the companion fails the job whose partition
+// it was claiming, which starts again. Every record, written before,
+// during and after, arrives once, and the partition's last checkpoint was
+// written by the companion: the slot handed it over and took no more of
+// its writes.
 func TestQuarantine(t *testing.T) {
 	const job = "mirror:orders:dc1-dc2"
 	w := newWorld(t, map[string]schema.Mirror{"orders": {Partitions: 2, Tier: 1}})
@@ -220,6 +222,10 @@ func TestQuarantine(t *testing.T) {
 		return nil, nil, false
 	})
 	refused := w.pair.DC2.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders", Partitions: []int32{1}, Err: kerr.NotLeaderForPartition, Count: -1})
+	claimFails := w.pair.DC2.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Err: kerr.InvalidTxnState, When: func(req kmsg.Request) bool {
+		r := req.(*kmsg.EndTxnRequest)
+		return r.Commit && strings.HasSuffix(r.TransactionalID, ".q")
+	}})
 	w.run()
 
 	src := w.client("dc1", kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -238,6 +244,9 @@ func TestQuarantine(t *testing.T) {
 	case <-quarantined:
 	case <-time.After(60 * time.Second):
 		t.Fatal("no companion took the refused partition")
+	}
+	if claimFails.Hits() == 0 {
+		t.Error("the companion's first commit did not fail: the test did not test its failure")
 	}
 	write(100)
 	refused.Remove()

@@ -25,6 +25,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
@@ -59,8 +61,9 @@ type fleet struct {
 	lanes map[laneKey]*lane
 	provs map[string]*provisioner // by datacenter definition
 	kins  map[string][]*kin       // by lane name, a lane's slots': they outlive a lane that stops with its last job
-	// readers read checkpoints for the claims of every lane that writes
-	// to a datacenter (by its definition), with the clients they keep.
+	// readers read checkpoints for the claims of the lanes that write to
+	// a datacenter (by its definition), with the clients they keep, while
+	// there are such lanes.
 	readers map[string]*kafkaconn.Readers
 }
 
@@ -174,16 +177,25 @@ func (f *fleet) join(env *executor.Env, key laneKey) (*lane, error) {
 	return l, nil
 }
 
-// leave stops the lane when its last job leaves it.
+// leave stops the lane when its last job leaves it, and closes its
+// Readers when no other lane reads with them.
 func (f *fleet) leave(l *lane) {
 	f.mu.Lock()
 	l.refs--
 	last := l.refs == 0
+	unread := false
 	if last {
 		delete(f.lanes, l.key)
+		unread = !slices.ContainsFunc(slices.Collect(maps.Values(f.lanes)), func(o *lane) bool { return o.readers == l.readers })
+		if unread {
+			maps.DeleteFunc(f.readers, func(_ string, rs *kafkaconn.Readers) bool { return rs == l.readers })
+		}
 	}
 	f.mu.Unlock()
 	if last {
 		l.close()
+	}
+	if unread {
+		l.readers.Close()
 	}
 }

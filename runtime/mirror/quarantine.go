@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -193,16 +194,31 @@ func (s *slot) stopCompanion(commit bool) {
 	}
 }
 
-// quarantined serves a companion until it is stopped or fails: a failure
-// fails the jobs of its partitions, whose next starts give them to a
-// companion again (it does not retry itself as a slot does).
+// quarantined serves a companion until it is stopped or fails. A failure
+// fences the companion's transactional ID, which aborts a transaction it
+// left open (its claims' or copies' whose commit failed): until then every
+// read_committed read of the checkpoints, its slot's claims' too, would
+// wait for it. Then it fails the jobs whose partitions its slot gave it
+// (those it copied, and those it was still claiming), whose next starts
+// give them to a companion again (it does not retry itself as a slot
+// does).
 func (s *slot) quarantined(ctx context.Context) {
-	jobs, err := s.serve(ctx)
+	err := s.serve(ctx)
 	if err == nil {
 		return
 	}
 	s.l.log.Warn("companion of a slot failed; its partitions' jobs start again", "slot", s.n, "error", err)
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if ferr := s.fence(fctx, s.txnID); ferr != nil {
+		s.l.log.Warn("fencing a failed companion failed; a transaction it left open ends at the broker's transaction timeout", "slot", s.n, "error", ferr, "timeout", txnTimeout)
+	}
+	cancel()
+	s.mu.Lock()
+	jobs := slices.Collect(maps.Keys(s.given))
+	s.mu.Unlock()
 	for _, j := range jobs {
-		j.fail(fmt.Errorf("the companion of slot %d, which copied its partitions evicted lately, failed: %w", s.n, err))
+		if s.l.wanted(j) {
+			j.fail(fmt.Errorf("the companion of slot %d, which copied its partitions evicted lately, failed: %w", s.n, err))
+		}
 	}
 }

@@ -86,6 +86,9 @@ type slot struct {
 	kin  *kin  // shared with the companion (quarantine.go)
 	main *slot // the slot whose companion this is; nil for a slot
 	q    *slot // the slot's companion, if started (under mu)
+	// given are the jobs whose partitions the slot gave its companion
+	// (the companion's, under mu): those it fails if it fails.
+	given map[*laneJob]bool
 }
 
 // part is one partition of a job, as a slot that takes it sees it.
@@ -109,7 +112,7 @@ type part struct {
 	poison  map[int64]error // source offsets that can never be written
 	careful bool            // rebuild with a write at a time, to find a poison record
 	last    int64           // offset of the last record committed for its checkpoint key, -1 if none
-	ck      *kgo.Record     // its checkpoint in the open transaction
+	ck      *kgo.Record     // its checkpoint in the open transaction, until it commits
 
 	slot     *slot
 	queued   atomic.Int64 // bytes of fetched records waiting for the slot
@@ -164,7 +167,7 @@ func newSlot(l *lane, n int) *slot {
 	s := &slot{
 		l: l, n: n, txnID: slotTxnID(l.name, n),
 		wake: make(chan struct{}, 1), quit: make(chan bool, 1), done: make(chan struct{}),
-		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, kin: l.kins[n],
+		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, kin: l.kins[n], given: map[*laneJob]bool{},
 	}
 	s.copies = newCopies(s)
 	return s
@@ -193,6 +196,11 @@ func (s *slot) add(parts []*part) {
 	}
 	s.mu.Lock()
 	s.adds = append(s.adds, parts...)
+	if s.main != nil {
+		for _, p := range parts {
+			s.given[p.job] = true
+		}
+	}
 	s.mu.Unlock()
 	s.signal()
 }
@@ -240,7 +248,7 @@ func (s *slot) run(ctx context.Context) {
 	}
 	for backoff := 500 * time.Millisecond; ; backoff = min(2*backoff, 30*time.Second) {
 		started := time.Now()
-		_, err := s.serve(ctx)
+		err := s.serve(ctx)
 		if err == nil {
 			return
 		}
@@ -262,21 +270,18 @@ func (s *slot) run(ctx context.Context) {
 }
 
 // serve runs one incarnation and lets every partition go after it. It
-// returns the incarnation's failure (nil once stopped) and the jobs of the
-// partitions it let go.
-func (s *slot) serve(ctx context.Context) (jobs []*laneJob, err error) {
+// returns the incarnation's failure (nil once stopped).
+func (s *slot) serve(ctx context.Context) error {
 	commit, err := s.incarnation(ctx)
-	parts := slices.Collect(maps.Keys(s.parts))
-	jobs = jobsOf(append(parts, s.waiting...))
 	s.leaveAll(ctx, commit && err == nil)
 	if s.prod != nil {
 		s.prod.Close()
 		s.prod = nil
 	}
 	if ctx.Err() != nil {
-		return jobs, nil
+		return nil
 	}
-	return jobs, err
+	return err
 }
 
 // incarnation initialises the producer, takes the slot's partitions and
@@ -983,7 +988,7 @@ func (s *slot) committed() {
 		p.pending, p.copies, p.dead, p.careful = p.pending[:0], p.copies[:0], 0, false
 	}
 	for _, p := range s.saving {
-		p.saved, p.last = p.next, p.ck.Offset
+		p.saved, p.last, p.ck = p.next, p.ck.Offset, nil
 		delete(s.moved, p)
 	}
 	for p := range s.txnParts {
@@ -1091,7 +1096,7 @@ func (s *slot) writeReleases(ctx context.Context, parts []*part) error {
 		return err
 	}
 	for _, p := range parts {
-		p.last = p.ck.Offset
+		p.last, p.ck = p.ck.Offset, nil
 	}
 	s.reset()
 	return nil
