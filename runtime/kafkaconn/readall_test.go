@@ -75,7 +75,7 @@ func TestReadToEndPastAbort(t *testing.T) {
 // TestReadersReuse reads two partitions again and again with the clients
 // Readers keeps, records written between the reads, some reads at once:
 // each read sees every record written before it, once, from the start,
-// and the brokers see no new connection after the first reads.
+// and the brokers see hardly a new connection after the first reads.
 func TestReadersReuse(t *testing.T) {
 	k := devtest.Kafka(t, "dc1")
 	if err := k.Cluster.CreateTopic("t", 2, nil); err != nil {
@@ -130,7 +130,10 @@ func TestReadersReuse(t *testing.T) {
 			warm = conns.Load()
 		}
 	}
-	if n := conns.Load(); n != warm {
-		t.Errorf("%d connections after the first round, %d more in the next five: the clients were not kept", warm, n-warm)
+	// A kept client may still open a connection it had not needed yet
+	// (kgo opens them lazily, by kind of request); new clients would open
+	// three each, nine a round.
+	if more := conns.Load() - warm; more > 3 {
+		t.Errorf("%d connections after the first round, %d more in the next five: the clients were not kept", warm, more)
 	}
 }
