@@ -29,8 +29,8 @@ import (
 // partition that refuses every write, and a target topic deleted under
 // ferry. The good topics' records all arrive once and within budget
 // (asserted without the race detector), each bad topic shows what is
-// wrong with it, and a bad partition aborts its slot's transactions once
-// (its companion's after that).
+// wrong with it, and the refusing partition aborts its slot's
+// transactions at its first failure only (its companion's after that).
 func TestIsolation(t *testing.T) {
 	mirrors := map[string]schema.Mirror{
 		"bad.poison":   {Partitions: 4, Tier: 1},
