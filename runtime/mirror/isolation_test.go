@@ -154,7 +154,7 @@ func TestIsolation(t *testing.T) {
 	}
 	// The refused partition aborts its slot's transactions at its first
 	// failure only (twice when it was alone in the transaction, retried
-	// once): its job's next starts give it to the slot's companion, whose
+	// once): the slot hands it to its companion, whose
 	// transactions it aborts from then on (the slot aborted one at every
 	// start before, and its partitions waited).
 	amu.Lock()
@@ -170,6 +170,27 @@ func TestIsolation(t *testing.T) {
 	amu.Unlock()
 	if inCompanions == 0 {
 		t.Errorf("no companion aborted a transaction of bad.refused's partition: it was not quarantined (aborts: %v)", aborts)
+	}
+	// Nor was its job started again: its other partitions were never
+	// released (every start released them in their slots, and the
+	// partitions sharing those slots waited).
+	opts, err := kafkaconn.Options(w.plan.Datacenters["dc2"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	readers := kafkaconn.NewReaders(opts)
+	defer readers.Close()
+	hist, err := checkpoint.History(ctx, readers, []string{"mirror:bad.refused:dc1-dc2"}, func(string) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, es := range hist {
+		for _, e := range es {
+			var pos struct{ Released bool }
+			if err := json.Unmarshal(e.Value, &pos); err == nil && pos.Released {
+				t.Errorf("bad.refused: %s was released (%s): its job started again", key, e.Value)
+			}
+		}
 	}
 	poisoned := (produced["bad.poison"] + 9) / 20
 	if st := status(ex, "bad.poison"); st.Counters[metrics.DeadLetters] != int64(poisoned) {

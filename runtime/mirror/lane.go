@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -88,6 +90,8 @@ type laneJob struct {
 	failed   chan error
 	taken    map[int32]bool   // partitions this process copies (lane.mu)
 	held     map[int32]string // partitions another lane holds, by writer (lane.mu)
+	broken   map[int32]error  // partitions that cannot be written, tried again by a companion (lane.mu)
+	nbroken  atomic.Int32     // len(broken), read without the lock on every commit
 }
 
 // fail ends the job with err (the first of its failures).
@@ -273,7 +277,7 @@ func (j *laneJob) targetMax() int32 {
 // add puts a job in the lane: the slots this process holds take its
 // partitions.
 func (l *lane) add(env *executor.Env, spec plan.Job, maxBytes int32) *laneJob {
-	j := &laneJob{env: env, spec: spec, maxBytes: maxBytes, failed: make(chan error, 1), taken: map[int32]bool{}, held: map[int32]string{}}
+	j := &laneJob{env: env, spec: spec, maxBytes: maxBytes, failed: make(chan error, 1), taken: map[int32]bool{}, held: map[int32]string{}, broken: map[int32]error{}}
 	l.mu.Lock()
 	l.jobs[spec.Mirror.Topic] = j
 	slots := l.heldSlots()
@@ -345,11 +349,16 @@ func (l *lane) jobParts(j *laneJob, n int) []*part {
 	m := j.spec.Mirror
 	for p := int32(0); p < int32(m.Partitions); p++ {
 		if slotOf(m.Topic, p) == n {
-			name := strconv.Itoa(int(p))
-			out = append(out, &part{job: j, topic: m.Topic, partition: p, name: name, key: j.spec.ID + "/" + name, poison: map[int64]error{}, last: -1})
+			out = append(out, newPart(j, p))
 		}
 	}
 	return out
+}
+
+// newPart is partition p of a job, fresh for a slot to take.
+func newPart(j *laneJob, p int32) *part {
+	name := strconv.Itoa(int(p))
+	return &part{job: j, topic: j.spec.Mirror.Topic, partition: p, name: name, key: j.spec.ID + "/" + name, poison: map[int64]error{}, last: -1}
 }
 
 // started shows the partitions a slot took, and those that wait for
@@ -372,6 +381,7 @@ func (l *lane) started(got, held []*part) {
 func (l *lane) stopped(p *part) {
 	l.mu.Lock()
 	delete(p.job.taken, p.partition)
+	p.job.mend(p.partition)
 	l.mu.Unlock()
 	p.job.env.Metrics.DropPart(p.name)
 	l.showJobs([]*laneJob{p.job})
@@ -382,10 +392,50 @@ func (l *lane) unwait(parts []*part) {
 	l.mu.Lock()
 	for _, p := range parts {
 		delete(p.job.held, p.partition)
+		p.job.mend(p.partition)
 	}
 	jobs := jobsOf(parts)
 	l.mu.Unlock()
 	l.showJobs(jobs)
+}
+
+// broke shows a partition that cannot be written in its job's status:
+// the job is in error while its other partitions are copied, until the
+// partition is written again or let go (mended).
+func (l *lane) broke(p *part, err error) {
+	l.mu.Lock()
+	p.job.broken[p.partition] = err
+	p.job.nbroken.Store(int32(len(p.job.broken)))
+	l.mu.Unlock()
+	l.showJobs([]*laneJob{p.job})
+}
+
+// mended shows that the partitions of parts that were broken were
+// written again.
+func (l *lane) mended(parts map[*part]bool) {
+	var jobs []*laneJob
+	for p := range parts {
+		if p.job.nbroken.Load() == 0 {
+			continue // every commit's path: no lock
+		}
+		l.mu.Lock()
+		if p.job.mend(p.partition) && !slices.Contains(jobs, p.job) {
+			jobs = append(jobs, p.job)
+		}
+		l.mu.Unlock()
+	}
+	l.showJobs(jobs)
+}
+
+// mend forgets that partition p was broken, and reports whether it was
+// (with lane.mu held).
+func (j *laneJob) mend(p int32) bool {
+	if _, ok := j.broken[p]; !ok {
+		return false
+	}
+	delete(j.broken, p)
+	j.nbroken.Store(int32(len(j.broken)))
+	return true
 }
 
 func jobsOf(parts []*part) []*laneJob {
@@ -398,8 +448,9 @@ func jobsOf(parts []*part) []*laneJob {
 	return out
 }
 
-// showJobs updates the jobs' status: the partitions this process copies,
-// and a job with partitions another lane holds is waiting for them.
+// showJobs updates the jobs' status: the partitions this process copies;
+// a job with a partition that cannot be written is in error, else one
+// with partitions another lane holds is waiting for them.
 func (l *lane) showJobs(jobs []*laneJob) {
 	for _, j := range jobs {
 		l.mu.Lock()
@@ -407,7 +458,11 @@ func (l *lane) showJobs(jobs []*laneJob) {
 		for p := range j.taken {
 			taken = append(taken, p)
 		}
-		var waiting error
+		var broken, waiting error
+		if len(j.broken) > 0 {
+			parts := slices.Sorted(maps.Keys(j.broken))
+			broken = j.broken[parts[0]]
+		}
 		if len(j.held) > 0 {
 			parts := make([]int32, 0, len(j.held))
 			for p := range j.held {
@@ -418,9 +473,12 @@ func (l *lane) showJobs(jobs []*laneJob) {
 		}
 		l.mu.Unlock()
 		j.env.Metrics.SetAssigned(taken)
-		if waiting != nil {
+		switch state := j.env.Metrics.Status().State; {
+		case broken != nil:
+			j.env.Metrics.SetState(metrics.StateError, broken)
+		case waiting != nil:
 			j.env.Metrics.SetState(metrics.StateWaiting, waiting)
-		} else if j.env.Metrics.Status().State == metrics.StateWaiting {
+		case state == metrics.StateWaiting || state == metrics.StateError:
 			j.env.Metrics.SetState(metrics.StateRunning, nil)
 		}
 	}

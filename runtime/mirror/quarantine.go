@@ -9,16 +9,17 @@ import (
 	"time"
 )
 
-// A slot whose partition cannot be written evicts it and fails its job
-// (slot.evict); the job starts again after a backoff, and its partition
-// fails again at once if its target still refuses it. In the slot's
-// transactions, every such start held the slot's other partitions for as
-// long as the producer tried the partition's records (a third of the
-// tier's budget), and their copies waited. So a partition evicted lately
-// is copied by the slot's companion instead: a second slot of the same
-// lane and number, with a producer of its own (transactional ID the
-// slot's plus ".q", see companionTxnID), made when first needed and
-// stopped with the slot. Its failures hold only the other suspects.
+// A slot whose partition cannot be written evicts it (slot.evict). In the
+// slot's transactions, the partition held the slot's other partitions for
+// as long as the producer tried its records (a third of the tier's
+// budget), and their copies waited. So an evicted partition is copied by
+// the slot's companion instead: a second slot of the same lane and number,
+// with a producer of its own (transactional ID the slot's plus ".q", see
+// companionTxnID), made when first needed and stopped with the slot. The
+// slot hands the partition over as it evicts it, and its job's next starts
+// within evictedFor give it to the companion too. A companion that evicts
+// a partition takes it again after a backoff (tryAgain). Its failures hold
+// only the other suspects.
 //
 // The companion takes a partition as any slot does, by a claim (see
 // acquire), with one difference in who is fenced: when the partition's
@@ -32,8 +33,8 @@ import (
 // after evictedFor without an eviction, or the slot stops.
 
 // evictedFor is how long a partition evicted stays suspect: its job's next
-// start gives it to the companion, and it fails its job at its first
-// failure alone in a transaction, without the retry after a backoff.
+// start gives it to the companion, and it is evicted at its first failure
+// alone in a transaction, without the retry after a backoff.
 const evictedFor = 5 * time.Minute
 
 // kin is what a slot and its companion share, under its mutex: the
@@ -221,4 +222,20 @@ func (s *slot) quarantined(ctx context.Context) {
 			j.fail(fmt.Errorf("the companion of slot %d, which copied its partitions evicted lately, failed: %w", s.n, err))
 		}
 	}
+}
+
+// tryAgain has the companion take partition p again, fresh, after a
+// backoff that doubles with each eviction since it last committed p, from
+// half a second up to 30 s: its job keeps copying its other partitions
+// meanwhile, in error (lane.broke).
+func (s *slot) tryAgain(p *part) {
+	n := s.tries[p.at()]
+	s.tries[p.at()] = n + 1
+	backoff := min(500*time.Millisecond<<min(n, 6), 30*time.Second)
+	s.l.log.Warn("partition cannot be written; tried again", "topic", p.topic, "partition", p.partition, "in", backoff)
+	at := time.Now().Add(backoff)
+	if len(s.waiting) == 0 || at.Before(s.retryAt) {
+		s.retryAt = at
+	}
+	s.waiting = append(s.waiting, newPart(p.job, p.partition))
 }

@@ -150,7 +150,7 @@ func TestSizeLimitAfterCompression(t *testing.T) {
 }
 
 // TestDeadLetterOverDLQLimit: a dead letter that ferry.dlq itself refuses
-// is never dropped: the job fails with a line that says so and the record
+// is never dropped: the job shows an error that says so and the record
 // stays unread; once ferry.dlq takes it, the job dead-letters it and goes on.
 func TestDeadLetterOverDLQLimit(t *testing.T) {
 	w := newWorld(t, map[string]schema.Mirror{"scans": {Partitions: 1, Tier: 1}})

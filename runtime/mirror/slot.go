@@ -89,6 +89,13 @@ type slot struct {
 	// given are the jobs whose partitions the slot gave its companion
 	// (the companion's, under mu): those it fails if it fails.
 	given map[*laneJob]bool
+	// tries counts a companion's evictions of a partition since it last
+	// committed it, for the backoff of its next try (slot goroutine's).
+	tries map[topicPart]int
+	// stopping is set while the slot lets its partitions go: a partition
+	// that cannot be written then fails its job, and the job's next start
+	// gives it to a companion.
+	stopping bool
 }
 
 // part is one partition of a job, as a slot that takes it sees it.
@@ -167,7 +174,7 @@ func newSlot(l *lane, n int) *slot {
 	s := &slot{
 		l: l, n: n, txnID: slotTxnID(l.name, n),
 		wake: make(chan struct{}, 1), quit: make(chan bool, 1), done: make(chan struct{}),
-		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, kin: l.kins[n], given: map[*laneJob]bool{},
+		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, kin: l.kins[n], given: map[*laneJob]bool{}, tries: map[topicPart]int{},
 	}
 	s.copies = newCopies(s)
 	return s
@@ -781,8 +788,7 @@ func (s *slot) alone() []*part {
 // records fail (after the producer's retries, see lane.producerOpts) while
 // the others' are written, or twice when it is alone in the transaction
 // (once, when the slot evicted it lately: suspects), is taken out of
-// the transaction and its job fails, to be started again by the executor;
-// the others commit without it. Any other failure is retried after a
+// the transaction (evict) and the others commit without it. Any other failure is retried after a
 // backoff and never dead-lettered.
 func (s *slot) commit(ctx context.Context) error { return s.commitWith(ctx, false) }
 
@@ -996,7 +1002,12 @@ func (s *slot) committed() {
 	}
 	if s.main == nil {
 		s.kin.forgive(s.txnParts)
+	} else {
+		for p := range s.txnParts {
+			delete(s.tries, p.at())
+		}
 	}
+	s.l.mended(s.txnParts)
 	s.reset()
 }
 
@@ -1007,14 +1018,30 @@ func (s *slot) reset() {
 	s.inTxn, s.saveDue, s.txnAt, s.nRecs, s.nBytes = false, false, time.Time{}, 0, 0
 }
 
-// evict takes a partition that cannot be written out of the slot and fails
-// its job with the reason; what it had in the transaction is dropped (the
-// job's next start copies it again from its checkpoint).
+// evict takes a partition that cannot be written out of the slot; what it
+// had in the transaction is dropped (it is copied again from its
+// checkpoint). A target topic that is gone fails its job, whose next start
+// makes it again. Otherwise the job stays, in error while its other
+// partitions are copied: a slot hands the partition to its companion, a
+// companion tries it again after a backoff (tryAgain). Starting the job
+// again instead, its every start released and claimed its healthy
+// partitions in their slots, and the partitions sharing those slots waited.
 func (s *slot) evict(p *part, err error) {
 	s.kin.evict(p.at())
-	s.l.log.Warn("partition cannot be written; its job fails and starts again", "topic", p.topic, "partition", p.partition, "error", err)
 	s.leave(p)
-	p.job.fail(fmt.Errorf("partition %d of %s cannot be written to %s: %w", p.partition, p.topic, p.job.spec.Mirror.To, err))
+	err = fmt.Errorf("partition %d of %s cannot be written to %s: %w", p.partition, p.topic, p.job.spec.Mirror.To, err)
+	if topicGone(err) || s.stopping {
+		s.l.log.Warn("partition cannot be written; its job fails and starts again", "topic", p.topic, "partition", p.partition, "error", err)
+		p.job.fail(err)
+		return
+	}
+	s.l.broke(p, err)
+	if s.main == nil {
+		s.l.log.Warn("partition cannot be written; the slot's companion tries it again", "topic", p.topic, "partition", p.partition, "error", err)
+		s.companionNow(true).add([]*part{newPart(p.job, p.partition)})
+		return
+	}
+	s.tryAgain(p)
 }
 
 // leave forgets a partition: it leaves the open transaction, the routing
@@ -1034,6 +1061,8 @@ func (s *slot) leave(p *part) {
 // leaveAll lets every partition go as the slot stops or fails, committing
 // what is pending first when it still may.
 func (s *slot) leaveAll(ctx context.Context, commit bool) {
+	s.stopping = true
+	defer func() { s.stopping = false }()
 	if s.main == nil {
 		s.stopCompanion(commit)
 	}
