@@ -619,8 +619,8 @@ func (s *slot) process(ctx context.Context, b batch) error {
 			if !s.parts[p] {
 				// Evicted by the commit, which dropped its records of the
 				// transaction: copying the rest of the batch would
-				// checkpoint past them. Its job's next start copies them
-				// again from its checkpoint.
+				// checkpoint past them. Whoever takes it next copies
+				// them again from its checkpoint.
 				return nil
 			}
 			moved, inTxn = false, false
