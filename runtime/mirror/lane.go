@@ -303,7 +303,7 @@ func (l *lane) remove(j *laneJob) {
 	for _, s := range slots {
 		s.drop(j)
 		s.forget(topic)
-		if q := s.companionNow(false); q != nil {
+		if q := s.companion(); q != nil {
 			q.drop(j)
 			q.forget(topic)
 		}

@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"sync"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
@@ -186,7 +185,10 @@ func (f *fleet) leave(l *lane) {
 	unread := false
 	if last {
 		delete(f.lanes, l.key)
-		unread = !slices.ContainsFunc(slices.Collect(maps.Values(f.lanes)), func(o *lane) bool { return o.readers == l.readers })
+		unread = true
+		for _, o := range f.lanes {
+			unread = unread && o.readers != l.readers
+		}
 		if unread {
 			maps.DeleteFunc(f.readers, func(_ string, rs *kafkaconn.Readers) bool { return rs == l.readers })
 		}

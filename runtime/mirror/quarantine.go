@@ -135,6 +135,7 @@ func companionTxnID(slot string) string { return slot + ".q" }
 func newCompanion(main *slot) *slot {
 	q := newSlot(main.l, main.n)
 	q.txnID, q.main, q.kin = companionTxnID(main.txnID), main, main.kin
+	q.given, q.tries = map[*laneJob]bool{}, map[topicPart]int{}
 	return q
 }
 
@@ -153,28 +154,29 @@ func (s *slot) quarantine(parts []*part) []*part {
 		}
 	}
 	if len(bad) > 0 {
-		s.companionNow(true).add(bad)
+		s.startCompanion().add(bad)
 	}
 	return rest
 }
 
-// companionNow is the slot's running companion; with start, one is
-// started if there is none (or it ended). Nil when there is none.
-func (s *slot) companionNow(start bool) *slot {
+// companion is the slot's companion, if it started one (nil if not).
+func (s *slot) companion() *slot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.q != nil && !start {
-		return s.q
-	}
+	return s.q
+}
+
+// startCompanion is the slot's running companion, started if there is
+// none or it ended.
+func (s *slot) startCompanion() *slot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.q != nil {
 		select {
 		case <-s.q.done:
 		default:
 			return s.q
 		}
-	}
-	if !start {
-		return nil
 	}
 	s.q = newCompanion(s)
 	s.l.log.Info("slot starts its companion for partitions evicted lately", "slot", s.n, "companion", s.q.txnID)

@@ -87,10 +87,11 @@ type slot struct {
 	main *slot // the slot whose companion this is; nil for a slot
 	q    *slot // the slot's companion, if started (under mu)
 	// given are the jobs whose partitions the slot gave its companion
-	// (the companion's, under mu): those it fails if it fails.
+	// (a companion's, under mu): those it fails if it fails.
 	given map[*laneJob]bool
 	// tries counts a companion's evictions of a partition since it last
-	// committed it, for the backoff of its next try (slot goroutine's).
+	// committed it, for the backoff of its next try (a companion's, its
+	// goroutine's).
 	tries map[topicPart]int
 	// stopping is set while the slot lets its partitions go: a partition
 	// that cannot be written then fails its job, and the job's next start
@@ -174,7 +175,7 @@ func newSlot(l *lane, n int) *slot {
 	s := &slot{
 		l: l, n: n, txnID: slotTxnID(l.name, n),
 		wake: make(chan struct{}, 1), quit: make(chan bool, 1), done: make(chan struct{}),
-		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, kin: l.kins[n], given: map[*laneJob]bool{}, tries: map[topicPart]int{},
+		wide: map[string]bool{}, topics: map[string]bool{}, parts: map[*part]bool{}, txnParts: map[*part]bool{}, moved: map[*part]bool{}, failed: map[*part]*produceError{}, kin: l.kins[n],
 	}
 	s.copies = newCopies(s)
 	return s
@@ -1038,7 +1039,7 @@ func (s *slot) evict(p *part, err error) {
 	s.l.broke(p, err)
 	if s.main == nil {
 		s.l.log.Warn("partition cannot be written; the slot's companion tries it again", "topic", p.topic, "partition", p.partition, "error", err)
-		s.companionNow(true).add([]*part{newPart(p.job, p.partition)})
+		s.startCompanion().add([]*part{newPart(p.job, p.partition)})
 		return
 	}
 	s.tryAgain(p)
