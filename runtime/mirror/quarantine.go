@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,13 +30,18 @@ import (
 // without fencing its writer, which would stop the other's copies. Any
 // other record of the slot's family is fenced as another lane's would be
 // (a companion hands the partition back to the slot rather than fence
-// it). A partition stays with the companion until its job starts again
-// after evictedFor without an eviction, or the slot stops.
+// it). A partition the companion commits once evictedFor has passed since
+// its last eviction goes back to the slot (handBack), by the same claim.
 
 // evictedFor is how long a partition evicted stays suspect: its job's next
-// start gives it to the companion, and it is evicted at its first failure
-// alone in a transaction, without the retry after a backoff.
-const evictedFor = 5 * time.Minute
+// start gives it to the companion, it is evicted at its first failure
+// alone in a transaction, without the retry after a backoff, and the
+// companion keeps it. Tests shorten it (suspectFor reads it).
+var evictedFor atomic.Int64
+
+func init() { evictedFor.Store(int64(5 * time.Minute)) }
+
+func suspectFor() time.Duration { return time.Duration(evictedFor.Load()) }
 
 // kin is what a slot and its companion share, under its mutex: the
 // partitions either evicted lately, and the records with which either let
@@ -115,14 +121,14 @@ type suspects map[topicPart]time.Time
 // before: one that moved to another slot since is never committed or
 // looked up here again.
 func (ss suspects) add(tp topicPart, now time.Time) {
-	maps.DeleteFunc(ss, func(_ topicPart, at time.Time) bool { return now.Sub(at) >= evictedFor })
+	maps.DeleteFunc(ss, func(_ topicPart, at time.Time) bool { return now.Sub(at) >= suspectFor() })
 	ss[tp] = now
 }
 
 // lately reports whether tp was evicted within evictedFor of now.
 func (ss suspects) lately(tp topicPart, now time.Time) bool {
 	at, ok := ss[tp]
-	if ok && now.Sub(at) >= evictedFor {
+	if ok && now.Sub(at) >= suspectFor() {
 		delete(ss, tp)
 		return false
 	}
@@ -240,4 +246,30 @@ func (s *slot) tryAgain(p *part) {
 		s.retryAt = at
 	}
 	s.waiting = append(s.waiting, newPart(p.job, p.partition))
+}
+
+// handBack gives the slot back the partitions among those the companion
+// just committed that were not evicted within evictedFor: the companion
+// lets them go, noting its last record (kin.let), and the slot claims them
+// without fencing it.
+func (s *slot) handBack(committed map[*part]bool) {
+	var back []*part
+	for p := range committed {
+		if !s.kin.suspect(p.at()) && s.parts[p] {
+			back = append(back, p)
+		}
+	}
+	if len(back) == 0 {
+		return
+	}
+	fresh := make([]*part, 0, len(back))
+	for _, p := range back {
+		s.leave(p)
+		delete(s.tries, p.at())
+		f := newPart(p.job, p.partition)
+		f.plain = true
+		fresh = append(fresh, f)
+		s.l.log.Info("partition written again for a while; back to its slot", "topic", p.topic, "partition", p.partition, "slot", s.n)
+	}
+	s.main.add(fresh)
 }

@@ -1001,14 +1001,15 @@ func (s *slot) committed() {
 	for p := range s.txnParts {
 		p.job.env.Metrics.SetLag(p.name, p.lso-p.next)
 	}
+	s.l.mended(s.txnParts)
 	if s.main == nil {
 		s.kin.forgive(s.txnParts)
 	} else {
 		for p := range s.txnParts {
 			delete(s.tries, p.at())
 		}
+		s.handBack(s.txnParts)
 	}
-	s.l.mended(s.txnParts)
 	s.reset()
 }
 

@@ -21,17 +21,17 @@ func TestSuspects(t *testing.T) {
 	}{
 		{a, time.Minute, true},
 		{c, time.Minute, false},
-		{a, evictedFor - time.Nanosecond, true},
-		{a, evictedFor, false}, // and forgotten
+		{a, suspectFor() - time.Nanosecond, true},
+		{a, suspectFor(), false}, // and forgotten
 		{a, 0, false},
-		{b, evictedFor, true},
+		{b, suspectFor(), true},
 	} {
 		if got := ss.lately(tc.tp, t0.Add(tc.at)); got != tc.want {
 			t.Errorf("lately(%v) at t0+%v = %v, want %v", tc.tp, tc.at, got, tc.want)
 		}
 	}
-	ss.add(c, t0.Add(time.Minute+evictedFor))
+	ss.add(c, t0.Add(time.Minute+suspectFor()))
 	if _, kept := ss[b]; kept || len(ss) != 1 {
-		t.Errorf("after an eviction %v past b's: %v, want only c", evictedFor, ss)
+		t.Errorf("after an eviction %v past b's: %v, want only c", suspectFor(), ss)
 	}
 }
