@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
@@ -486,22 +487,30 @@ func (l *lane) showJobs(jobs []*laneJob) {
 
 // fetchFailed handles a partition's failed fetch: a source topic that is
 // gone fails its job (whose next start makes it again); other errors are
-// retried by kgo and logged once a minute per topic.
+// retried by kgo, and those kgo would not have reported (retriable broker
+// errors, kept only to see a deletion at once: see newFetcher) are not
+// logged, the rest once a minute per topic.
 func (l *lane) fetchFailed(topic string, part int32, err error) {
+	var ke *kerr.Error
 	if errors.Is(err, context.Canceled) {
 		return
 	}
 	l.mu.Lock()
 	j := l.jobs[topic]
-	quiet := time.Since(l.logged[topic]) < time.Minute
-	if !quiet {
-		l.logged[topic] = time.Now()
-	}
 	l.mu.Unlock()
 	if j != nil && topicGone(err) {
 		j.fail(fmt.Errorf("topic %s cannot be read in %s: %w", topic, l.key.from, err))
 		return
 	}
+	if errors.As(err, &ke) && ke.Retriable {
+		return
+	}
+	l.mu.Lock()
+	quiet := time.Since(l.logged[topic]) < time.Minute
+	if !quiet {
+		l.logged[topic] = time.Now()
+	}
+	l.mu.Unlock()
 	if !quiet {
 		l.log.Warn("fetch failed; retrying", "topic", topic, "partition", part, "error", err)
 	}
