@@ -39,7 +39,7 @@ type topicPart struct {
 	partition int32
 }
 
-// newFetcher starts slot n's consumer. It keeps the retriable fetch errors
+// newFetcher starts a slot's consumer. It keeps the retriable fetch errors
 // that kgo would retry silently: a source topic deleted answers
 // UNKNOWN_TOPIC_OR_PARTITION, and its job fails at once (lane.fetchFailed),
 // which purges the topic from the consumer. Until then kgo kept fetching
