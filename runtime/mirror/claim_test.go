@@ -13,7 +13,6 @@ import (
 
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
-	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/schema"
 )
 
@@ -79,18 +78,9 @@ func TestJobLeavesWhileClaiming(t *testing.T) {
 	claimed.Store(false)
 	close(release)
 
-	opts, err := kafkaconn.Options(w.plan.Datacenters["dc2"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	readers := kafkaconn.NewReaders(opts)
-	defer readers.Close()
 	var last []checkpoint.Entry
 	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		hist, err := checkpoint.History(ctx, readers, []string{job}, func(key string) bool { return key == job+"/0" })
-		if err != nil {
-			t.Fatal(err)
-		}
+		hist := w.checkpoints(job, func(key string) bool { return key == job+"/0" })
 		if last = hist[job+"/0"]; len(last) >= 2 && released(t, last[len(last)-1]) {
 			break
 		}

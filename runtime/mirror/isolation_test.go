@@ -17,9 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
-	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/metrics"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/schema"
@@ -176,16 +174,7 @@ func TestIsolation(t *testing.T) {
 	// Nor was its job started again: its other partitions were never
 	// released (every start released them in their slots, and the
 	// partitions sharing those slots waited).
-	opts, err := kafkaconn.Options(w.plan.Datacenters["dc2"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	readers := kafkaconn.NewReaders(opts)
-	defer readers.Close()
-	hist, err := checkpoint.History(ctx, readers, []string{"mirror:bad.refused:dc1-dc2"}, func(string) bool { return true })
-	if err != nil {
-		t.Fatal(err)
-	}
+	hist := w.checkpoints("mirror:bad.refused:dc1-dc2", func(string) bool { return true })
 	for key, es := range hist {
 		for _, e := range es {
 			var pos struct{ Released bool }
@@ -293,16 +282,7 @@ func TestQuarantine(t *testing.T) {
 	if len(recs) != n {
 		t.Fatalf("%d copies of %d records", len(recs), n)
 	}
-	opts, err := kafkaconn.Options(w.plan.Datacenters["dc2"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	readers := kafkaconn.NewReaders(opts)
-	defer readers.Close()
-	hist, err := checkpoint.History(context.Background(), readers, []string{job}, func(key string) bool { return key == job+"/1" })
-	if err != nil {
-		t.Fatal(err)
-	}
+	hist := w.checkpoints(job, func(key string) bool { return key == job+"/1" })
 	// The writers of partition 1's checkpoints, each once in a row: the
 	// slot, the companion, and the slot again (its claim once handed
 	// back, and its copies).

@@ -16,8 +16,10 @@ import (
 	"github.com/ferry-pipelines/ferry/compiler/plan"
 	"github.com/ferry-pipelines/ferry/internal/devenv"
 	"github.com/ferry-pipelines/ferry/internal/devenv/devtest"
+	"github.com/ferry-pipelines/ferry/runtime/checkpoint"
 	"github.com/ferry-pipelines/ferry/runtime/executor"
 	"github.com/ferry-pipelines/ferry/runtime/headers"
+	"github.com/ferry-pipelines/ferry/runtime/kafkaconn"
 	"github.com/ferry-pipelines/ferry/runtime/mirror"
 	"github.com/ferry-pipelines/ferry/schema"
 )
@@ -73,6 +75,23 @@ func (w *world) client(dc string, opts ...kgo.Opt) *kgo.Client {
 	}
 	w.t.Cleanup(cl.Close)
 	return cl
+}
+
+// checkpoints reads the checkpoint history of job in dc2, the keys keep
+// picks, as the slots' claims read it.
+func (w *world) checkpoints(job string, keep func(key string) bool) map[string][]checkpoint.Entry {
+	w.t.Helper()
+	opts, err := kafkaconn.Options(w.plan.Datacenters["dc2"])
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	readers := kafkaconn.NewReaders(opts)
+	defer readers.Close()
+	hist, err := checkpoint.History(context.Background(), readers, []string{job}, keep)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return hist
 }
 
 // produce writes n records to topic in dc with keys "<dc>-<i>", spread over
