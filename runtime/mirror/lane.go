@@ -465,11 +465,7 @@ func (l *lane) showJobs(jobs []*laneJob) {
 			broken = j.broken[parts[0]]
 		}
 		if len(j.held) > 0 {
-			parts := make([]int32, 0, len(j.held))
-			for p := range j.held {
-				parts = append(parts, p)
-			}
-			slices.Sort(parts)
+			parts := slices.Sorted(maps.Keys(j.held))
 			waiting = fmt.Errorf("partitions %v are held by another lane (%s): taken over once released or idle for %s", parts, j.held[parts[0]], holdTimeout)
 		}
 		l.mu.Unlock()

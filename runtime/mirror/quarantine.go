@@ -234,12 +234,12 @@ func (s *slot) quarantined(ctx context.Context) {
 
 // tryAgain has the companion take partition p again, fresh, after a
 // backoff that doubles with each eviction since it last committed p, from
-// half a second up to 30 s: its job keeps copying its other partitions
+// firstBackoff up to maxBackoff: its job keeps copying its other partitions
 // meanwhile, in error (lane.broke).
 func (s *slot) tryAgain(p *part) {
 	n := s.tries[p.at()]
 	s.tries[p.at()] = n + 1
-	backoff := min(500*time.Millisecond<<min(n, 6), 30*time.Second)
+	backoff := min(firstBackoff<<min(n, 6), maxBackoff)
 	s.l.log.Warn("partition cannot be written; tried again", "topic", p.topic, "partition", p.partition, "in", backoff)
 	at := time.Now().Add(backoff)
 	if len(s.waiting) == 0 || at.Before(s.retryAt) {
@@ -264,8 +264,7 @@ func (s *slot) handBack(committed map[*part]bool) {
 	}
 	fresh := make([]*part, 0, len(back))
 	for _, p := range back {
-		s.leave(p)
-		delete(s.tries, p.at())
+		s.leave(p) // committed() forgot its tries
 		f := newPart(p.job, p.partition)
 		f.plain = true
 		fresh = append(fresh, f)

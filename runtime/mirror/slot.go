@@ -244,6 +244,14 @@ func (s *slot) stop(commit bool) {
 	<-s.done
 }
 
+// A slot that failed takes itself again, and a companion a partition it
+// evicted (tryAgain), after a backoff that doubles from firstBackoff up to
+// maxBackoff, as the executor's for a failed job.
+const (
+	firstBackoff = 500 * time.Millisecond
+	maxBackoff   = 30 * time.Second
+)
+
 // run takes the slot and serves it until stopped. A failure (a fenced
 // producer, a datacenter away) ends an incarnation: the slot lets its
 // partitions go, waits, initialises its producer again (fencing whoever
@@ -254,14 +262,14 @@ func (s *slot) run(ctx context.Context) {
 		s.quarantined(ctx)
 		return
 	}
-	for backoff := 500 * time.Millisecond; ; backoff = min(2*backoff, 30*time.Second) {
+	for backoff := firstBackoff; ; backoff = min(2*backoff, maxBackoff) {
 		started := time.Now()
 		err := s.serve(ctx)
 		if err == nil {
 			return
 		}
 		if time.Since(started) > time.Minute {
-			backoff = 500 * time.Millisecond
+			backoff = firstBackoff
 		}
 		s.l.log.Warn("slot failed; taking it again", "slot", s.n, "error", err, "in", backoff)
 		select {
