@@ -53,6 +53,7 @@ func newFetcher(ctx context.Context, l *lane) (*fetcher, error) {
 		kgo.KeepControlRecords(),
 		kgo.KeepRetryableFetchErrors(),
 		kgo.FetchMaxWait(idleFetchWait),
+		kgo.WithPools(fetched),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)...)
 	if err != nil {

@@ -148,8 +148,11 @@ func header(r *kgo.Record, key string) (string, int) {
 
 // TestMirrorBothWays produces 10,000 records into each DC and checks that
 // each DC then holds exactly the 20,000, in the right partitions, in produce
-// order per partition, with their headers, and none with a doubled origin.
+// order per partition, with their values and headers, and none with a
+// doubled origin. Records the mirror recycles are written over: one used
+// after its recycling would show as a wrong key or value.
 func TestMirrorBothWays(t *testing.T) {
+	defer mirror.ScribbleRecycled()()
 	w := newWorld(t, map[string]schema.Mirror{"orders.events": {Partitions: 6, Tier: 1}})
 	w.run()
 	// The job creates the topic; wait for it before producing.
@@ -180,6 +183,9 @@ func TestMirrorBothWays(t *testing.T) {
 				t.Fatalf("%s: mirrored record %s has ferry.origin %q x%d, ferry.origin.offset x%d", dc, key, origin, n, no)
 			}
 			i, _ := strconv.Atoi(key[4:])
+			if want := fmt.Sprintf("value %d from %s", i, from); string(r.Value) != want {
+				t.Fatalf("%s: record %s has value %q, want %q", dc, key, r.Value, want)
+			}
 			if trace, _ := header(r, "trace"); (i%3 == 0) != (trace == strconv.Itoa(i)) {
 				t.Fatalf("%s: record %s lost or gained its client header (%q)", dc, key, trace)
 			}

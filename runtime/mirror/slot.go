@@ -345,6 +345,7 @@ func (s *slot) open(ctx context.Context) error {
 	if s.prod != nil {
 		s.prod.Close()
 	}
+	s.copies.forget()
 	var err error
 	s.proven = false
 	if s.prod, err = kgo.NewClient(s.l.producerOpts(s.txnID, maps.Clone(s.wide))...); err != nil {
@@ -592,6 +593,7 @@ func (s *slot) process(ctx context.Context, b batch) error {
 	moved, inTxn := false, false
 	for _, r := range b.records {
 		if r.Offset < p.next {
+			r.Recycle()
 			continue // fetched before our checkpoint moved on
 		}
 		p.next = r.Offset + 1
@@ -599,10 +601,12 @@ func (s *slot) process(ctx context.Context, b batch) error {
 			s.moved[p], moved = true, true
 		}
 		if r.Attrs.IsControl() {
+			r.Recycle()
 			continue // a transaction marker: nothing to copy
 		}
 		out, c := s.output(p, r)
 		if out == nil {
+			r.Recycle()
 			filtered++
 			continue
 		}
@@ -976,12 +980,14 @@ func (s *slot) abort(ctx context.Context) error {
 		return err
 	}
 	s.inflight.Wait()
+	s.copies.reclaim()
 	return s.prod.EndTransaction(ctx, kgo.TryAbort)
 }
 
 // committed accounts for a committed transaction: every copy's end-to-end
 // latency is now minus its source timestamp.
 func (s *slot) committed() {
+	s.copies.reclaim()
 	now := time.Now()
 	for p := range s.txnParts {
 		mx := p.job.env.Metrics
@@ -1000,6 +1006,7 @@ func (s *slot) committed() {
 				delete(p.poison, r.Offset)
 			}
 		}
+		recycle(p.pending)
 		p.pending, p.copies, p.dead, p.careful = p.pending[:0], p.copies[:0], 0, false
 	}
 	for _, p := range s.saving {
