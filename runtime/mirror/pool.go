@@ -1,6 +1,9 @@
 package mirror
 
 import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 
@@ -8,21 +11,32 @@ import (
 )
 
 // recordPool is where the lanes' consumers take the records they decode
-// (kgo.PoolRecords): a slab per fetched batch, which kgo puts back once
-// every record of it is recycled. A slot recycles a record once nothing
+// (kgo.PoolRecords: a slab per fetched batch) and the bytes they
+// decompress batches into (kgo.PoolDecompressBytes, which the records'
+// keys, values and headers point into). kgo puts both back once every
+// record of the batch is recycled. A slot recycles a record once nothing
 // refers to it any more: at once when it skips it (most records a mirror
 // reads are its own copies, read back in the other direction), after its
 // transaction commits when it copies it. A record never recycled (its
 // partition let go, say) is left to the garbage collector with its slab.
-// Without it, a mirror allocated and collected every record's struct
-// twice (once read in each direction).
+// Without it, a mirror allocated and collected every record twice (once
+// read in each direction), and kgo copied every lz4 batch it decompressed.
 type recordPool struct {
 	slabs sync.Pool
-	// scribble, for tests, has every slab put back written over and
+	bufs  [maxBufClass - minBufClass + 1]sync.Pool // by capacity: bufs[i] holds 1<<(minBufClass+i) bytes or more
+	// scribble, for tests, has everything put back written over and
 	// never used again: a record used after it was recycled shows as a
-	// record with no key and value, or with the key "recycled".
+	// record with no key and value, or with the key "recycled", or with
+	// bytes "x".
 	scribble atomic.Bool
 }
+
+// The decompression buffers kept are of 4 KiB to 16 MiB (a batch is at
+// most the tier's batch size, 1 MiB, before compression).
+const (
+	minBufClass = 12
+	maxBufClass = 24
+)
 
 // fetched is the process's recordPool.
 var fetched = new(recordPool)
@@ -48,6 +62,58 @@ func (rp *recordPool) PutRecords(s []kgo.Record) {
 	}
 	rp.slabs.Put(&s)
 }
+
+// GetDecompressBytes is a buffer for the batch compressed decompresses
+// into, of its size if the codec says it (snappy), else of four times
+// the compressed size or up to four times that; kgo grows it if need be.
+func (rp *recordPool) GetDecompressBytes(compressed []byte, codec kgo.CompressionCodecType) []byte {
+	if rp.scribble.Load() {
+		return nil
+	}
+	size := 4 * len(compressed)
+	if codec == kgo.CodecSnappy && !bytes.HasPrefix(compressed, xerial) {
+		if n, k := binary.Uvarint(compressed); k > 0 && n <= 1<<maxBufClass {
+			size = int(n)
+		}
+	}
+	c := bufClass(size)
+	for i := c; i < min(c+3, len(rp.bufs)); i++ {
+		if b, ok := rp.bufs[i].Get().(*[]byte); ok {
+			return *b
+		}
+	}
+	if c >= len(rp.bufs) {
+		return nil // larger than kept: the codec makes its own
+	}
+	return make([]byte, 0, 1<<(minBufClass+c))
+}
+
+// PutDecompressBytes takes back a buffer kgo has zeroed.
+func (rp *recordPool) PutDecompressBytes(b []byte) {
+	if rp.scribble.Load() {
+		b = b[:cap(b)]
+		for i := range b {
+			b[i] = 'x'
+		}
+		return
+	}
+	// The class whose size b holds at least.
+	if c := bits.Len(uint(cap(b))) - 1 - minBufClass; c >= 0 && c < len(rp.bufs) {
+		rp.bufs[c].Put(&b)
+	}
+}
+
+// bufClass is the smallest class whose buffers hold size bytes.
+func bufClass(size int) int {
+	if size <= 1<<minBufClass {
+		return 0
+	}
+	return bits.Len(uint(size-1)) - minBufClass
+}
+
+// xerial starts a snappy batch in the Java producer's framing, whose size
+// is not in its first bytes.
+var xerial = []byte{130, 83, 78, 65, 80, 80, 89, 0}
 
 // recycle gives records back to the pool; none of them may be used after.
 func recycle(rs []*kgo.Record) {
