@@ -51,19 +51,21 @@ func (w *world) writer(topic string) *kgo.Client {
 // may run beside the benchmark's goroutine.
 func write(cl *kgo.Client) error {
 	value := make([]byte, benchValueBytes)
-	var failed atomic.Value
+	// The first failure: errors of different types may fail writes, which
+	// an atomic.Value would refuse to hold one after the other.
+	var failed atomic.Pointer[error]
 	for i := 0; i < benchRecords; i++ {
 		cl.Produce(context.Background(), &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: value}, func(_ *kgo.Record, err error) {
 			if err != nil {
-				failed.Store(err)
+				failed.CompareAndSwap(nil, &err)
 			}
 		})
 	}
 	if err := cl.Flush(context.Background()); err != nil {
 		return err
 	}
-	if err, _ := failed.Load().(error); err != nil {
-		return err
+	if err := failed.Load(); err != nil {
+		return *err
 	}
 	return nil
 }
