@@ -22,8 +22,8 @@ import (
 // Without it, a mirror allocated and collected every record twice (once
 // read in each direction), and kgo copied every lz4 batch it decompressed.
 type recordPool struct {
-	slabs sync.Pool
-	bufs  [maxBufClass - minBufClass + 1]sync.Pool // by capacity: bufs[i] holds 1<<(minBufClass+i) bytes or more
+	slabs [maxSlabClass - minSlabClass + 1]sync.Pool // by capacity, as bufs
+	bufs  [maxBufClass - minBufClass + 1]sync.Pool   // by capacity: bufs[i] holds 1<<(minBufClass+i) bytes or more
 	// scribble, for tests, has everything put back written over and
 	// never used again: a record used after it was recycled shows as a
 	// record with no key and value, or with the key "recycled", or with
@@ -38,6 +38,15 @@ const (
 	maxBufClass = 24
 )
 
+// The slabs kept hold 16 to 64 Ki records. Batches differ in size (the
+// source's producers batch as they like, ferry's copies by the tier's
+// batch size), so a slab is made a power of two long, to serve the next
+// batches of up to its size.
+const (
+	minSlabClass = 4
+	maxSlabClass = 16
+)
+
 // fetched is the process's recordPool.
 var fetched = new(recordPool)
 
@@ -46,10 +55,16 @@ func (rp *recordPool) GetRecords(n int) []kgo.Record {
 	if rp.scribble.Load() {
 		return make([]kgo.Record, n)
 	}
-	if s, ok := rp.slabs.Get().(*[]kgo.Record); ok && cap(*s) >= n {
-		return (*s)[:n]
+	c := class(n, minSlabClass)
+	for i := c; i < min(c+2, len(rp.slabs)); i++ {
+		if s, ok := rp.slabs[i].Get().(*[]kgo.Record); ok {
+			return (*s)[:n]
+		}
 	}
-	return make([]kgo.Record, n)
+	if c >= len(rp.slabs) {
+		return make([]kgo.Record, n)
+	}
+	return make([]kgo.Record, n, 1<<(minSlabClass+c))
 }
 
 // PutRecords takes back a slab whose records are all recycled.
@@ -60,7 +75,9 @@ func (rp *recordPool) PutRecords(s []kgo.Record) {
 		}
 		return
 	}
-	rp.slabs.Put(&s)
+	if c := fullClass(cap(s), minSlabClass); c >= 0 && c < len(rp.slabs) {
+		rp.slabs[c].Put(&s)
+	}
 }
 
 // GetDecompressBytes is a buffer for the batch compressed decompresses
@@ -76,7 +93,7 @@ func (rp *recordPool) GetDecompressBytes(compressed []byte, codec kgo.Compressio
 			size = int(n)
 		}
 	}
-	c := bufClass(size)
+	c := class(size, minBufClass)
 	for i := c; i < min(c+3, len(rp.bufs)); i++ {
 		if b, ok := rp.bufs[i].Get().(*[]byte); ok {
 			return *b
@@ -97,19 +114,23 @@ func (rp *recordPool) PutDecompressBytes(b []byte) {
 		}
 		return
 	}
-	// The class whose size b holds at least.
-	if c := bits.Len(uint(cap(b))) - 1 - minBufClass; c >= 0 && c < len(rp.bufs) {
+	if c := fullClass(cap(b), minBufClass); c >= 0 && c < len(rp.bufs) {
 		rp.bufs[c].Put(&b)
 	}
 }
 
-// bufClass is the smallest class whose buffers hold size bytes.
-func bufClass(size int) int {
-	if size <= 1<<minBufClass {
+// class is the smallest class, counted from 1<<minClass, whose members
+// hold n.
+func class(n, minClass int) int {
+	if n <= 1<<minClass {
 		return 0
 	}
-	return bits.Len(uint(size-1)) - minBufClass
+	return bits.Len(uint(n-1)) - minClass
 }
+
+// fullClass is the largest class whose size a member of capacity n holds
+// (negative below the first).
+func fullClass(n, minClass int) int { return bits.Len(uint(n)) - 1 - minClass }
 
 // xerial starts a snappy batch in the Java producer's framing, whose size
 // is not in its first bytes.
