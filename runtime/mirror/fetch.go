@@ -1,19 +1,26 @@
 package mirror
 
 import (
+	"cmp"
 	"context"
+	"encoding/binary"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // idleFetchWait is how long a lane's fetch waits for data. Any byte is
 // enough to answer it (fetch min bytes 1): the broker answers as soon as a
 // record arrives, so the long wait costs no latency and an idle lane asks
 // once a second, however many partitions it has. Tiers that batch (a fetch
-// min bytes above 1) pace their polls instead (see fetcher.poll).
+// min bytes above 1) pace their polls instead (see fetcher.pace).
 const idleFetchWait = time.Second
 
 // maxQueued is how many bytes of fetched records a partition may have
@@ -21,17 +28,42 @@ const idleFetchWait = time.Second
 // does not hold up the lane's fetching for the others.
 const maxQueued = 4 << 20
 
-// fetcher reads the partitions one slot of the lane took, in the source
-// datacenter: one consumer, so one fetch session, per slot (see
-// lane.fetcher), and hands each partition's records to the slot.
-type fetcher struct {
-	l  *lane
-	cl *kgo.Client
+// Fetch sizes, kgo's defaults: a partition's share of a fetch, and a
+// fetch's.
+const (
+	fetchPartitionBytes = 1 << 20
+	fetchBytes          = 50 << 20
+)
 
-	mu     sync.Mutex
-	routes map[topicPart]*part
-	topics map[string]bool // ever added, until forgotten
-	done   chan struct{}
+// fetcher reads the partitions one slot of the lane took, in the source
+// datacenter, and hands each partition's records to the slot: one fetch
+// loop per broker that leads some of them (so one fetch at a time per
+// slot and broker, see lane.fetcher), read_committed.
+//
+// It fetches itself rather than through kgo's consumer for one reason: a
+// mirror reads back every copy it wrote, in the other direction, only to
+// skip it, and kgo decodes every batch it fetches. A batch written by one
+// of this process's slot producers in the source datacenter (a
+// transactional batch whose producer ID is among copiers: those producers
+// write nothing but copies to mirrored topics) is skipped undecoded, its
+// offsets handed over as read. Decoding them was a third of a busy
+// mirror's CPU. Copies written by other processes are decoded and skipped
+// by their headers as before.
+type fetcher struct {
+	l       *lane
+	cl      *kgo.Client // connections and metadata; it consumes nothing
+	adm     *kadm.Client
+	dec     kgo.Decompressor
+	copiers *copiers // the producers whose batches are skipped
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu      sync.Mutex
+	parts   map[topicPart]*fetching
+	ids     map[kadm.TopicID]string // topic names by ID, from metadata
+	loops   map[int32]chan struct{} // a broker's loop, woken when its partitions change
+	refresh chan struct{}           // the partitions without a leader want metadata
 }
 
 type topicPart struct {
@@ -39,119 +71,276 @@ type topicPart struct {
 	partition int32
 }
 
-// newFetcher starts a slot's consumer. It keeps the retriable fetch errors
-// that kgo would retry silently: a source topic deleted answers
-// UNKNOWN_TOPIC_OR_PARTITION, and its job fails at once (lane.fetchFailed),
-// which purges the topic from the consumer. Until then kgo kept fetching
-// the session, which holds the topic, and kfake answered each fetch at once
-// for the missing topic: at 1,000 topics, until the topic was made again
-// (0.6 s), the brokers were busy enough to put 0.5% of the other Tier 1
-// records over 25 ms (0.05% with the errors kept).
+// fetching is a partition being fetched: the fetcher's view of it.
+type fetching struct {
+	p       *part
+	offset  int64 // next to fetch
+	leader  int32 // -1: unknown, waiting for metadata
+	paused  bool
+	topicID kadm.TopicID
+}
+
+// newFetcher starts a slot's fetcher.
 func newFetcher(ctx context.Context, l *lane) (*fetcher, error) {
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), l.src...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-		kgo.KeepRetryableFetchErrors(),
-		kgo.FetchMaxWait(idleFetchWait),
-		kgo.WithPools(fetched),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)...)
+	cl, err := kgo.NewClient(l.src...)
 	if err != nil {
 		return nil, err
 	}
-	f := &fetcher{l: l, cl: cl, routes: map[topicPart]*part{}, topics: map[string]bool{}, done: make(chan struct{})}
-	go f.poll(ctx)
+	f := &fetcher{
+		l: l, cl: cl, adm: kadm.NewClient(cl), dec: kgo.DefaultDecompressor(fetched), copiers: l.skips,
+		parts: map[topicPart]*fetching{}, ids: map[kadm.TopicID]string{}, loops: map[int32]chan struct{}{},
+		refresh: make(chan struct{}, 1),
+	}
+	f.ctx, f.cancel = context.WithCancel(ctx)
+	f.wg.Add(1)
+	go f.leaders()
 	return f, nil
 }
 
 // add starts fetching partitions a slot took, each from its position.
 func (f *fetcher) add(parts []*part) {
-	offsets := map[string]map[int32]kgo.Offset{}
+	if len(parts) == 0 {
+		return
+	}
 	f.mu.Lock()
 	for _, p := range parts {
-		f.routes[p.at()] = p
-		f.topics[p.topic] = true
-		p.received = p.next
-		o := kgo.NewOffset().At(p.next)
-		if p.fromStart {
-			o = kgo.NewOffset().AtStart()
-		}
-		if offsets[p.topic] == nil {
-			offsets[p.topic] = map[int32]kgo.Offset{}
-		}
-		offsets[p.topic][p.partition] = o
+		p.received = p.next // 0 when copying from the start: out of range moves it to the log's start
+		f.parts[p.at()] = &fetching{p: p, offset: p.next, leader: -1}
 	}
 	f.mu.Unlock()
-	if len(offsets) > 0 {
-		f.cl.AddConsumePartitions(offsets)
-	}
+	f.wantLeaders()
 }
 
 // remove stops fetching a partition a slot let go.
 func (f *fetcher) remove(p *part) {
 	f.mu.Lock()
-	tp := p.at()
-	if f.routes[tp] == p {
-		delete(f.routes, tp)
+	if fp := f.parts[p.at()]; fp != nil && fp.p == p {
+		delete(f.parts, p.at())
 	}
 	f.mu.Unlock()
-	f.cl.RemoveConsumePartitions(map[string][]int32{p.topic: {p.partition}})
 }
 
-// forget has the consumer forget a topic whose job left the lane (see
-// lane.remove), if it ever fetched it: a purge restarts the consumer's
-// fetch sessions, which the slot's other partitions would wait through.
+// forget drops what the fetcher knows of a topic whose job left the lane
+// (see lane.remove).
 func (f *fetcher) forget(topic string) {
 	f.mu.Lock()
-	known := f.topics[topic]
-	delete(f.topics, topic)
-	f.mu.Unlock()
-	if known {
-		f.cl.PurgeTopicsFromConsuming(topic)
+	for tp := range f.parts {
+		if tp.topic == topic {
+			delete(f.parts, tp)
+		}
 	}
+	for id, name := range f.ids {
+		if name == topic {
+			delete(f.ids, id)
+		}
+	}
+	f.mu.Unlock()
 }
 
 // processed accounts for a partition's records its slot is done with, and
 // fetches it again if that was paused.
 func (f *fetcher) processed(p *part, bytes int64) {
 	if p.queued.Add(-bytes) < maxQueued/2 && p.paused.CompareAndSwap(true, false) {
-		f.cl.ResumeFetchPartitions(map[string][]int32{p.topic: {p.partition}})
+		f.mu.Lock()
+		fp := f.parts[p.at()]
+		if fp != nil && fp.p == p {
+			fp.paused = false
+			f.wake(fp.leader)
+		}
+		f.mu.Unlock()
 	}
 }
 
 func (f *fetcher) close() {
+	f.cancel()
+	f.wg.Wait()
 	f.cl.Close()
-	<-f.done
 }
 
-// poll hands fetched records to the slots of their partitions. A tier that
-// batches (fetch min bytes above 1) takes a fetch smaller than its min
-// bytes at most once per fetch max wait, or a twentieth of its budget up to
-// a second: kgo fetches again only once the last fetch is taken, so
-// records gather meanwhile, and a lane's fetches carry many records each
-// rather than a few (each costs the broker a look at every partition of
-// the session), while a backlog is read as fast as it goes.
-func (f *fetcher) poll(ctx context.Context) {
-	defer close(f.done)
+// wantLeaders has the leaders goroutine look up the partitions without one.
+func (f *fetcher) wantLeaders() {
+	select {
+	case f.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// wake wakes broker id's loop (with f.mu held).
+func (f *fetcher) wake(id int32) {
+	if w := f.loops[id]; w != nil {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// leaders looks up the leaders of the partitions that have none (added, or
+// whose fetch said the leader moved) and starts a loop for each broker
+// that leads some. A topic not in the metadata (not there yet, or gone) is
+// looked up again a second later; its job learns of a deletion from its
+// fetches.
+func (f *fetcher) leaders() {
+	defer f.wg.Done()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-f.refresh:
+		case <-retry.C:
+		}
+		var topics []string
+		f.mu.Lock()
+		seen := map[string]bool{}
+		for tp, fp := range f.parts {
+			if fp.leader < 0 && !seen[tp.topic] {
+				seen[tp.topic] = true
+				topics = append(topics, tp.topic)
+			}
+		}
+		f.mu.Unlock()
+		if len(topics) == 0 {
+			continue
+		}
+		md, err := f.adm.Metadata(f.ctx, topics...)
+		if f.ctx.Err() != nil {
+			return
+		}
+		missing := err != nil
+		f.mu.Lock()
+		for tp, fp := range f.parts {
+			if fp.leader >= 0 || err != nil {
+				continue
+			}
+			t, ok := md.Topics[tp.topic]
+			pd, pok := t.Partitions[tp.partition]
+			if !ok || t.Err != nil || !pok || pd.Err != nil || pd.Leader < 0 {
+				missing = true
+				continue
+			}
+			fp.leader, fp.topicID = pd.Leader, t.ID
+			f.ids[t.ID] = tp.topic
+			if f.loops[pd.Leader] == nil {
+				w := make(chan struct{}, 1)
+				f.loops[pd.Leader] = w
+				f.wg.Add(1)
+				go f.loop(pd.Leader, w)
+			}
+			f.wake(pd.Leader)
+		}
+		f.mu.Unlock()
+		if missing {
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// asked is a partition as a fetch asked for it.
+type asked struct {
+	fp     *fetching
+	offset int64
+}
+
+// request is the fetch of broker id's partitions that are not paused, and
+// what it asks for. The order of its topics, and of each topic's
+// partitions, turns by one at each of the loop's fetches (turn): a fetch's
+// size is bounded, and a broker fills it in the order asked, so none waits
+// behind the others for long (kgo's consumer turns its order too).
+func (f *fetcher) request(id int32, turn int) (*kmsg.FetchRequest, map[topicPart]asked) {
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = -1
+	req.MaxWaitMillis = int32(idleFetchWait / time.Millisecond)
+	req.MinBytes = 1
+	req.MaxBytes = fetchBytes
+	req.IsolationLevel = 1 // read_committed
+	req.SessionEpoch = -1  // no session: every fetch names its partitions
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	asks := map[topicPart]asked{}
+	byTopic := map[string][]*fetching{}
+	for tp, fp := range f.parts {
+		if fp.leader == id && !fp.paused {
+			asks[tp] = asked{fp, fp.offset}
+			byTopic[tp.topic] = append(byTopic[tp.topic], fp)
+		}
+	}
+	for _, topic := range turned(slices.Sorted(maps.Keys(byTopic)), turn) {
+		fps := byTopic[topic]
+		slices.SortFunc(fps, func(a, b *fetching) int { return cmp.Compare(a.p.partition, b.p.partition) })
+		t := kmsg.NewFetchRequestTopic()
+		t.Topic, t.TopicID = topic, fps[0].topicID
+		for _, fp := range turned(fps, turn) {
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = fp.p.partition, fp.offset, fetchPartitionBytes
+			rp.CurrentLeaderEpoch, rp.LastFetchedEpoch, rp.LogStartOffset = -1, -1, -1
+			t.Partitions = append(t.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, t)
+	}
+	return req, asks
+}
+
+// turned is s turned left by n.
+func turned[T any](s []T, n int) []T {
+	if len(s) < 2 {
+		return s
+	}
+	n %= len(s)
+	return append(s[n:], s[:n]...)
+}
+
+// loop fetches broker id's partitions until the fetcher closes. A tier
+// that batches (fetch min bytes above 1) takes a fetch smaller than its
+// min bytes at most once per fetch max wait, or a twentieth of its budget
+// up to a second: records gather meanwhile, and a lane's fetches carry
+// many records each rather than a few (each costs the broker a look at
+// every partition it names), while a backlog is read as fast as it goes.
+func (f *fetcher) loop(id int32, wake chan struct{}) {
+	defer f.wg.Done()
 	var pace time.Duration
 	if c := f.l.key.client; c.FetchMinBytes > 1 {
 		pace = max(c.FetchMaxWait.D(), min(f.l.key.budget.D()/20, time.Second))
 	}
+	backoff := 100 * time.Millisecond
+	turn := rand.N(1 << 20) // processes and loops start at different turns
 	for last := time.Now(); ; last = time.Now() {
-		fetches := f.cl.PollFetches(ctx)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
+		turn++
+		req, asks := f.request(id, turn)
+		if len(asks) == 0 {
+			select {
+			case <-f.ctx.Done():
+				return
+			case <-wake:
+				continue
+			}
+		}
+		resp, err := req.RequestWith(f.ctx, f.cl.Broker(int(id)))
+		if f.ctx.Err() != nil {
 			return
 		}
-		fetches.EachError(f.l.fetchFailed)
-		var bytes int64
-		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if len(fp.Records) > 0 {
-				bytes += f.route(fp)
+		if err == nil {
+			err = kerr.ErrorForCode(resp.ErrorCode)
+		}
+		if err != nil {
+			// The broker is unreachable or gone: its partitions' leaders
+			// are looked up again, after a pause.
+			f.moved(asks)
+			if !sleep(f.ctx, backoff) {
+				return
 			}
-		})
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		bytes := f.handle(resp, asks)
+		if throttled := time.Duration(resp.ThrottleMillis) * time.Millisecond; throttled > 0 && !sleep(f.ctx, throttled) {
+			return // a quota: the broker asks its clients to wait that long
+		}
 		if wait := jitter(pace) - time.Since(last); wait > 0 && bytes < int64(f.l.key.client.FetchMinBytes) {
 			select {
-			case <-ctx.Done():
+			case <-f.ctx.Done():
 				return
 			case <-time.After(wait):
 			}
@@ -159,41 +348,232 @@ func (f *fetcher) poll(ctx context.Context) {
 	}
 }
 
-// route hands a partition's records to its slot, past those handed over
-// already (a paused partition's fetch may be fetched again), and returns
-// their bytes. Past maxQueued bytes waiting for the slot, the partition's
-// fetching pauses.
-func (f *fetcher) route(fp kgo.FetchTopicPartition) (bytes int64) {
+// moved forgets the leaders of partitions a broker no longer answers for.
+func (f *fetcher) moved(asks map[topicPart]asked) {
 	f.mu.Lock()
-	p := f.routes[topicPart{fp.Topic, fp.Partition}]
-	f.mu.Unlock()
-	if p == nil {
-		return 0 // let go: its next owner fetches it from its checkpoint
+	for _, a := range asks {
+		a.fp.leader = -1
 	}
-	recs := fp.Records
-	reset := !p.handed && recs[0].Offset < p.received
-	if reset {
+	f.mu.Unlock()
+	f.wantLeaders()
+}
+
+// handle hands each partition's records of a fetch to its slot and returns
+// their bytes. A partition whose position moved since the fetch was asked
+// (let go, taken again) is left for the next fetch. The slot is handed the
+// whole fetch at once, once it is all decoded, so that its records go out
+// in one transaction rather than in one per partition as they are decoded.
+func (f *fetcher) handle(resp *kmsg.FetchResponse, asks map[topicPart]asked) (bytes int64) {
+	var lost map[topicPart]asked
+	var out []batch
+	defer func() {
+		for len(out) > 0 { // a slot's, and its companion's
+			s := out[0].p.slot
+			var mine, rest []batch
+			for _, b := range out {
+				if b.p.slot == s {
+					mine = append(mine, b)
+				} else {
+					rest = append(rest, b)
+				}
+			}
+			s.deliver(mine...)
+			out = rest
+		}
+	}()
+	for i := range resp.Topics {
+		t := &resp.Topics[i]
+		topic := t.Topic
+		if topic == "" {
+			f.mu.Lock()
+			topic = f.ids[t.TopicID]
+			f.mu.Unlock()
+		}
+		for j := range t.Partitions {
+			rp := &t.Partitions[j]
+			tp := topicPart{topic, rp.Partition}
+			a, ok := asks[tp]
+			if !ok {
+				continue
+			}
+			f.mu.Lock()
+			current := f.parts[tp] == a.fp && a.fp.offset == a.offset
+			f.mu.Unlock()
+			if !current {
+				continue
+			}
+			switch err := kerr.ErrorForCode(rp.ErrorCode); {
+			case err == nil:
+				if b, ok := f.take(tp, a, rp); ok {
+					out = append(out, b)
+					bytes += b.bytes
+				}
+			case err == kerr.OffsetOutOfRange:
+				f.reset(tp, a)
+			case err == kerr.UnknownTopicOrPartition || err == kerr.UnknownTopicID:
+				f.l.fetchFailed(topic, rp.Partition, err)
+				fallthrough
+			case kerr.IsRetriable(err):
+				if lost == nil {
+					lost = map[topicPart]asked{}
+				}
+				lost[tp] = a
+			default:
+				f.l.fetchFailed(topic, rp.Partition, err)
+			}
+		}
+	}
+	if lost != nil {
+		f.moved(lost)
+	}
+	return bytes
+}
+
+// reset moves a partition whose position is out of its log's range to the
+// log's start, as kgo's consumer does (ConsumeResetOffset at the start): a
+// topic made again (or emptied) since its checkpoint is copied from its
+// start (see route).
+func (f *fetcher) reset(tp topicPart, a asked) {
+	starts, err := f.adm.ListStartOffsets(f.ctx, tp.topic)
+	if err != nil {
+		f.l.fetchFailed(tp.topic, tp.partition, err)
+		return
+	}
+	o, ok := starts.Lookup(tp.topic, tp.partition)
+	if !ok || o.Err != nil {
+		return // looked up again at the next fetch
+	}
+	f.mu.Lock()
+	if f.parts[tp] == a.fp && a.fp.offset == a.offset {
+		a.fp.offset = o.Offset
+	}
+	f.mu.Unlock()
+}
+
+// take decodes a partition's fetched batches but those of copiers, moves
+// the partition's position past them, and returns what is new of them for
+// its slot: the records and the offsets skipped.
+func (f *fetcher) take(tp topicPart, a asked, rp *kmsg.FetchResponseTopicPartition) (batch, bool) {
+	skipped, skippedTo, first := f.skip(rp, a.offset)
+	fetched, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+		KeepControlRecords: true,
+		Offset:             a.offset,
+		IsolationLevel:     kgo.ReadCommitted(),
+		Topic:              tp.topic,
+		Partition:          tp.partition,
+		Pools:              []kgo.Pool{fetched},
+	}, rp, f.dec, nil)
+	if fetched.Err != nil {
+		f.l.fetchFailed(tp.topic, tp.partition, fetched.Err)
+	}
+	next = max(next, skippedTo)
+	if next <= a.offset {
+		return batch{}, false
+	}
+	if len(fetched.Records) > 0 && (first < 0 || fetched.Records[0].Offset < first) {
+		first = fetched.Records[0].Offset
+	}
+	if first < 0 {
+		first = a.offset // nothing but records kgo dropped (aborted)
+	}
+	f.mu.Lock()
+	if f.parts[tp] != a.fp || a.fp.offset != a.offset {
+		f.mu.Unlock()
+		return batch{}, false
+	}
+	a.fp.offset = next
+	f.mu.Unlock()
+	return f.route(a.fp, batch{records: fetched.Records, lso: rp.LastStableOffset, first: first, next: next, skipped: skipped})
+}
+
+// skip takes out of rp's batches those written by copiers and returns how
+// many records they held, the offset after the last of them (0 if none),
+// and the first offset at or after from that they cover (-1 if none).
+// What is left is rp's batches in order, less those.
+func (f *fetcher) skip(rp *kmsg.FetchResponseTopicPartition, from int64) (skipped, to, first int64) {
+	first = -1
+	ids := f.copiers.load()
+	if len(ids) == 0 {
+		return 0, 0, -1
+	}
+	in, kept := rp.RecordBatches, rp.RecordBatches[:0:0]
+	copied := false // kept is a copy of what is kept, not a prefix of in
+	at := 0
+	for len(in)-at >= 61 {
+		length := int(int32(binary.BigEndian.Uint32(in[at+8:])))
+		end := at + 12 + length
+		if length < 49 || end > len(in) || in[at+16] != 2 {
+			break // truncated (by the fetch's size) or not a v2 batch: left to kgo
+		}
+		attrs := binary.BigEndian.Uint16(in[at+21:])
+		pid := int64(binary.BigEndian.Uint64(in[at+43:]))
+		base := int64(binary.BigEndian.Uint64(in[at:]))
+		last := base + int64(int32(binary.BigEndian.Uint32(in[at+23:])))
+		if attrs&0x10 == 0 || !ids[pid] || last < from {
+			if copied {
+				kept = append(kept, in[at:end]...)
+			}
+			at = end
+			continue
+		}
+		if !copied {
+			kept, copied = append(kept, in[:at]...), true
+		}
+		if attrs&0x20 == 0 {
+			skipped += int64(int32(binary.BigEndian.Uint32(in[at+57:])))
+		}
+		if first < 0 {
+			first = max(base, from)
+		}
+		to = last + 1
+		at = end
+	}
+	if copied {
+		rp.RecordBatches = append(kept, in[at:]...)
+	}
+	return skipped, to, first
+}
+
+// route is what of a partition's fetched records its slot is to be handed:
+// those past what it was handed already. Past maxQueued bytes waiting for
+// the slot, the partition's fetching pauses.
+func (f *fetcher) route(fp *fetching, b batch) (batch, bool) {
+	p := fp.p
+	b.p = p
+	b.reset = !p.handed && b.first < p.received
+	if b.reset {
 		// The first fetch is before the checkpoint: the partition was
 		// made again (or emptied) since. Its records now are new ones.
-		p.received = recs[0].Offset
+		p.received = b.first
 	}
 	p.handed = true
-	for len(recs) > 0 && recs[0].Offset < p.received {
-		recs = recs[1:]
+	for len(b.records) > 0 && b.records[0].Offset < p.received {
+		b.records = b.records[1:]
 	}
-	if len(recs) == 0 {
-		return 0
+	if b.next <= p.received {
+		return batch{}, false
 	}
-	p.received = recs[len(recs)-1].Offset + 1
-	var n int64
-	for _, r := range recs {
-		n += int64(len(r.Key) + len(r.Value))
+	p.received = b.next
+	for _, r := range b.records {
+		b.bytes += int64(len(r.Key) + len(r.Value))
 	}
-	if p.queued.Add(n) > maxQueued && p.paused.CompareAndSwap(false, true) {
-		f.cl.PauseFetchPartitions(map[string][]int32{p.topic: {p.partition}})
+	if p.queued.Add(b.bytes) > maxQueued && p.paused.CompareAndSwap(false, true) {
+		f.mu.Lock()
+		fp.paused = true
+		f.mu.Unlock()
 	}
-	p.slot.deliver(batch{p: p, records: recs, lso: fp.LastStableOffset, bytes: n, reset: reset, fetched: time.Now()})
-	return n
+	b.fetched = time.Now()
+	return b, true
+}
+
+// sleep waits d unless ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
 }
 
 // jitter is a pace between half and one and a half times d, d on average.

@@ -67,6 +67,8 @@ type lane struct {
 	log      *slog.Logger
 	src, dst []kgo.Opt
 	origins  map[string]bool
+	skips    *copiers           // source: the producers whose batches are copies (the fetchers')
+	writers  *copiers           // target: the slots' producers, once started
 	kins     []*kin             // slot n's and its companion's: kins[n]
 	fs       []*fetcher         // source: slot n's partitions, fetched by fs[n]
 	group    *kgo.Client        // source: member of the lane's slot group
@@ -115,7 +117,8 @@ func newLane(f *fleet, env *executor.Env, key laneKey) (*lane, error) {
 	l := &lane{
 		key: key, name: laneName(key), log: f.logger.With("lane", laneName(key)),
 		origins: origins(env.Plan, key.from),
-		jobs:    map[string]*laneJob{}, slots: map[int]*slot{}, logged: map[string]time.Time{},
+		skips:   f.copiersIn(env, key.from), writers: f.copiersIn(env, key.to),
+		jobs: map[string]*laneJob{}, slots: map[int]*slot{}, logged: map[string]time.Time{},
 	}
 	if l.kins = f.kins[l.name]; l.kins == nil {
 		for range systopics.SlotCount {

@@ -45,7 +45,7 @@ func WithLogger(l *slog.Logger) Option { return func(f *fleet) { f.logger = l } 
 // their lanes. Give each executor its own (an executor is a member of its
 // shard's groups).
 func NewKind(opts ...Option) executor.Kind {
-	f := &fleet{logger: slog.Default(), lanes: map[laneKey]*lane{}, provs: map[string]*provisioner{}, kins: map[string][]*kin{}, readers: map[string]*kafkaconn.Readers{}}
+	f := &fleet{logger: slog.Default(), lanes: map[laneKey]*lane{}, provs: map[string]*provisioner{}, kins: map[string][]*kin{}, readers: map[string]*kafkaconn.Readers{}, copiers: map[string]*copiers{}}
 	for _, o := range opts {
 		o(f)
 	}
@@ -64,6 +64,7 @@ type fleet struct {
 	// a datacenter (by its definition), with the clients they keep, while
 	// there are such lanes.
 	readers map[string]*kafkaconn.Readers
+	copiers map[string]*copiers // the slots' producers, by their datacenter's definition
 }
 
 type job struct {
@@ -158,6 +159,17 @@ func (f *fleet) readersOf(env *executor.Env, dc string) (*kafkaconn.Readers, err
 	rs := kafkaconn.NewReaders(opts)
 	f.readers[string(def)] = rs
 	return rs, nil
+}
+
+// copiersIn is the fleet's copiers of datacenter dc (with f.mu held).
+func (f *fleet) copiersIn(env *executor.Env, dc string) *copiers {
+	def, _ := json.Marshal(env.Plan.Datacenters[dc])
+	c := f.copiers[string(def)]
+	if c == nil {
+		c = new(copiers)
+		f.copiers[string(def)] = c
+	}
+	return c
 }
 
 // join returns the job's lane, starting it for the first of its jobs.

@@ -132,15 +132,18 @@ type part struct {
 // at is the partition's topic and number.
 func (p *part) at() topicPart { return topicPart{p.topic, p.partition} }
 
-// batch is what the poll loop hands a slot: records of one of its
-// partitions and the partition's last stable offset, for lag.
+// batch is what a fetch hands a slot: records of one of its partitions,
+// the offsets it covers (records, and the batches of copies skipped
+// undecoded) and the partition's last stable offset, for lag.
 type batch struct {
-	p       *part
-	records []*kgo.Record
-	lso     int64
-	bytes   int64
-	reset   bool      // the partition starts before its checkpoint: made again
-	fetched time.Time // when the poll loop took it
+	p           *part
+	records     []*kgo.Record
+	first, next int64 // the first offset covered, and the one after the last
+	skipped     int64 // records in the batches skipped
+	lso         int64
+	bytes       int64
+	reset       bool      // the partition starts before its checkpoint: made again
+	fetched     time.Time // when the fetch took it
 }
 
 type dropReq struct {
@@ -189,10 +192,10 @@ func (s *slot) forget(topic string) {
 	s.signal()
 }
 
-// deliver queues fetched records (called by the poll loop).
-func (s *slot) deliver(b batch) {
+// deliver queues fetched records (called by the fetcher).
+func (s *slot) deliver(bs ...batch) {
 	s.mu.Lock()
-	s.batches = append(s.batches, b)
+	s.batches = append(s.batches, bs...)
 	s.mu.Unlock()
 	s.signal()
 }
@@ -351,9 +354,11 @@ func (s *slot) open(ctx context.Context) error {
 	if s.prod, err = kgo.NewClient(s.l.producerOpts(s.txnID, maps.Clone(s.wide))...); err != nil {
 		return err
 	}
-	if _, _, err := s.prod.ProducerID(ctx); err != nil {
+	id, _, err := s.prod.ProducerID(ctx)
+	if err != nil {
 		return fmt.Errorf("init transactional producer %s: %w", s.txnID, err)
 	}
+	s.l.writers.add(id)
 	return nil
 }
 
@@ -583,8 +588,8 @@ func (s *slot) process(ctx context.Context, b batch) error {
 		return nil
 	}
 	if b.reset {
-		s.l.log.Warn("partition starts before its checkpoint: the topic was made again or emptied; copying its records from its start", "topic", p.topic, "partition", p.partition, "checkpoint", p.next, "start", b.records[0].Offset)
-		p.next = b.records[0].Offset
+		s.l.log.Warn("partition starts before its checkpoint: the topic was made again or emptied; copying its records from its start", "topic", p.topic, "partition", p.partition, "checkpoint", p.next, "start", b.first)
+		p.next = b.first
 	}
 	p.lso = b.lso
 	filtered := int64(0)
@@ -639,7 +644,13 @@ func (s *slot) process(ctx context.Context, b batch) error {
 			moved, inTxn = false, false
 		}
 	}
-	if filtered > 0 {
+	if b.next > p.next { // past batches of copies skipped, or records kgo dropped (aborted)
+		p.next = b.next
+		if !moved {
+			s.moved[p] = true
+		}
+	}
+	if filtered += b.skipped; filtered > 0 {
 		p.job.env.Metrics.Count(p.name, metrics.Filtered, filtered)
 	}
 	if !s.txnParts[p] {
