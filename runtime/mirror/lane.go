@@ -57,8 +57,8 @@ type laneKey struct {
 	dcs             string // both datacenters' definitions
 }
 
-// lane copies the partitions of its jobs that this process is given: one
-// consumer in the source datacenter, and a slot (with one transactional
+// lane copies the partitions of its jobs that this process is given: a
+// slot (with a fetcher in the source datacenter and one transactional
 // producer in the target) for each ferry.slots partition the lane's group
 // gives this process.
 type lane struct {
@@ -184,14 +184,13 @@ func newLane(f *fleet, env *executor.Env, key laneKey) (*lane, error) {
 	return l, nil
 }
 
-// fetcher is the consumer of slot n's partitions. A lane fetches through a
-// consumer, so a fetch session, per slot: a broker answers a fetch by
-// looking at every partition of its session, and kfake answers nothing
-// else of its cluster meanwhile (a real broker holds one of its request
-// threads). One session of a lane's 5,400 Tier 2 partitions held each of
-// its fetches for up to 10-15 ms, and every Tier 1 request that arrived
-// then waited as long. Eight sessions of an eighth cost the broker as much
-// in all, each fetch an eighth as long.
+// fetcher is the fetcher of slot n's partitions. A lane fetches per slot:
+// a broker answers a fetch by looking at every partition it names, and
+// kfake answers nothing else of its cluster meanwhile (a real broker holds
+// one of its request threads). One fetch session of a lane's 5,400 Tier 2
+// partitions held each of its fetches for up to 10-15 ms, and every Tier 1
+// request that arrived then waited as long. Eight fetches of an eighth
+// cost the broker as much in all, each an eighth as long.
 func (l *lane) fetcher(n int) *fetcher { return l.fs[n] }
 
 func (l *lane) closeFetchers() {

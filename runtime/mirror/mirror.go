@@ -4,11 +4,11 @@
 //
 // Jobs are the unit of the plan, of placement and of status, but a job owns
 // no Kafka client: an executor's mirror jobs of one shard, direction and
-// tier share a lane (lane.go), one consumer in the source datacenter for
-// all their partitions (one per slot at Tier 1). A lane spreads its partitions over
-// systopics.SlotCount slots (slot.go), each with one transactional
-// producer in the target datacenter whose transactions carry the copies of
-// all the slot's partitions together with their checkpoints. The
+// tier share a lane (lane.go). A lane spreads its partitions over
+// systopics.SlotCount slots (slot.go), each with a fetcher in the source
+// datacenter (fetch.go) and one transactional producer in the target
+// datacenter whose transactions carry the copies of all the slot's
+// partitions together with their checkpoints. The
 // processes of a shard share a lane's slots through a consumer group on
 // ferry.slots; a slot's transactional ID is the lane's and the slot's, so
 // whoever takes a slot fences its previous owner. Taking a partition is a

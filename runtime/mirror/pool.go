@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// recordPool is where the lanes' consumers take the records they decode
+// recordPool is where the lanes' fetchers take the records they decode
 // (kgo.PoolRecords: a slab per fetched batch) and the bytes they
 // decompress batches into (kgo.PoolDecompressBytes, which the records'
 // keys, values and headers point into). kgo puts both back once every

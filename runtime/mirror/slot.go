@@ -389,7 +389,7 @@ func (s *slot) tick(ctx context.Context) error {
 	return nil
 }
 
-// work handles what the poll loop and the lane queued.
+// work handles what the fetcher and the lane queued.
 func (s *slot) work(ctx context.Context) error {
 	s.mu.Lock()
 	batches, adds, drops, forgets, claims := s.batches, s.adds, s.drops, s.forgets, s.claims
