@@ -73,11 +73,13 @@ type topicPart struct {
 
 // fetching is a partition being fetched: the fetcher's view of it.
 type fetching struct {
-	p       *part
-	offset  int64 // next to fetch
-	leader  int32 // -1: unknown, waiting for metadata
-	paused  bool
-	topicID kadm.TopicID
+	p         *part
+	offset    int64 // next to fetch
+	leader    int32 // -1: unknown, waiting for metadata
+	paused    bool
+	topicID   kadm.TopicID
+	notBefore time.Time     // failed: not asked for until then
+	pause     time.Duration // how long the last failure kept it out
 }
 
 // newFetcher starts a slot's fetcher.
@@ -248,7 +250,7 @@ type asked struct {
 // partitions, turns by one at each of the loop's fetches (turn): a fetch's
 // size is bounded, and a broker fills it in the order asked, so none waits
 // behind the others for long (kgo's consumer turns its order too).
-func (f *fetcher) request(id int32, turn int) (*kmsg.FetchRequest, map[topicPart]asked) {
+func (f *fetcher) request(id int32, turn int) (_ *kmsg.FetchRequest, _ map[topicPart]asked, later time.Time) {
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = -1
 	req.MaxWaitMillis = int32(idleFetchWait / time.Millisecond)
@@ -260,8 +262,15 @@ func (f *fetcher) request(id int32, turn int) (*kmsg.FetchRequest, map[topicPart
 	defer f.mu.Unlock()
 	asks := map[topicPart]asked{}
 	byTopic := map[string][]*fetching{}
+	now := time.Now()
 	for tp, fp := range f.parts {
-		if fp.leader == id && !fp.paused {
+		switch {
+		case fp.leader != id || fp.paused:
+		case fp.notBefore.After(now):
+			if later.IsZero() || fp.notBefore.Before(later) {
+				later = fp.notBefore
+			}
+		default:
 			asks[tp] = asked{fp, fp.offset}
 			byTopic[tp.topic] = append(byTopic[tp.topic], fp)
 		}
@@ -279,7 +288,7 @@ func (f *fetcher) request(id int32, turn int) (*kmsg.FetchRequest, map[topicPart
 		}
 		req.Topics = append(req.Topics, t)
 	}
-	return req, asks
+	return req, asks, later
 }
 
 // turned is s turned left by n.
@@ -307,14 +316,19 @@ func (f *fetcher) loop(id int32, wake chan struct{}) {
 	turn := rand.N(1 << 20) // processes and loops start at different turns
 	for last := time.Now(); ; last = time.Now() {
 		turn++
-		req, asks := f.request(id, turn)
+		req, asks, later := f.request(id, turn)
 		if len(asks) == 0 {
+			var again <-chan time.Time // a partition's pause after failing ends
+			if !later.IsZero() {
+				again = time.After(time.Until(later))
+			}
 			select {
 			case <-f.ctx.Done():
 				return
 			case <-wake:
-				continue
+			case <-again:
 			}
+			continue
 		}
 		resp, err := req.RequestWith(f.ctx, f.cl.Broker(int(id)))
 		if f.ctx.Err() != nil {
@@ -360,27 +374,11 @@ func (f *fetcher) moved(asks map[topicPart]asked) {
 
 // handle hands each partition's records of a fetch to its slot and returns
 // their bytes. A partition whose position moved since the fetch was asked
-// (let go, taken again) is left for the next fetch. The slot is handed the
-// whole fetch at once, once it is all decoded, so that its records go out
-// in one transaction rather than in one per partition as they are decoded.
+// (let go, taken again) is left for the next fetch; one whose fetch
+// failed is not asked for again for a while (see failing).
 func (f *fetcher) handle(resp *kmsg.FetchResponse, asks map[topicPart]asked) (bytes int64) {
 	var lost map[topicPart]asked
 	var out []batch
-	defer func() {
-		for len(out) > 0 { // a slot's, and its companion's
-			s := out[0].p.slot
-			var mine, rest []batch
-			for _, b := range out {
-				if b.p.slot == s {
-					mine = append(mine, b)
-				} else {
-					rest = append(rest, b)
-				}
-			}
-			s.deliver(mine...)
-			out = rest
-		}
-	}()
 	for i := range resp.Topics {
 		t := &resp.Topics[i]
 		topic := t.Topic
@@ -420,13 +418,46 @@ func (f *fetcher) handle(resp *kmsg.FetchResponse, asks map[topicPart]asked) (by
 				lost[tp] = a
 			default:
 				f.l.fetchFailed(topic, rp.Partition, err)
+				f.failing(a.fp)
 			}
 		}
 	}
 	if lost != nil {
 		f.moved(lost)
 	}
+	handOver(out)
 	return bytes
+}
+
+// failing keeps a partition whose fetch failed (refused, say, or a batch
+// that does not decode) out of its loop's fetches for a while: 100 ms,
+// doubling to 5 s until it is fetched again. Asked again at once, it would
+// have its loop fetch as fast as the broker answers.
+func (f *fetcher) failing(fp *fetching) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fp.pause = min(max(2*fp.pause, 100*time.Millisecond), 5*time.Second)
+	fp.notBefore = time.Now().Add(fp.pause)
+}
+
+// handOver hands a fetch's records to their slots (a slot's, and its
+// companion's), each its share at once, once the fetch is all decoded: so
+// that the records go out in one transaction, rather than in one per
+// partition as they are decoded.
+func handOver(out []batch) {
+	for len(out) > 0 {
+		s := out[0].p.slot
+		var mine, rest []batch
+		for _, b := range out {
+			if b.p.slot == s {
+				mine = append(mine, b)
+			} else {
+				rest = append(rest, b)
+			}
+		}
+		s.deliver(mine...)
+		out = rest
+	}
 }
 
 // reset moves a partition whose position is out of its log's range to the
@@ -437,11 +468,13 @@ func (f *fetcher) reset(tp topicPart, a asked) {
 	starts, err := f.adm.ListStartOffsets(f.ctx, tp.topic)
 	if err != nil {
 		f.l.fetchFailed(tp.topic, tp.partition, err)
+		f.failing(a.fp)
 		return
 	}
 	o, ok := starts.Lookup(tp.topic, tp.partition)
 	if !ok || o.Err != nil {
-		return // looked up again at the next fetch
+		f.failing(a.fp) // looked up again at a later fetch
+		return
 	}
 	f.mu.Lock()
 	if f.parts[tp] == a.fp && a.fp.offset == a.offset {
@@ -463,10 +496,13 @@ func (f *fetcher) take(tp topicPart, a asked, rp *kmsg.FetchResponseTopicPartiti
 		Partition:          tp.partition,
 		Pools:              []kgo.Pool{fetched},
 	}, rp, f.dec, nil)
+	next = max(next, skippedTo)
 	if fetched.Err != nil {
 		f.l.fetchFailed(tp.topic, tp.partition, fetched.Err)
+		if next <= a.offset {
+			f.failing(a.fp)
+		}
 	}
-	next = max(next, skippedTo)
 	if next <= a.offset {
 		return batch{}, false
 	}
@@ -476,13 +512,12 @@ func (f *fetcher) take(tp topicPart, a asked, rp *kmsg.FetchResponseTopicPartiti
 	if first < 0 {
 		first = a.offset // nothing but records kgo dropped (aborted)
 	}
-	f.mu.Lock()
+	f.mu.Lock() // a partition moving between brokers may be answered by both loops
+	defer f.mu.Unlock()
 	if f.parts[tp] != a.fp || a.fp.offset != a.offset {
-		f.mu.Unlock()
 		return batch{}, false
 	}
-	a.fp.offset = next
-	f.mu.Unlock()
+	a.fp.offset, a.fp.pause = next, 0
 	return f.route(a.fp, batch{records: fetched.Records, lso: rp.LastStableOffset, first: first, next: next, skipped: skipped})
 }
 
@@ -536,7 +571,7 @@ func (f *fetcher) skip(rp *kmsg.FetchResponseTopicPartition, from int64) (skippe
 
 // route is what of a partition's fetched records its slot is to be handed:
 // those past what it was handed already. Past maxQueued bytes waiting for
-// the slot, the partition's fetching pauses.
+// the slot, the partition's fetching pauses. With f.mu held.
 func (f *fetcher) route(fp *fetching, b batch) (batch, bool) {
 	p := fp.p
 	b.p = p
@@ -558,9 +593,7 @@ func (f *fetcher) route(fp *fetching, b batch) (batch, bool) {
 		b.bytes += int64(len(r.Key) + len(r.Value))
 	}
 	if p.queued.Add(b.bytes) > maxQueued && p.paused.CompareAndSwap(false, true) {
-		f.mu.Lock()
 		fp.paused = true
-		f.mu.Unlock()
 	}
 	b.fetched = time.Now()
 	return b, true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strconv"
 	"testing"
@@ -144,6 +145,42 @@ func header(r *kgo.Record, key string) (string, int) {
 		}
 	}
 	return v, n
+}
+
+// TestClientTransactionsCopied writes records in transactions in dc2, as a
+// client's transactional producer would, beside the copies ferry writes
+// there in its own: the fetcher skips the batches of ferry's producers
+// undecoded, and must not skip a client's. Every committed record is
+// copied to dc1, an aborted one is not.
+func TestClientTransactionsCopied(t *testing.T) {
+	w := newWorld(t, map[string]schema.Mirror{"payments": {Partitions: 2, Tier: 1}})
+	w.run()
+	w.waitTopic("dc1", "payments")
+	w.waitTopic("dc2", "payments")
+	w.produce("dc1", "payments", 500) // copies into dc2 first: ferry's producers are known
+	cl := w.client("dc2", kgo.DefaultProduceTopic("payments"), kgo.TransactionalID("client-txn"))
+	ctx := context.Background()
+	for i, commit := range []bool{true, false, true} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 100 {
+			cl.Produce(ctx, &kgo.Record{Key: []byte(fmt.Sprintf("txn%d-%d", i, j))}, nil)
+		}
+		if err := cl.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]int{}
+	for _, r := range w.consume("dc1", "payments", 700, 30*time.Second) {
+		got[string(r.Key)[:4]]++
+	}
+	if want := map[string]int{"dc1-": 500, "txn0": 100, "txn2": 100}; !maps.Equal(got, want) {
+		t.Fatalf("dc1 holds %v (by key prefix), want %v", got, want)
+	}
 }
 
 // TestMirrorBothWays produces 10,000 records into each DC and checks that
