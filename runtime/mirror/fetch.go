@@ -20,7 +20,7 @@ import (
 // enough to answer it (fetch min bytes 1): the broker answers as soon as a
 // record arrives, so the long wait costs no latency and an idle lane asks
 // once a second, however many partitions it has. Tiers that batch (a fetch
-// min bytes above 1) pace their polls instead (see fetcher.pace).
+// min bytes above 1) pace their fetches instead (see fetcher.loop).
 const idleFetchWait = time.Second
 
 // maxQueued is how many bytes of fetched records a partition may have

@@ -117,8 +117,11 @@ func newLane(f *fleet, env *executor.Env, key laneKey) (*lane, error) {
 	l := &lane{
 		key: key, name: laneName(key), log: f.logger.With("lane", laneName(key)),
 		origins: origins(env.Plan, key.from),
-		skips:   f.copiersIn(env, key.from), writers: f.copiersIn(env, key.to),
-		jobs: map[string]*laneJob{}, slots: map[int]*slot{}, logged: map[string]time.Time{},
+		skips:   f.copiersIn(env, key.from),
+		writers: f.copiersIn(env, key.to),
+		jobs:    map[string]*laneJob{},
+		slots:   map[int]*slot{},
+		logged:  map[string]time.Time{},
 	}
 	if l.kins = f.kins[l.name]; l.kins == nil {
 		for range systopics.SlotCount {
