@@ -75,8 +75,9 @@ type topicPart struct {
 type fetching struct {
 	p         *part
 	offset    int64 // next to fetch
+	received  int64 // next to hand over
+	handed    bool  // records were handed over
 	leader    int32 // -1: unknown, waiting for metadata
-	paused    bool
 	topicID   kadm.TopicID
 	notBefore time.Time     // failed: not asked for until then
 	pause     time.Duration // how long the last failure kept it out
@@ -106,8 +107,9 @@ func (f *fetcher) add(parts []*part) {
 	}
 	f.mu.Lock()
 	for _, p := range parts {
-		p.received = p.next // 0 when copying from the start: out of range moves it to the log's start
-		f.parts[p.at()] = &fetching{p: p, offset: p.next, leader: -1}
+		// p.next is 0 when copying from the start: out of range moves it
+		// to the log's start.
+		f.parts[p.at()] = &fetching{p: p, offset: p.next, received: p.next, leader: -1}
 	}
 	f.mu.Unlock()
 	f.wantLeaders()
@@ -144,9 +146,7 @@ func (f *fetcher) forget(topic string) {
 func (f *fetcher) processed(p *part, bytes int64) {
 	if p.queued.Add(-bytes) < maxQueued/2 && p.paused.CompareAndSwap(true, false) {
 		f.mu.Lock()
-		fp := f.parts[p.at()]
-		if fp != nil && fp.p == p {
-			fp.paused = false
+		if fp := f.parts[p.at()]; fp != nil && fp.p == p {
 			f.wake(fp.leader)
 		}
 		f.mu.Unlock()
@@ -265,7 +265,7 @@ func (f *fetcher) request(id int32, turn int) (_ *kmsg.FetchRequest, _ map[topic
 	now := time.Now()
 	for tp, fp := range f.parts {
 		switch {
-		case fp.leader != id || fp.paused:
+		case fp.leader != id || fp.p.paused.Load():
 		case fp.notBefore.After(now):
 			if later.IsZero() || fp.notBefore.Before(later) {
 				later = fp.notBefore
@@ -352,12 +352,8 @@ func (f *fetcher) loop(id int32, wake chan struct{}) {
 		if throttled := time.Duration(resp.ThrottleMillis) * time.Millisecond; throttled > 0 && !sleep(f.ctx, throttled) {
 			return // a quota: the broker asks its clients to wait that long
 		}
-		if wait := jitter(pace) - time.Since(last); wait > 0 && bytes < int64(f.l.key.client.FetchMinBytes) {
-			select {
-			case <-f.ctx.Done():
-				return
-			case <-time.After(wait):
-			}
+		if wait := jitter(pace) - time.Since(last); wait > 0 && bytes < int64(f.l.key.client.FetchMinBytes) && !sleep(f.ctx, wait) {
+			return
 		}
 	}
 }
@@ -573,27 +569,26 @@ func (f *fetcher) skip(rp *kmsg.FetchResponseTopicPartition, from int64) (skippe
 // those past what it was handed already. Past maxQueued bytes waiting for
 // the slot, the partition's fetching pauses. With f.mu held.
 func (f *fetcher) route(fp *fetching, b batch) (batch, bool) {
-	p := fp.p
-	b.p = p
-	b.reset = !p.handed && b.first < p.received
+	b.p = fp.p
+	b.reset = !fp.handed && b.first < fp.received
 	if b.reset {
 		// The first fetch is before the checkpoint: the partition was
 		// made again (or emptied) since. Its records now are new ones.
-		p.received = b.first
+		fp.received = b.first
 	}
-	p.handed = true
-	for len(b.records) > 0 && b.records[0].Offset < p.received {
+	fp.handed = true
+	for len(b.records) > 0 && b.records[0].Offset < fp.received {
 		b.records = b.records[1:]
 	}
-	if b.next <= p.received {
+	if b.next <= fp.received {
 		return batch{}, false
 	}
-	p.received = b.next
+	fp.received = b.next
 	for _, r := range b.records {
 		b.bytes += int64(len(r.Key) + len(r.Value))
 	}
-	if p.queued.Add(b.bytes) > maxQueued && p.paused.CompareAndSwap(false, true) {
-		fp.paused = true
+	if fp.p.queued.Add(b.bytes) > maxQueued {
+		fp.p.paused.Store(true)
 	}
 	b.fetched = time.Now()
 	return b, true

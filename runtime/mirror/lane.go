@@ -488,9 +488,9 @@ func (l *lane) showJobs(jobs []*laneJob) {
 
 // fetchFailed handles a partition's failed fetch: a source topic that is
 // gone fails its job (whose next start makes it again); other errors are
-// retried by kgo, and those kgo would not have reported (retriable broker
-// errors, kept only to see a deletion at once: see newFetcher) are not
-// logged, the rest once a minute per topic.
+// retried by the fetcher, retriable broker errors without a word (the
+// fetcher looks the partition's leader up again), the rest logged once a
+// minute per topic.
 func (l *lane) fetchFailed(topic string, part int32, err error) {
 	var ke *kerr.Error
 	if errors.Is(err, context.Canceled) {

@@ -122,11 +122,9 @@ type part struct {
 	last    int64           // offset of the last record committed for its checkpoint key, -1 if none
 	ck      *kgo.Record     // its checkpoint in the open transaction, until it commits
 
-	slot     *slot
-	queued   atomic.Int64 // bytes of fetched records waiting for the slot
-	paused   atomic.Bool  // its fetching is paused until the slot catches up
-	received int64        // next offset to hand over (the fetcher's)
-	handed   bool         // records were handed over (the fetcher's)
+	slot   *slot
+	queued atomic.Int64 // bytes of fetched records waiting for the slot
+	paused atomic.Bool  // its fetching is paused until the slot catches up
 }
 
 // at is the partition's topic and number.
