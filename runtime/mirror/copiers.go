@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 )
@@ -24,9 +25,7 @@ func (c *copiers) add(id int64) {
 		return
 	}
 	ids := make(map[int64]bool, len(old)+1)
-	for k := range old {
-		ids[k] = true
-	}
+	maps.Copy(ids, old)
 	ids[id] = true
 	c.ids.Store(&ids)
 }

@@ -22,8 +22,8 @@ import (
 // Without it, a mirror allocated and collected every record twice (once
 // read in each direction), and kgo copied every lz4 batch it decompressed.
 type recordPool struct {
-	slabs [maxSlabClass - minSlabClass + 1]sync.Pool // by capacity, as bufs
-	bufs  [maxBufClass - minBufClass + 1]sync.Pool   // by capacity: bufs[i] holds 1<<(minBufClass+i) bytes or more
+	slabs classes[kgo.Record]
+	bufs  classes[byte]
 	// scribble, for tests, has everything put back written over and
 	// never used again: a record used after it was recycled shows as a
 	// record with no key and value, or with the key "recycled", or with
@@ -31,40 +31,23 @@ type recordPool struct {
 	scribble atomic.Bool
 }
 
-// The decompression buffers kept are of 4 KiB to 16 MiB (a batch is at
-// most the tier's batch size, 1 MiB, before compression).
-const (
-	minBufClass = 12
-	maxBufClass = 24
-)
-
-// The slabs kept hold 16 to 64 Ki records. Batches differ in size (the
-// source's producers batch as they like, ferry's copies by the tier's
-// batch size), so a slab is made a power of two long, to serve the next
-// batches of up to its size.
-const (
-	minSlabClass = 4
-	maxSlabClass = 16
-)
-
-// fetched is the process's recordPool.
-var fetched = new(recordPool)
+// fetched is the process's recordPool. It keeps slabs of 16 to 64 Ki
+// records: batches differ in size (the source's producers batch as they
+// like, ferry's copies by the tier's batch size), so a slab is made a
+// power of two long, to serve the next batches of up to its size. It keeps
+// decompression buffers of 4 KiB to 16 MiB (a batch is at most the tier's
+// batch size, 1 MiB, before compression).
+var fetched = &recordPool{
+	slabs: newClasses[kgo.Record](4, 16, 2),
+	bufs:  newClasses[byte](12, 24, 3),
+}
 
 // GetRecords is a slab with room for n records.
 func (rp *recordPool) GetRecords(n int) []kgo.Record {
 	if rp.scribble.Load() {
-		return make([]kgo.Record, n)
+		return nil // kgo makes one
 	}
-	c := class(n, minSlabClass)
-	for i := c; i < min(c+2, len(rp.slabs)); i++ {
-		if s, ok := rp.slabs[i].Get().(*[]kgo.Record); ok {
-			return (*s)[:n]
-		}
-	}
-	if c >= len(rp.slabs) {
-		return make([]kgo.Record, n)
-	}
-	return make([]kgo.Record, n, 1<<(minSlabClass+c))
+	return rp.slabs.get(n)
 }
 
 // PutRecords takes back a slab whose records are all recycled.
@@ -75,9 +58,7 @@ func (rp *recordPool) PutRecords(s []kgo.Record) {
 		}
 		return
 	}
-	if c := fullClass(cap(s), minSlabClass); c >= 0 && c < len(rp.slabs) {
-		rp.slabs[c].Put(&s)
-	}
+	rp.slabs.put(s)
 }
 
 // GetDecompressBytes is a buffer for the batch compressed decompresses
@@ -89,20 +70,11 @@ func (rp *recordPool) GetDecompressBytes(compressed []byte, codec kgo.Compressio
 	}
 	size := 4 * len(compressed)
 	if codec == kgo.CodecSnappy && !bytes.HasPrefix(compressed, xerial) {
-		if n, k := binary.Uvarint(compressed); k > 0 && n <= 1<<maxBufClass {
+		if n, k := binary.Uvarint(compressed); k > 0 && n <= 1<<rp.bufs.max {
 			size = int(n)
 		}
 	}
-	c := class(size, minBufClass)
-	for i := c; i < min(c+3, len(rp.bufs)); i++ {
-		if b, ok := rp.bufs[i].Get().(*[]byte); ok {
-			return *b
-		}
-	}
-	if c >= len(rp.bufs) {
-		return nil // larger than kept: the codec makes its own
-	}
-	return make([]byte, 0, 1<<(minBufClass+c))
+	return rp.bufs.get(size)
 }
 
 // PutDecompressBytes takes back a buffer kgo has zeroed.
@@ -114,23 +86,45 @@ func (rp *recordPool) PutDecompressBytes(b []byte) {
 		}
 		return
 	}
-	if c := fullClass(cap(b), minBufClass); c >= 0 && c < len(rp.bufs) {
-		rp.bufs[c].Put(&b)
-	}
+	rp.bufs.put(b)
 }
 
-// class is the smallest class, counted from 1<<minClass, whose members
-// hold n.
-func class(n, minClass int) int {
-	if n <= 1<<minClass {
-		return 0
-	}
-	return bits.Len(uint(n-1)) - minClass
+// classes keeps slices by capacity, in powers of two from 1<<min to
+// 1<<max: pools[i] holds slices of capacity 1<<(min+i) or more.
+type classes[T any] struct {
+	min, max int
+	reach    int // how many classes up from the one asked for are looked in
+	pools    []sync.Pool
 }
 
-// fullClass is the largest class whose size a member of capacity n holds
-// (negative below the first).
-func fullClass(n, minClass int) int { return bits.Len(uint(n)) - 1 - minClass }
+func newClasses[T any](lo, hi, reach int) classes[T] {
+	return classes[T]{min: lo, max: hi, reach: reach, pools: make([]sync.Pool, hi-lo+1)}
+}
+
+// get is an empty slice with room for n, kept or made a power of two
+// long; nil past the largest class (the caller makes its own).
+func (cs *classes[T]) get(n int) []T {
+	c := 0
+	if n > 1<<cs.min {
+		c = bits.Len(uint(n-1)) - cs.min
+	}
+	if c >= len(cs.pools) {
+		return nil
+	}
+	for i := c; i < min(c+cs.reach, len(cs.pools)); i++ {
+		if s, ok := cs.pools[i].Get().(*[]T); ok {
+			return (*s)[:0]
+		}
+	}
+	return make([]T, 0, 1<<(cs.min+c))
+}
+
+// put keeps s in the largest class its capacity holds, if any.
+func (cs *classes[T]) put(s []T) {
+	if c := bits.Len(uint(cap(s))) - 1 - cs.min; c >= 0 && c < len(cs.pools) {
+		cs.pools[c].Put(&s)
+	}
+}
 
 // xerial starts a snappy batch in the Java producer's framing, whose size
 // is not in its first bytes.
